@@ -1,0 +1,22 @@
+//! The shared vocabulary of weft: errors with stable codes, payload codecs,
+//! named arguments, service specs, names and versions, notifications.
+//!
+//! ```
+//! use weft_core::{args, codec::Codec, Code};
+//!
+//! let bytes = args::encode(Codec::Json, &serde_json::json!({ "n": "six" })).unwrap();
+//! let mut args = args::Args::decode(Codec::Json, &bytes).unwrap();
+//! let err = args.take::<u8>("n").unwrap_err();
+//! assert_eq!(err.code(), Code::InvalidArgument);
+//! assert_eq!(err.field(), Some("n"));
+//! ```
+
+pub mod args;
+pub mod codec;
+mod error;
+pub mod name;
+mod notification;
+pub mod spec;
+
+pub use error::{Code, Error, Result};
+pub use notification::{Notification, Severity};

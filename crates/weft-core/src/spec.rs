@@ -1,0 +1,71 @@
+//! What a service offers: its entrypoints, their parameters and results as
+//! JSON Schemas. The `#[weft::service]` macro builds a [`ServiceSpec`]; the
+//! host keeps it in the registry and the gateway turns it into OpenAPI.
+
+use serde::{Deserialize, Serialize};
+
+/// A JSON Schema (draft 2020-12), as a JSON value.
+pub type Schema = serde_json::Value;
+
+/// The JSON Schema of `T`.
+///
+/// ```
+/// let schema = weft_core::spec::schema_for::<u8>();
+/// assert_eq!(schema["type"], "integer");
+/// ```
+pub fn schema_for<T: schemars::JsonSchema + ?Sized>() -> Schema {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(serde_json::Value::Bool(true))
+}
+
+/// A service's entrypoints and documentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// The service name.
+    pub name: String,
+    /// The doc comment of the service's impl block.
+    #[serde(default)]
+    pub description: String,
+    /// Entrypoints in declaration order.
+    #[serde(default)]
+    pub entrypoints: Vec<EntrypointSpec>,
+}
+
+impl ServiceSpec {
+    /// The entrypoint called `name`.
+    pub fn entrypoint(&self, name: &str) -> Option<&EntrypointSpec> {
+        self.entrypoints.iter().find(|e| e.name == name)
+    }
+}
+
+/// One entrypoint: a name, its named parameters and its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntrypointSpec {
+    /// The name callers use.
+    pub name: String,
+    /// The method's doc comment.
+    #[serde(default)]
+    pub description: String,
+    /// Named parameters, in declaration order.
+    #[serde(default)]
+    pub params: Vec<ParamSpec>,
+    /// Schema of the success value.
+    pub result: Schema,
+    /// Schema of the application error, when the entrypoint returns a
+    /// `Result` with an error type that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Schema>,
+    /// Whether the entrypoint returns a stream of items.
+    #[serde(default)]
+    pub streaming: bool,
+}
+
+/// One named parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    /// The parameter's name.
+    pub name: String,
+    /// Whether callers must pass it (false for `Option<_>` parameters).
+    pub required: bool,
+    /// Its JSON Schema.
+    pub schema: Schema,
+}

@@ -1,0 +1,281 @@
+//! The context of a call: its deadline, who is calling, and the way to call
+//! other services and notify people.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use weft_core::codec::{self, Codec};
+use weft_core::name::VersionSelector;
+use weft_core::{Notification, Severity, args};
+use weft_wire::{Caller, Headers};
+
+use crate::Error;
+
+/// How long a call may take when neither the caller nor its own caller says.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who a running instance is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Service name.
+    pub service: String,
+    /// Version of the service.
+    pub version: String,
+    /// Unique id of the instance.
+    pub instance: String,
+}
+
+/// Where a call goes once resolved: one instance (or one in-process service)
+/// with the codec its connection speaks.
+pub(crate) trait Channel: Send + Sync {
+    fn codec(&self) -> Codec;
+    fn send(&self, headers: Headers, payload: Bytes) -> BoxFuture<'static, Result<Bytes, Error>>;
+}
+
+/// The network (or the in-process test mesh) a context calls through.
+pub(crate) trait Mesh: Send + Sync + 'static {
+    /// Resolves a service and version to one channel.
+    fn route<'a>(
+        &'a self,
+        service: &'a str,
+        version: &'a VersionSelector,
+    ) -> BoxFuture<'a, Result<Arc<dyn Channel>, Error>>;
+
+    /// Delivers a notification to the host.
+    fn notify(&self, notification: Notification) -> BoxFuture<'static, Result<(), Error>>;
+}
+
+/// The context of a running call, and the handle to call other services.
+///
+/// Every entrypoint may take `&Context`. Calls made through it inherit its
+/// deadline, so a chain of calls never outlives the first caller's patience,
+/// and they stop when the call that made them is cancelled.
+///
+/// ```no_run
+/// # async fn f(ctx: &weft::Context) -> weft::Result<()> {
+/// let roll: u8 = ctx.call("die_roller", "roll_die", ()).await?;
+/// let sum: u32 = ctx
+///     .request("calc", "add")
+///     .version("^1.2")
+///     .timeout(std::time::Duration::from_secs(2))
+///     .send(serde_json::json!({ "a": roll, "b": 1 }))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) mesh: Arc<dyn Mesh>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) identity: Option<Arc<Identity>>,
+    pub(crate) traceparent: Option<Arc<str>>,
+    pub(crate) caller: Option<Arc<Caller>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("deadline", &self.deadline)
+            .field("identity", &self.identity)
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn root(mesh: Arc<dyn Mesh>, identity: Option<Arc<Identity>>) -> Self {
+        Context {
+            mesh,
+            deadline: None,
+            identity,
+            traceparent: None,
+            caller: None,
+        }
+    }
+
+    /// A context for handling one incoming call.
+    pub(crate) fn for_call(&self, headers: &Headers) -> Self {
+        Context {
+            mesh: self.mesh.clone(),
+            deadline: headers.timeout.map(|t| Instant::now() + t),
+            identity: self.identity.clone(),
+            traceparent: headers.traceparent.as_deref().map(Arc::from),
+            caller: headers.caller.clone().map(Arc::new),
+        }
+    }
+
+    /// When this call must be done by, if its caller set a deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The instance that made this call, when it was another service.
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_deref()
+    }
+
+    /// The instance running this call, when it runs inside a served service.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_deref()
+    }
+
+    /// Calls `entrypoint` of the main version of `service` with named
+    /// arguments (a struct, a map, `serde_json::json!({..})`, or `()`).
+    pub async fn call<A, R>(&self, service: &str, entrypoint: &str, args: A) -> Result<R, Error>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        self.request(service, entrypoint).send(args).await
+    }
+
+    /// Starts a call with options: version, timeout.
+    pub fn request<'a>(&'a self, service: &'a str, entrypoint: &'a str) -> CallBuilder<'a> {
+        CallBuilder {
+            ctx: self,
+            service,
+            entrypoint,
+            version: Ok(VersionSelector::Main),
+            timeout: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// Sends a notification for people; the host stores it and shows it.
+    pub async fn notify(&self, severity: Severity, message: impl Into<String>) -> Result<(), Error> {
+        let id = self.identity.as_deref();
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.mesh
+            .notify(Notification {
+                id: 0,
+                time_ms,
+                severity,
+                message: message.into(),
+                service: id.map(|i| i.service.clone()).unwrap_or_else(|| "client".into()),
+                version: id.map(|i| i.version.clone()).unwrap_or_default(),
+                instance: id.map(|i| i.instance.clone()).unwrap_or_default(),
+            })
+            .await
+    }
+
+    /// The budget left for a call made now: the explicit timeout, capped by
+    /// this context's own deadline.
+    fn budget(&self, explicit: Option<Duration>) -> Result<Duration, Error> {
+        let wanted = explicit.unwrap_or(DEFAULT_TIMEOUT);
+        match self.deadline {
+            None => Ok(wanted),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    Err(Error::deadline_exceeded(
+                        "the deadline of the calling request passed before this call could start",
+                    ))
+                } else {
+                    Ok(wanted.min(left))
+                }
+            }
+        }
+    }
+}
+
+/// Anything that can make calls: a [`Context`], a [`Client`](crate::Client),
+/// a test mesh. Generated typed clients take one.
+pub trait AsContext: Send + Sync {
+    /// The context calls are made in.
+    fn context(&self) -> Context;
+}
+
+impl AsContext for Context {
+    fn context(&self) -> Context {
+        self.clone()
+    }
+}
+
+/// A call being prepared; see [`Context::request`].
+#[derive(Debug)]
+#[must_use = "a call does nothing until `.send(args).await`"]
+pub struct CallBuilder<'a> {
+    ctx: &'a Context,
+    service: &'a str,
+    entrypoint: &'a str,
+    version: Result<VersionSelector, Error>,
+    timeout: Option<Duration>,
+    idempotency_key: Option<String>,
+}
+
+impl CallBuilder<'_> {
+    /// Calls an exact version (`"1.2.0"`) or the highest matching a
+    /// requirement (`"^1.2"`) instead of the main version.
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = version.parse();
+        self
+    }
+
+    /// Gives this call at most `timeout` (still capped by the caller's deadline).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the call with an idempotency key the callee may use to drop duplicates.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sends the call with named arguments and waits for the decoded reply.
+    /// Dropping the future cancels the call on the remote side.
+    pub async fn send<A: Serialize, R: DeserializeOwned>(self, args: A) -> Result<R, Error> {
+        let bytes = self.send_encoded(args).await?;
+        codec::decode(bytes.0, &bytes.1).map_err(|e| {
+            Error::internal(format!(
+                "the reply of {}.{} does not have the expected type: {}",
+                self.service,
+                self.entrypoint,
+                e.message()
+            ))
+        })
+    }
+
+    /// Sends the call and returns the reply undecoded, with its codec.
+    pub(crate) async fn send_encoded<A: Serialize>(&self, args: A) -> Result<(Codec, Bytes), Error> {
+        let version = self.version.clone()?;
+        let budget = self.ctx.budget(self.timeout)?;
+        let ctx = self.ctx;
+        let (service, entrypoint) = (self.service, self.entrypoint);
+        let work = async {
+            let channel = ctx.mesh.route(service, &version).await?;
+            let codec = channel.codec();
+            let payload = args::encode(codec, &args)?;
+            let headers = Headers {
+                service: service.to_owned(),
+                entrypoint: entrypoint.to_owned(),
+                version: version.to_header(),
+                timeout: Some(budget),
+                traceparent: ctx.traceparent.as_deref().map(str::to_owned),
+                caller: ctx.identity.as_deref().map(|i| Caller {
+                    service: i.service.clone(),
+                    version: i.version.clone(),
+                    instance: i.instance.clone(),
+                }),
+                idempotency_key: self.idempotency_key.clone(),
+                auth: None,
+            };
+            channel.send(headers, payload).await.map(|b| (codec, b))
+        };
+        match tokio::time::timeout(budget, work).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::deadline_exceeded(format!(
+                "{service}.{entrypoint} did not answer within {budget:?}; raise the timeout or look at why it is slow (`weft logs {service}`)"
+            ))),
+        }
+    }
+}
