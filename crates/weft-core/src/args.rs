@@ -70,10 +70,13 @@ pub struct Args {
     entries: Entries,
 }
 
+/// A parameter name and its still-encoded value (taken once).
+type MsgPackEntry = (String, Option<Vec<u8>>);
+
 #[derive(Debug)]
 enum Entries {
     Json(Vec<(String, Option<Box<RawValue>>)>),
-    MsgPack(Vec<(String, Option<rmpv::Value>)>),
+    MsgPack(Vec<MsgPackEntry>),
 }
 
 struct EntryList<V>(Vec<(String, Option<V>)>);
@@ -117,11 +120,7 @@ impl Args {
             )
         };
         let entries = match codec {
-            Codec::MsgPack => Entries::MsgPack(
-                rmp_serde::from_slice::<EntryList<rmpv::Value>>(bytes)
-                    .map_err(|e| bad(e.to_string()))?
-                    .0,
-            ),
+            Codec::MsgPack => Entries::MsgPack(msgpack_entries(bytes).map_err(bad)?),
             _ => Entries::Json(
                 serde_json::from_slice::<EntryList<Box<RawValue>>>(bytes)
                     .map_err(|e| bad(e.to_string()))?
@@ -144,7 +143,7 @@ impl Args {
                 .iter_mut()
                 .find(|(k, _)| k == name)
                 .and_then(|(_, v)| v.take())
-                .map(|val| rmpv::ext::from_value::<T>(val).map_err(|e| e.to_string())),
+                .map(|val| rmp_serde::from_slice::<T>(&val).map_err(|e| e.to_string())),
         };
         match found {
             Some(Ok(v)) => Ok(v),
@@ -193,6 +192,37 @@ impl Args {
             )),
         }
     }
+}
+
+/// Splits a MessagePack map into its keys and the encoded bytes of each value,
+/// so that each value is decoded later straight into its parameter's type.
+fn msgpack_entries(bytes: &[u8]) -> Result<Vec<MsgPackEntry>, String> {
+    let mut rest = bytes;
+    if rest.first() == Some(&0xc0) {
+        return Ok(Vec::new());
+    }
+    let len = rmp::decode::read_map_len(&mut rest).map_err(|e| format!("expected a map: {e}"))?;
+    let mut out = Vec::with_capacity((len as usize).min(64));
+    for _ in 0..len {
+        let key = match rmpv::decode::read_value_ref(&mut rest).map_err(|e| e.to_string())? {
+            rmpv::ValueRef::String(s) => s
+                .into_str()
+                .ok_or("argument names must be UTF-8")?
+                .to_owned(),
+            _ => return Err("argument names must be strings".into()),
+        };
+        let before = rest;
+        rmpv::decode::read_value_ref(&mut rest).map_err(|e| e.to_string())?;
+        let used = before.len() - rest.len();
+        out.push((key, Some(before[..used].to_vec())));
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} unexpected bytes after the arguments",
+            rest.len()
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -89,7 +89,25 @@ impl fmt::Display for Code {
 /// assert_eq!(err.field(), Some("count"));
 /// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Repr", into = "Repr")]
 pub struct Error {
+    code: Code,
+    message: String,
+    // Boxed so that `Result<T, Error>` stays small on the hot path.
+    origin: Option<Box<Origin>>,
+}
+
+#[derive(Clone, PartialEq, Default)]
+struct Origin {
+    field: Option<String>,
+    service: Option<String>,
+    entrypoint: Option<String>,
+    kind: Option<String>,
+}
+
+/// The flat form of an error on the wire and in problem bodies.
+#[derive(Serialize, Deserialize)]
+struct Repr {
     code: Code,
     message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +120,36 @@ pub struct Error {
     kind: Option<String>,
 }
 
+impl From<Repr> for Error {
+    fn from(r: Repr) -> Self {
+        let origin = Origin {
+            field: r.field,
+            service: r.service,
+            entrypoint: r.entrypoint,
+            kind: r.kind,
+        };
+        Error {
+            code: r.code,
+            message: r.message,
+            origin: (origin != Origin::default()).then(|| Box::new(origin)),
+        }
+    }
+}
+
+impl From<Error> for Repr {
+    fn from(e: Error) -> Self {
+        let o = e.origin.map(|o| *o).unwrap_or_default();
+        Repr {
+            code: e.code,
+            message: e.message,
+            field: o.field,
+            service: o.service,
+            entrypoint: o.entrypoint,
+            kind: o.kind,
+        }
+    }
+}
+
 /// `Result` with weft's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -111,10 +159,7 @@ impl Error {
         Error {
             code,
             message: message.into(),
-            field: None,
-            service: None,
-            entrypoint: None,
-            kind: None,
+            origin: None,
         }
     }
 
@@ -126,7 +171,7 @@ impl Error {
     /// [`Code::InvalidArgument`] naming the parameter that failed.
     pub fn invalid_argument(field: impl Into<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(Code::InvalidArgument, message);
-        e.field = Some(field.into());
+        e.origin_mut().field = Some(field.into());
         e
     }
 
@@ -134,7 +179,7 @@ impl Error {
     /// `kind` names the error (an enum variant or a type name).
     pub fn application(kind: impl Into<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(Code::Application, message);
-        e.kind = Some(kind.into());
+        e.origin_mut().kind = Some(kind.into());
         e
     }
 
@@ -176,11 +221,16 @@ impl Error {
     /// Records the service and entrypoint where the error was raised, unless
     /// it already names one (errors passed through keep their origin).
     pub fn with_origin(mut self, service: &str, entrypoint: &str) -> Self {
-        if self.service.is_none() {
-            self.service = Some(service.to_owned());
-            self.entrypoint = Some(entrypoint.to_owned());
+        let o = self.origin_mut();
+        if o.service.is_none() {
+            o.service = Some(service.to_owned());
+            o.entrypoint = Some(entrypoint.to_owned());
         }
         self
+    }
+
+    fn origin_mut(&mut self) -> &mut Origin {
+        self.origin.get_or_insert_with(Default::default)
     }
 
     /// The stable code.
@@ -195,22 +245,22 @@ impl Error {
 
     /// The parameter that failed, for [`Code::InvalidArgument`].
     pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
+        self.origin.as_ref().and_then(|o| o.field.as_deref())
     }
 
     /// The service where the error was raised, when it came from a remote entrypoint.
     pub fn service(&self) -> Option<&str> {
-        self.service.as_deref()
+        self.origin.as_ref().and_then(|o| o.service.as_deref())
     }
 
     /// The entrypoint where the error was raised.
     pub fn entrypoint(&self) -> Option<&str> {
-        self.entrypoint.as_deref()
+        self.origin.as_ref().and_then(|o| o.entrypoint.as_deref())
     }
 
     /// The application error's kind (variant or type name), for [`Code::Application`].
     pub fn kind(&self) -> Option<&str> {
-        self.kind.as_deref()
+        self.origin.as_ref().and_then(|o| o.kind.as_deref())
     }
 }
 
@@ -218,17 +268,15 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("code", &self.code).field("message", &self.message);
-        if let Some(v) = &self.field {
-            d.field("field", v);
-        }
-        if let Some(v) = &self.service {
-            d.field("service", v);
-        }
-        if let Some(v) = &self.entrypoint {
-            d.field("entrypoint", v);
-        }
-        if let Some(v) = &self.kind {
-            d.field("kind", v);
+        for (name, v) in [
+            ("field", self.field()),
+            ("service", self.service()),
+            ("entrypoint", self.entrypoint()),
+            ("kind", self.kind()),
+        ] {
+            if let Some(v) = v {
+                d.field(name, &v);
+            }
         }
         d.finish()
     }
@@ -237,10 +285,10 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.code)?;
-        if let Some(kind) = &self.kind {
+        if let Some(kind) = self.kind() {
             write!(f, " ({kind})")?;
         }
-        if let (Some(s), Some(e)) = (&self.service, &self.entrypoint) {
+        if let (Some(s), Some(e)) = (self.service(), self.entrypoint()) {
             write!(f, " from {s}.{e}")?;
         }
         write!(f, ": {}", self.message)

@@ -1,1 +1,91 @@
-//! weft.
+//! The `#[weft::service]` attribute: turns an impl block into a weft service
+//! whose async methods are entrypoints callable by name, and generates a
+//! typed client for it. Use it through the `weft` crate (`weft::service`);
+//! this crate is an implementation detail.
+//!
+//! ```ignore
+//! use weft::prelude::*;
+//!
+//! #[derive(Default)]
+//! pub struct DieRoller;
+//!
+//! /// Rolls dice.
+//! #[weft::service(name = "die_roller")]
+//! impl DieRoller {
+//!     /// Roll one die.
+//!     #[entrypoint]
+//!     async fn roll_die(&self) -> u8 {
+//!         4
+//!     }
+//!
+//!     /// Add two numbers; `b` may be left out.
+//!     #[entrypoint]
+//!     async fn add(&self, ctx: &Context, a: i64, b: Option<i64>) -> weft::Result<i64> {
+//!         Ok(a + b.unwrap_or(0))
+//!     }
+//!
+//!     /// Called `echo` by callers.
+//!     #[entrypoint(name = "echo")]
+//!     async fn echo_impl(&self, s: String) -> Result<String, EchoError> {
+//!         Ok(s)
+//!     }
+//!
+//!     // Methods without `#[entrypoint]` stay as they are.
+//!     fn helper(&self) {}
+//! }
+//!
+//! // Elsewhere, with a `Context` (or anything that implements `AsContext`):
+//! let sum = DieRollerClient::new(&ctx).add(1, Some(2)).await?;
+//! ```
+//!
+//! What the attribute generates:
+//!
+//! - the impl block itself, with the `#[entrypoint]` markers removed;
+//! - an implementation of `weft::Service`: `NAME` from `name = "..."`,
+//!   `VERSION` from the defining crate's `CARGO_PKG_VERSION`, `spec()` with
+//!   each entrypoint's doc comment and the JSON Schemas of its parameters
+//!   (an `Option<_>` parameter is optional), result and, when the error type
+//!   implements `JsonSchema`, its error; and `dispatch()`, which decodes the
+//!   named arguments, runs the method and encodes its reply;
+//! - `<Type>Client`, a typed client with one `async fn` per entrypoint that
+//!   takes the parameters by value and returns `weft::Result<T>`.
+//!
+//! The rules, each checked at compile time with an error at the offending
+//! code:
+//!
+//! - an entrypoint is an `async fn` taking `&self`, without generics;
+//! - its parameters are plain names (`a: T`) whose types implement serde's
+//!   `Serialize` and `Deserialize`, schemars' `JsonSchema`, and `Send`;
+//!   a `&Context` parameter, in any position, receives the call's context
+//!   and is not a named parameter;
+//! - its result implements `Serialize`, `Deserialize` and `JsonSchema`; a
+//!   `Result<T, E>` whose `E` implements `Display` returns `Err` as a
+//!   `weft::Error` of code `Application` whose kind is the enum variant
+//!   (when `E` implements `Serialize`) or the type name; a `weft::Error` is
+//!   passed through unchanged;
+//! - service and entrypoint names use lowercase letters, digits, `_`, `-`
+//!   and `.`, start with a letter, and entrypoint names are unique.
+
+use proc_macro::TokenStream;
+
+mod expand;
+mod parse;
+
+/// Makes an inherent impl block a weft service; see the [crate] docs.
+#[proc_macro_attribute]
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::service(attr.into(), item.into()).into()
+}
+
+/// Marks an entrypoint inside `#[weft::service]`, which removes the marker.
+/// Used anywhere else it is an error.
+#[proc_macro_attribute]
+pub fn entrypoint(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let error = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "`#[entrypoint]` only marks a method inside an impl block with `#[weft::service(name = \"...\")]`",
+    )
+    .to_compile_error();
+    quote::quote!(#error #item).into()
+}

@@ -303,7 +303,8 @@ impl Registry {
     /// the same rules as [`Cache::resolve`](crate::Cache::resolve).
     pub fn spec(&self, service: &str, selector: &VersionSelector) -> Option<&ServiceSpec> {
         let running = self.running(service);
-        let (_, info) = select::choose(service, self.mains.get(service), &running, selector).ok()?;
+        let (_, info) =
+            select::choose(service, self.mains.get(service), &running, selector).ok()?;
         let info: &InstanceInfo = info;
         Some(&info.spec)
     }
@@ -482,7 +483,10 @@ mod tests {
         );
         r.register(instance("a1", "a", "1.0.0"), t0).unwrap();
         r.expire(t0 + TTL);
-        assert_eq!(r.keepalive("a1", t0 + TTL).unwrap_err().code(), Code::NotFound);
+        assert_eq!(
+            r.keepalive("a1", t0 + TTL).unwrap_err().code(),
+            Code::NotFound
+        );
     }
 
     #[test]

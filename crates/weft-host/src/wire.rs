@@ -1,0 +1,168 @@
+//! The host's own wire service, `weft.host` (see [`weft::host_api`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use futures::{FutureExt, StreamExt};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use weft::host_api;
+use weft_core::args::Args;
+use weft_core::codec::{self, Codec};
+use weft_core::{Error, Notification};
+use weft_registry::{InstanceInfo, WatchEvent};
+use weft_transport::{Handler, PeerInfo, Reply};
+use weft_wire::Request;
+
+use crate::state::Shared;
+
+/// Answers calls to `weft.host` on wire connections.
+#[derive(Debug)]
+pub(crate) struct HostHandler {
+    pub(crate) shared: Arc<Shared>,
+}
+
+const ENTRYPOINTS: [&str; 7] = [
+    host_api::REGISTER,
+    host_api::KEEPALIVE,
+    host_api::DEREGISTER,
+    host_api::WATCH,
+    host_api::NOTIFY,
+    host_api::NOTIFICATIONS,
+    host_api::SERVICES,
+];
+
+fn unary(result: Result<Bytes, Error>) -> Reply {
+    Reply::Unary(futures::future::ready(result).boxed())
+}
+
+fn encode<T: Serialize>(codec: Codec, value: &T) -> Result<Bytes, Error> {
+    codec::encode(codec, value)
+}
+
+impl Handler for HostHandler {
+    fn call(&self, request: Request, codec: Codec, peer: &PeerInfo) -> Reply {
+        let headers = &request.headers;
+        if headers.service != host_api::SERVICE {
+            return unary(Err(Error::not_found(format!(
+                "this is the weft host; it serves only `{}` on the wire, not `{}`; \
+                 call services on their instances directly (the SDK's router resolves them from the host's registry), \
+                 or over HTTP at POST /services/{}/{}",
+                host_api::SERVICE,
+                headers.service,
+                headers.service,
+                headers.entrypoint
+            ))));
+        }
+        let args = match Args::decode(codec, &request.payload) {
+            Ok(args) => args,
+            Err(e) => return unary(Err(e)),
+        };
+        let shared = self.shared.clone();
+        match headers.entrypoint.as_str() {
+            host_api::REGISTER => unary(register(&shared, args, peer.conn_id).and_then(|r| encode(codec, &r))),
+            host_api::KEEPALIVE => {
+                unary(take_id(args).and_then(|id| shared.keepalive(&id)).and_then(|()| encode(codec, &())))
+            }
+            host_api::DEREGISTER => unary(take_id(args).and_then(|id| {
+                shared.deregister(&id);
+                encode(codec, &())
+            })),
+            host_api::WATCH => Reply::Stream(watch(shared, codec)),
+            host_api::NOTIFY => Reply::Unary(
+                async move {
+                    let notification = take_notification(args)?;
+                    let stored = shared.notify(notification).await?;
+                    encode(codec, &stored)
+                }
+                .boxed(),
+            ),
+            host_api::NOTIFICATIONS => Reply::Unary(
+                async move {
+                    let mut args = args;
+                    let after: Option<u64> = args.take("after")?;
+                    let limit: Option<usize> = args.take("limit")?;
+                    args.finish(&["after", "limit"])?;
+                    let list = shared.notifications(after, limit).await?;
+                    encode(codec, &list)
+                }
+                .boxed(),
+            ),
+            host_api::SERVICES => unary(encode(codec, &shared.services())),
+            other => unary(Err(Error::not_found(format!(
+                "the weft host has no entrypoint `{other}`; it has {}; is the SDK newer than the host? upgrade the host",
+                ENTRYPOINTS.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+            )))),
+        }
+    }
+
+    fn disconnected(&self, peer: &PeerInfo) {
+        self.shared.disconnected(peer.conn_id);
+    }
+}
+
+fn register(shared: &Shared, mut args: Args, conn: u64) -> Result<weft_registry::RegisterReply, Error> {
+    let instance: InstanceInfo = args.take("instance")?;
+    args.finish(&["instance"])?;
+    let (id, service, version, address) = (
+        instance.id.clone(),
+        instance.service.clone(),
+        instance.version.clone(),
+        instance.address.clone(),
+    );
+    let reply = shared.register(Some(conn), instance)?;
+    tracing::info!(%service, %version, instance = %id, %address, "instance registered");
+    Ok(reply)
+}
+
+fn take_id(mut args: Args) -> Result<String, Error> {
+    let id: String = args.take("id")?;
+    args.finish(&["id"])?;
+    Ok(id)
+}
+
+fn take_notification(mut args: Args) -> Result<Notification, Error> {
+    let notification: Notification = args.take("notification")?;
+    args.finish(&["notification"])?;
+    Ok(notification)
+}
+
+/// Where a watch stream is.
+enum Watch {
+    /// About to send a snapshot and follow from `rx`, taken with it under
+    /// one lock so that no event falls between them.
+    Start,
+    Following(broadcast::Receiver<WatchEvent>),
+}
+
+/// A snapshot, then every registry event; a watcher that falls too far
+/// behind gets a fresh snapshot instead of the events it missed.
+fn watch(shared: Arc<Shared>, codec: Codec) -> BoxStream<'static, Result<Bytes, Error>> {
+    let snapshot = |shared: &Shared| {
+        let registry = shared.registry.lock();
+        (registry.subscribe(), registry.snapshot())
+    };
+    stream::unfold(Watch::Start, move |state| {
+        let shared = shared.clone();
+        async move {
+            match state {
+                Watch::Start => {
+                    let (rx, snap) = snapshot(&shared);
+                    Some((encode(codec, &snap), Watch::Following(rx)))
+                }
+                Watch::Following(mut rx) => match rx.recv().await {
+                    Ok(event) => Some((encode(codec, &event), Watch::Following(rx))),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "a watcher fell behind; sending it a fresh snapshot");
+                        let (rx, snap) = snapshot(&shared);
+                        Some((encode(codec, &snap), Watch::Following(rx)))
+                    }
+                    Err(RecvError::Closed) => None,
+                },
+            }
+        }
+    })
+    .boxed()
+}

@@ -1,0 +1,485 @@
+//! Reading `#[weft::service]` input into a model of the service, collecting
+//! every error with its span instead of stopping at the first.
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::{
+    Attribute, Expr, FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, Lit, LitStr, Meta,
+    Pat, PathArguments, ReturnType, Type,
+};
+
+/// Arguments of `#[weft::service(..)]`.
+pub(crate) struct ServiceArgs {
+    pub(crate) name: String,
+}
+
+/// A service as the macro understands it.
+pub(crate) struct Model {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) entrypoints: Vec<Entrypoint>,
+}
+
+/// One `#[entrypoint]` method.
+pub(crate) struct Entrypoint {
+    pub(crate) method: syn::Ident,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    /// Doc attributes copied to the typed client's method.
+    pub(crate) docs: Vec<Attribute>,
+    /// Arguments in the order the method takes them.
+    pub(crate) args: Vec<Arg>,
+    pub(crate) output: Output,
+}
+
+/// One argument of an entrypoint method.
+pub(crate) enum Arg {
+    /// `&Context`: passed by the runtime, not by callers.
+    Context,
+    /// A named parameter callers pass.
+    Named(Param),
+}
+
+/// A named parameter.
+pub(crate) struct Param {
+    /// The binding in the method, without `mut`; names the client's argument.
+    pub(crate) ident: syn::Ident,
+    /// The name on the wire (the identifier without `r#`).
+    pub(crate) name: String,
+    pub(crate) ty: Type,
+    pub(crate) required: bool,
+}
+
+/// What an entrypoint returns.
+pub(crate) enum Output {
+    /// A plain value: the call always succeeds.
+    Plain(Type),
+    /// `Result<T, E>`; `err` is `None` for `Result<T>` (an alias such as
+    /// `weft::Result<T>` whose error type is not written out).
+    Result { ok: Type, err: Option<Type> },
+}
+
+/// Parses `name = "..."`.
+pub(crate) fn service_args(attr: TokenStream, errors: &mut Errors) -> Option<ServiceArgs> {
+    let mut name: Option<LitStr> = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("name") {
+            name = Some(meta.value()?.parse()?);
+            Ok(())
+        } else {
+            Err(meta.error("unknown argument: `#[weft::service]` takes `name = \"...\"`"))
+        }
+    });
+    if let Err(e) = syn::parse::Parser::parse2(parser, attr) {
+        errors.push(e);
+        return None;
+    }
+    let Some(name) = name else {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "missing service name: write `#[weft::service(name = \"my_service\")]`",
+        ));
+        return None;
+    };
+    let value = name.value();
+    if let Err(why) = check_name(&value) {
+        errors.push(syn::Error::new(
+            name.span(),
+            format!("`{value}` is not a valid service name: {why}"),
+        ));
+        return None;
+    }
+    Some(ServiceArgs { name: value })
+}
+
+/// The rule of `weft_core::name::validate`, checked at compile time.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("use 1 to 64 characters");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("it must start with a lowercase letter");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err("use only lowercase letters, digits, `_`, `-` and `.`");
+    }
+    Ok(())
+}
+
+/// Errors found so far; all are reported together.
+#[derive(Default)]
+pub(crate) struct Errors(Vec<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, e: syn::Error) {
+        self.0.push(e);
+    }
+
+    pub(crate) fn to_tokens(&self) -> TokenStream {
+        self.0.iter().map(syn::Error::to_compile_error).collect()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Whether `attr` is the `#[entrypoint]` marker (also `#[weft::entrypoint]`).
+pub(crate) fn is_entrypoint_attr(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "entrypoint")
+}
+
+/// Reads the impl block and strips the `#[entrypoint]` markers from it.
+pub(crate) fn model(name: String, item: &mut ItemImpl, errors: &mut Errors) -> Model {
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.push(syn::Error::new_spanned(
+            path,
+            "`#[weft::service]` goes on an inherent impl block (`impl MyService { .. }`), not on a trait impl",
+        ));
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.push(syn::Error::new_spanned(
+            &item.generics,
+            "a service type cannot be generic: the runtime needs one concrete type per service",
+        ));
+    }
+    let description = doc_string(&item.attrs);
+    let mut entrypoints: Vec<Entrypoint> = Vec::new();
+    let mut seen: Vec<(String, Span)> = Vec::new();
+    for impl_item in &mut item.items {
+        let ImplItem::Fn(f) = impl_item else { continue };
+        let markers: Vec<Attribute> = f
+            .attrs
+            .iter()
+            .filter(|a| is_entrypoint_attr(a))
+            .cloned()
+            .collect();
+        if markers.is_empty() {
+            continue;
+        }
+        f.attrs.retain(|a| !is_entrypoint_attr(a));
+        if let Some(extra) = markers.get(1) {
+            errors.push(syn::Error::new_spanned(extra, "duplicate `#[entrypoint]`"));
+        }
+        let rename = entrypoint_rename(&markers[0], errors);
+        if let Some(ep) = entrypoint(f, rename, errors) {
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == ep.name) {
+                let mut e = syn::Error::new(
+                    ep_name_span(f, &markers[0]),
+                    format!(
+                        "two entrypoints are named `{}`; rename one with `#[entrypoint(name = \"...\")]`",
+                        ep.name
+                    ),
+                );
+                e.combine(syn::Error::new(*first, "the first one is here"));
+                errors.push(e);
+                continue;
+            }
+            seen.push((ep.name.clone(), ep_name_span(f, &markers[0])));
+            entrypoints.push(ep);
+        }
+    }
+    Model {
+        name,
+        description,
+        entrypoints,
+    }
+}
+
+/// Where an entrypoint's name is written: the `name = ".."` literal when
+/// renamed, else the method name.
+fn ep_name_span(f: &ImplItemFn, marker: &Attribute) -> Span {
+    if let Meta::List(list) = &marker.meta {
+        if let Ok(lit) = list.parse_args_with(|input: syn::parse::ParseStream<'_>| {
+            input.parse::<syn::Ident>()?;
+            input.parse::<syn::Token![=]>()?;
+            input.parse::<LitStr>()
+        }) {
+            return lit.span();
+        }
+    }
+    f.sig.ident.span()
+}
+
+/// `#[entrypoint(name = "...")]`.
+fn entrypoint_rename(attr: &Attribute, errors: &mut Errors) -> Option<LitStr> {
+    match &attr.meta {
+        Meta::Path(_) => None,
+        Meta::NameValue(nv) => {
+            errors.push(syn::Error::new_spanned(
+                nv,
+                "write `#[entrypoint]` or `#[entrypoint(name = \"...\")]`",
+            ));
+            None
+        }
+        Meta::List(_) => {
+            let mut name = None;
+            let res = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("name") {
+                    name = Some(meta.value()?.parse::<LitStr>()?);
+                    Ok(())
+                } else {
+                    Err(meta.error("unknown argument: `#[entrypoint]` takes `name = \"...\"`"))
+                }
+            });
+            if let Err(e) = res {
+                errors.push(e);
+            }
+            name
+        }
+    }
+}
+
+fn entrypoint(f: &ImplItemFn, rename: Option<LitStr>, errors: &mut Errors) -> Option<Entrypoint> {
+    let sig = &f.sig;
+    let before = errors.0.len();
+    let name = match &rename {
+        Some(lit) => {
+            let value = lit.value();
+            if let Err(why) = check_name(&value) {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("`{value}` is not a valid entrypoint name: {why}"),
+                ));
+            }
+            value
+        }
+        None => {
+            let value = sig.ident.unraw().to_string();
+            if let Err(why) = check_name(&value) {
+                errors.push(syn::Error::new(
+                    sig.ident.span(),
+                    format!(
+                        "`{value}` is not a valid entrypoint name: {why}; keep the method name and \
+                         rename the entrypoint with `#[entrypoint(name = \"...\")]`"
+                    ),
+                ));
+            }
+            value
+        }
+    };
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(
+            sig.fn_token.span,
+            "an entrypoint must be an `async fn`",
+        ));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            "an entrypoint cannot be generic: its parameters and result need concrete types for their schemas",
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(v, "an entrypoint cannot be variadic"));
+    }
+    match sig.receiver() {
+        None => errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            "an entrypoint takes `&self` as its first parameter",
+        )),
+        Some(r) if r.colon_token.is_some() => errors.push(syn::Error::new_spanned(
+            r,
+            "an entrypoint takes `&self`, not a typed `self`",
+        )),
+        Some(r) if r.reference.is_none() => errors.push(syn::Error::new_spanned(
+            r,
+            "an entrypoint takes `&self`, not `self` by value: the service is shared by concurrent calls",
+        )),
+        Some(r) if r.mutability.is_some() => errors.push(syn::Error::new_spanned(
+            r,
+            "an entrypoint takes `&self`, not `&mut self`: the service is shared by concurrent calls; \
+             keep mutable state behind a lock",
+        )),
+        Some(_) => {}
+    }
+    let mut args = Vec::new();
+    for input in &sig.inputs {
+        let FnArg::Typed(pt) = input else { continue };
+        if is_context(&pt.ty) {
+            args.push(Arg::Context);
+            continue;
+        }
+        let ident = match &*pt.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+            other => {
+                errors.push(syn::Error::new_spanned(
+                    other,
+                    "an entrypoint parameter must be a plain name (`a: T`): callers pass arguments by name",
+                ));
+                continue;
+            }
+        };
+        args.push(Arg::Named(Param {
+            name: ident.unraw().to_string(),
+            ident,
+            required: !is_option(&pt.ty),
+            ty: (*pt.ty).clone(),
+        }));
+    }
+    let output = match &sig.output {
+        ReturnType::Default => Output::Plain(syn::parse_quote!(())),
+        ReturnType::Type(_, ty) => output(ty),
+    };
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(Entrypoint {
+        method: sig.ident.clone(),
+        name,
+        description: doc_string(&f.attrs),
+        docs: f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .cloned()
+            .collect(),
+        args,
+        output,
+    })
+}
+
+/// The doc comment lines, each trimmed, joined by newlines.
+fn doc_string(attrs: &[Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .flat_map(|s| s.lines().map(|l| l.trim().to_owned()).collect::<Vec<_>>())
+        .collect();
+    lines.join("\n").trim().to_owned()
+}
+
+/// `&Context`, `&weft::Context` or `&::weft::Context`.
+fn is_context(ty: &Type) -> bool {
+    let Type::Reference(r) = ty else { return false };
+    if r.mutability.is_some() {
+        return false;
+    }
+    let Type::Path(p) = &*r.elem else { return false };
+    if p.qself.is_some() {
+        return false;
+    }
+    let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let plain = p.path.segments.iter().all(|s| s.arguments.is_none());
+    plain
+        && match segs.as_slice() {
+            [c] => c == "Context",
+            [w, c] => w == "weft" && c == "Context",
+            _ => false,
+        }
+}
+
+/// Whether the type is written `Option<..>` (any path ending in `Option`).
+fn is_option(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == "Option")
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        Type::Group(g) => last_segment(&g.elem),
+        Type::Paren(p) => last_segment(&p.elem),
+        _ => None,
+    }
+}
+
+/// Splits `Result<T, E>` / `Result<T>` from a plain return type.
+fn output(ty: &Type) -> Output {
+    if let Some(seg) = last_segment(ty) {
+        if seg.ident == "Result" {
+            if let PathArguments::AngleBracketed(a) = &seg.arguments {
+                let types: Vec<&Type> = a
+                    .args
+                    .iter()
+                    .filter_map(|g| match g {
+                        GenericArgument::Type(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect();
+                match types.as_slice() {
+                    [ok] => {
+                        return Output::Result {
+                            ok: (*ok).clone(),
+                            err: None,
+                        };
+                    }
+                    [ok, err] => {
+                        return Output::Result {
+                            ok: (*ok).clone(),
+                            err: Some((*err).clone()),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Output::Plain(ty.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("die_roller").is_ok());
+        assert!(check_name("a.b-c_9").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("9lives").is_err());
+        assert!(check_name("Die").is_err());
+        assert!(check_name("die roller").is_err());
+        assert!(check_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn context_and_option_are_recognised() {
+        assert!(is_context(&syn::parse_quote!(&Context)));
+        assert!(is_context(&syn::parse_quote!(&'_ weft::Context)));
+        assert!(is_context(&syn::parse_quote!(&::weft::Context)));
+        assert!(!is_context(&syn::parse_quote!(&mut Context)));
+        assert!(!is_context(&syn::parse_quote!(Context)));
+        assert!(!is_context(&syn::parse_quote!(&other::Context)));
+        assert!(is_option(&syn::parse_quote!(Option<u8>)));
+        assert!(is_option(&syn::parse_quote!(std::option::Option<u8>)));
+        assert!(!is_option(&syn::parse_quote!(Vec<Option<u8>>)));
+    }
+
+    #[test]
+    fn results_are_split() {
+        assert!(matches!(output(&syn::parse_quote!(u8)), Output::Plain(_)));
+        assert!(matches!(
+            output(&syn::parse_quote!(weft::Result<u8>)),
+            Output::Result { err: None, .. }
+        ));
+        assert!(matches!(
+            output(&syn::parse_quote!(Result<u8, MyError>)),
+            Output::Result { err: Some(_), .. }
+        ));
+    }
+
+    #[test]
+    fn docs_are_trimmed_and_joined() {
+        let attrs: Vec<Attribute> = vec![
+            syn::parse_quote!(#[doc = " Roll one die."]),
+            syn::parse_quote!(#[doc = "  Fair.  "]),
+            syn::parse_quote!(#[doc = ""]),
+        ];
+        assert_eq!(doc_string(&attrs), "Roll one die.\nFair.");
+    }
+}
