@@ -53,7 +53,10 @@ async fn notifications(
         Err(e) => {
             return Problem(Error::invalid_argument(
                 "query",
-                format!("{}; use ?after=<id>&limit=<count> with non-negative integers", e.body_text()),
+                format!(
+                    "{}; use ?after=<id>&limit=<count> with non-negative integers",
+                    e.body_text()
+                ),
             ))
             .into_response();
         }
@@ -75,7 +78,10 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let mut response = Problem(Error::invalid_argument(
         "method",
-        format!("{} does not accept {method}; it serves {ROUTES}", uri.path()),
+        format!(
+            "{} does not accept {method}; it serves {ROUTES}",
+            uri.path()
+        ),
     ))
     .into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -102,7 +108,8 @@ struct ProblemBody<'a> {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let code = self.0.code();
-        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = ProblemBody {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),
@@ -139,7 +146,11 @@ impl<S> Rewind<S> {
 }
 
 impl<S: AsyncRead> AsyncRead for Rewind<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
@@ -151,7 +162,11 @@ impl<S: AsyncRead> AsyncRead for Rewind<S> {
 }
 
 impl<S: AsyncWrite> AsyncWrite for Rewind<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.project().inner.poll_write(cx, buf)
     }
 

@@ -82,7 +82,11 @@ impl Shared {
     }
 
     /// Registers an instance on behalf of connection `conn`.
-    pub(crate) fn register(&self, conn: Option<u64>, info: InstanceInfo) -> Result<RegisterReply, Error> {
+    pub(crate) fn register(
+        &self,
+        conn: Option<u64>,
+        info: InstanceInfo,
+    ) -> Result<RegisterReply, Error> {
         let id = info.id.clone();
         let reply = self.registry.lock().register(info, Instant::now())?;
         if let Some(conn) = conn {
@@ -132,11 +136,17 @@ impl Shared {
     }
 
     /// Stores a notification (fsync'd) and returns it with its id.
-    pub(crate) async fn notify(&self, mut notification: Notification) -> Result<Notification, Error> {
+    pub(crate) async fn notify(
+        &self,
+        mut notification: Notification,
+    ) -> Result<Notification, Error> {
         if notification.time_ms == 0 {
             notification.time_ms = now_ms();
         }
-        let stored = self.store.blocking(move |s| s.add_notification(notification)).await?;
+        let stored = self
+            .store
+            .blocking(move |s| s.add_notification(notification))
+            .await?;
         tracing::info!(
             id = stored.id,
             severity = %stored.severity,
@@ -147,8 +157,14 @@ impl Shared {
         Ok(stored)
     }
 
-    pub(crate) async fn notifications(&self, after: Option<u64>, limit: Option<usize>) -> Result<Vec<Notification>, Error> {
-        self.store.blocking(move |s| s.notifications(after, limit)).await
+    pub(crate) async fn notifications(
+        &self,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Notification>, Error> {
+        self.store
+            .blocking(move |s| s.notifications(after, limit))
+            .await
     }
 }
 

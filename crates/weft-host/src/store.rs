@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
 use redb::{Database, ReadableTable, TableDefinition};
 use weft_core::name::Version;
 use weft_core::{Error, Notification};
@@ -24,7 +25,10 @@ const MAINS: TableDefinition<'_, &str, &str> = TableDefinition::new("mains");
 /// async code calls them through [`Store::blocking`].
 #[derive(Clone)]
 pub(crate) struct Store {
-    db: Arc<Database>,
+    /// `None` once closed: the file lock must be released when the host
+    /// stops, even if a task still holds a handle, so that a host started
+    /// again on the same data dir in the same process can open it.
+    db: Arc<RwLock<Option<Database>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -57,11 +61,31 @@ impl Store {
             ))
         })?;
         // Create the tables up front so that reads never meet a missing table.
-        let tx = db.begin_write().map_err(|e| failed("start a transaction", e))?;
-        tx.open_table(NOTIFICATIONS).map_err(|e| failed("open its tables", e))?;
-        tx.open_table(MAINS).map_err(|e| failed("open its tables", e))?;
+        let tx = db
+            .begin_write()
+            .map_err(|e| failed("start a transaction", e))?;
+        tx.open_table(NOTIFICATIONS)
+            .map_err(|e| failed("open its tables", e))?;
+        tx.open_table(MAINS)
+            .map_err(|e| failed("open its tables", e))?;
         tx.commit().map_err(|e| failed("commit", e))?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(RwLock::new(Some(db))),
+        })
+    }
+
+    /// Closes the database; later operations fail.
+    pub(crate) fn close(&self) {
+        self.db.write().take();
+    }
+
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T, Error>) -> Result<T, Error> {
+        match &*self.db.read() {
+            Some(db) => f(db),
+            None => Err(Error::unavailable(
+                "the host is shutting down; try again once it is back",
+            )),
+        }
     }
 
     /// Runs `f` with the store on a blocking thread.
@@ -77,44 +101,21 @@ impl Store {
     }
 
     /// Stores a notification under the next id and returns it with that id.
-    pub(crate) fn add_notification(&self, mut notification: Notification) -> Result<Notification, Error> {
-        let tx = self.db.begin_write().map_err(|e| failed("start a transaction", e))?;
-        {
-            let mut table = tx.open_table(NOTIFICATIONS).map_err(|e| failed("open notifications", e))?;
-            let last = table
-                .last()
-                .map_err(|e| failed("read notifications", e))?
-                .map(|(k, _)| k.value())
-                .unwrap_or(0);
-            notification.id = last + 1;
-            let json = serde_json::to_string(&notification).map_err(|e| failed("encode a notification", e))?;
-            table
-                .insert(notification.id, json.as_str())
-                .map_err(|e| failed("store a notification", e))?;
-        }
-        tx.commit().map_err(|e| failed("commit a notification", e))?;
-        Ok(notification)
+    pub(crate) fn add_notification(
+        &self,
+        notification: Notification,
+    ) -> Result<Notification, Error> {
+        self.with_db(|db| add_notification(db, notification))
     }
 
     /// Notifications with an id above `after`, oldest first; with `limit`,
     /// only the newest `limit` of them.
-    pub(crate) fn notifications(&self, after: Option<u64>, limit: Option<usize>) -> Result<Vec<Notification>, Error> {
-        let tx = self.db.begin_read().map_err(|e| failed("start a transaction", e))?;
-        let table = tx.open_table(NOTIFICATIONS).map_err(|e| failed("open notifications", e))?;
-        let start = after.map_or(0, |a| a.saturating_add(1));
-        let range = table.range(start..).map_err(|e| failed("read notifications", e))?;
-        let limit = limit.unwrap_or(usize::MAX);
-        let mut out = Vec::new();
-        // Newest first, so that `limit` keeps the newest; reversed below.
-        for entry in range.rev().take(limit) {
-            let (_, json) = entry.map_err(|e| failed("read notifications", e))?;
-            match serde_json::from_str::<Notification>(json.value()) {
-                Ok(n) => out.push(n),
-                Err(e) => tracing::warn!(error = %e, "skipping an unreadable notification in the store"),
-            }
-        }
-        out.reverse();
-        Ok(out)
+    pub(crate) fn notifications(
+        &self,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Notification>, Error> {
+        self.with_db(|db| notifications(db, after, limit))
     }
 
     /// Records the main version of `service`.
@@ -123,35 +124,115 @@ impl Store {
     }
 
     /// Records several main versions in one transaction.
-    pub(crate) fn set_mains<'a>(&self, mains: impl IntoIterator<Item = (&'a str, &'a Version)>) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(|e| failed("start a transaction", e))?;
-        {
-            let mut table = tx.open_table(MAINS).map_err(|e| failed("open main versions", e))?;
-            for (service, version) in mains {
-                table
-                    .insert(service, version.to_string().as_str())
-                    .map_err(|e| failed("store a main version", e))?;
-            }
-        }
-        tx.commit().map_err(|e| failed("commit main versions", e))
+    pub(crate) fn set_mains<'a>(
+        &self,
+        mains: impl IntoIterator<Item = (&'a str, &'a Version)>,
+    ) -> Result<(), Error> {
+        self.with_db(|db| set_mains(db, mains))
     }
 
     /// Every recorded main version.
     pub(crate) fn mains(&self) -> Result<BTreeMap<String, Version>, Error> {
-        let tx = self.db.begin_read().map_err(|e| failed("start a transaction", e))?;
-        let table = tx.open_table(MAINS).map_err(|e| failed("open main versions", e))?;
-        let mut out = BTreeMap::new();
-        for entry in table.iter().map_err(|e| failed("read main versions", e))? {
-            let (service, version) = entry.map_err(|e| failed("read main versions", e))?;
-            match Version::parse(version.value()) {
-                Ok(v) => {
-                    out.insert(service.value().to_owned(), v);
-                }
-                Err(e) => tracing::warn!(service = service.value(), error = %e, "skipping an unreadable main version"),
+        self.with_db(mains)
+    }
+}
+
+fn add_notification(db: &Database, mut notification: Notification) -> Result<Notification, Error> {
+    let tx = db
+        .begin_write()
+        .map_err(|e| failed("start a transaction", e))?;
+    {
+        let mut table = tx
+            .open_table(NOTIFICATIONS)
+            .map_err(|e| failed("open notifications", e))?;
+        let last = table
+            .last()
+            .map_err(|e| failed("read notifications", e))?
+            .map(|(k, _)| k.value())
+            .unwrap_or(0);
+        notification.id = last + 1;
+        let json =
+            serde_json::to_string(&notification).map_err(|e| failed("encode a notification", e))?;
+        table
+            .insert(notification.id, json.as_str())
+            .map_err(|e| failed("store a notification", e))?;
+    }
+    tx.commit()
+        .map_err(|e| failed("commit a notification", e))?;
+    Ok(notification)
+}
+
+fn notifications(
+    db: &Database,
+    after: Option<u64>,
+    limit: Option<usize>,
+) -> Result<Vec<Notification>, Error> {
+    let tx = db
+        .begin_read()
+        .map_err(|e| failed("start a transaction", e))?;
+    let table = tx
+        .open_table(NOTIFICATIONS)
+        .map_err(|e| failed("open notifications", e))?;
+    let start = after.map_or(0, |a| a.saturating_add(1));
+    let range = table
+        .range(start..)
+        .map_err(|e| failed("read notifications", e))?;
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    // Newest first, so that `limit` keeps the newest; reversed below.
+    for entry in range.rev().take(limit) {
+        let (_, json) = entry.map_err(|e| failed("read notifications", e))?;
+        match serde_json::from_str::<Notification>(json.value()) {
+            Ok(n) => out.push(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unreadable notification in the store")
             }
         }
-        Ok(out)
     }
+    out.reverse();
+    Ok(out)
+}
+
+fn set_mains<'a>(
+    db: &Database,
+    mains: impl IntoIterator<Item = (&'a str, &'a Version)>,
+) -> Result<(), Error> {
+    let tx = db
+        .begin_write()
+        .map_err(|e| failed("start a transaction", e))?;
+    {
+        let mut table = tx
+            .open_table(MAINS)
+            .map_err(|e| failed("open main versions", e))?;
+        for (service, version) in mains {
+            table
+                .insert(service, version.to_string().as_str())
+                .map_err(|e| failed("store a main version", e))?;
+        }
+    }
+    tx.commit().map_err(|e| failed("commit main versions", e))
+}
+
+fn mains(db: &Database) -> Result<BTreeMap<String, Version>, Error> {
+    let tx = db
+        .begin_read()
+        .map_err(|e| failed("start a transaction", e))?;
+    let table = tx
+        .open_table(MAINS)
+        .map_err(|e| failed("open main versions", e))?;
+    let mut out = BTreeMap::new();
+    for entry in table.iter().map_err(|e| failed("read main versions", e))? {
+        let (service, version) = entry.map_err(|e| failed("read main versions", e))?;
+        match Version::parse(version.value()) {
+            Ok(v) => {
+                out.insert(service.value().to_owned(), v);
+            }
+            Err(e) => {
+                tracing::warn!(service = service.value(), error = %e, "skipping an unreadable main version")
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -182,11 +263,22 @@ mod tests {
         let all = store.notifications(None, None).unwrap();
         assert_eq!(all.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
         let newest = store.notifications(None, Some(2)).unwrap();
-        assert_eq!(newest.iter().map(|n| n.message.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+        assert_eq!(
+            newest
+                .iter()
+                .map(|n| n.message.as_str())
+                .collect::<Vec<_>>(),
+            ["c", "d"]
+        );
         let after = store.notifications(Some(3), None).unwrap();
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].id, 4);
-        assert!(store.notifications(Some(u64::MAX), None).unwrap().is_empty());
+        assert!(
+            store
+                .notifications(Some(u64::MAX), None)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -201,5 +293,18 @@ mod tests {
         let mains = store.mains().unwrap();
         assert_eq!(mains["a"], Version::new(2, 0, 0));
         assert_eq!(mains.len(), 2);
+    }
+
+    #[test]
+    fn closing_releases_the_file_even_with_handles_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let handle = store.clone();
+        store.close();
+        assert_eq!(
+            handle.mains().unwrap_err().code(),
+            weft_core::Code::Unavailable
+        );
+        Store::open(dir.path()).unwrap();
     }
 }

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
 use weft::host_api;
 use weft_core::args::Args;
 use weft_core::codec::{self, Codec};
@@ -22,6 +22,9 @@ use crate::state::Shared;
 #[derive(Debug)]
 pub(crate) struct HostHandler {
     pub(crate) shared: Arc<Shared>,
+    /// Becomes true when the host stops: watch streams end then, since a
+    /// connection drains only once its streams are done.
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 const ENTRYPOINTS: [&str; 7] = [
@@ -62,15 +65,19 @@ impl Handler for HostHandler {
         };
         let shared = self.shared.clone();
         match headers.entrypoint.as_str() {
-            host_api::REGISTER => unary(register(&shared, args, peer.conn_id).and_then(|r| encode(codec, &r))),
-            host_api::KEEPALIVE => {
-                unary(take_id(args).and_then(|id| shared.keepalive(&id)).and_then(|()| encode(codec, &())))
+            host_api::REGISTER => {
+                unary(register(&shared, args, peer.conn_id).and_then(|r| encode(codec, &r)))
             }
+            host_api::KEEPALIVE => unary(
+                take_id(args)
+                    .and_then(|id| shared.keepalive(&id))
+                    .and_then(|()| encode(codec, &())),
+            ),
             host_api::DEREGISTER => unary(take_id(args).and_then(|id| {
                 shared.deregister(&id);
                 encode(codec, &())
             })),
-            host_api::WATCH => Reply::Stream(watch(shared, codec)),
+            host_api::WATCH => Reply::Stream(watch_registry(shared, codec, self.stop.clone())),
             host_api::NOTIFY => Reply::Unary(
                 async move {
                     let notification = take_notification(args)?;
@@ -93,7 +100,11 @@ impl Handler for HostHandler {
             host_api::SERVICES => unary(encode(codec, &shared.services())),
             other => unary(Err(Error::not_found(format!(
                 "the weft host has no entrypoint `{other}`; it has {}; is the SDK newer than the host? upgrade the host",
-                ENTRYPOINTS.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+                ENTRYPOINTS
+                    .iter()
+                    .map(|e| format!("`{e}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))),
         }
     }
@@ -103,7 +114,11 @@ impl Handler for HostHandler {
     }
 }
 
-fn register(shared: &Shared, mut args: Args, conn: u64) -> Result<weft_registry::RegisterReply, Error> {
+fn register(
+    shared: &Shared,
+    mut args: Args,
+    conn: u64,
+) -> Result<weft_registry::RegisterReply, Error> {
     let instance: InstanceInfo = args.take("instance")?;
     args.finish(&["instance"])?;
     let (id, service, version, address) = (
@@ -139,7 +154,11 @@ enum Watch {
 
 /// A snapshot, then every registry event; a watcher that falls too far
 /// behind gets a fresh snapshot instead of the events it missed.
-fn watch(shared: Arc<Shared>, codec: Codec) -> BoxStream<'static, Result<Bytes, Error>> {
+fn watch_registry(
+    shared: Arc<Shared>,
+    codec: Codec,
+    mut stop: watch::Receiver<bool>,
+) -> BoxStream<'static, Result<Bytes, Error>> {
     let snapshot = |shared: &Shared| {
         let registry = shared.registry.lock();
         (registry.subscribe(), registry.snapshot())
@@ -155,7 +174,10 @@ fn watch(shared: Arc<Shared>, codec: Codec) -> BoxStream<'static, Result<Bytes, 
                 Watch::Following(mut rx) => match rx.recv().await {
                     Ok(event) => Some((encode(codec, &event), Watch::Following(rx))),
                     Err(RecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, "a watcher fell behind; sending it a fresh snapshot");
+                        tracing::debug!(
+                            missed,
+                            "a watcher fell behind; sending it a fresh snapshot"
+                        );
                         let (rx, snap) = snapshot(&shared);
                         Some((encode(codec, &snap), Watch::Following(rx)))
                     }
@@ -163,6 +185,9 @@ fn watch(shared: Arc<Shared>, codec: Codec) -> BoxStream<'static, Result<Bytes, 
                 },
             }
         }
+    })
+    .take_until(async move {
+        let _ = stop.wait_for(|s| *s).await;
     })
     .boxed()
 }

@@ -69,21 +69,54 @@ fn ok_type(out: &Output) -> &Type {
     }
 }
 
+/// The bounds an entrypoint's types must meet, as a where clause spanned at
+/// each type, for the typed client's methods: inside them the compiler takes
+/// the bounds as given, so a wrong type is reported at the type, not at
+/// every use in the body. (The service side cannot do the same: the
+/// `Service` impl calling a function with such a clause would have to prove
+/// it again, at the attribute.)
+fn bounds(ep: &Entrypoint) -> TokenStream {
+    let params = ep.args.iter().filter_map(|a| match a {
+        Arg::Named(p) => {
+            let ty = &p.ty;
+            Some(quote_spanned! {ty.span()=> #ty: ::weft::__private::ParamType })
+        }
+        Arg::Context => None,
+    });
+    let ok = ok_type(&ep.output);
+    let reply = quote_spanned! {ok.span()=> #ok: ::weft::__private::ReplyType };
+    let error = match &ep.output {
+        Output::Result { err: Some(err), .. } => {
+            Some(quote_spanned! {err.span()=> #err: ::weft::__private::ErrorType })
+        }
+        _ => None,
+    };
+    quote!(where #(#params,)* #reply, #error)
+}
+
 fn service_impl(self_ty: &Type, model: &Model) -> TokenStream {
     let name = &model.name;
     let description = &model.description;
-    let specs = model.entrypoints.iter().map(entrypoint_spec);
     let handlers: Vec<syn::Ident> = model
         .entrypoints
         .iter()
         .map(|ep| format_ident!("__weft_handle_{}", ep.method.unraw()))
         .collect();
-    let names = model.entrypoints.iter().map(|ep| &ep.name);
-    let handler_fns = model
+    let spec_fns: Vec<syn::Ident> = model
         .entrypoints
         .iter()
-        .zip(&handlers)
-        .map(|(ep, h)| handler(self_ty, ep, h));
+        .map(|ep| format_ident!("__weft_spec_{}", ep.method.unraw()))
+        .collect();
+    let names = model.entrypoints.iter().map(|ep| &ep.name);
+    let helper_fns = model
+        .entrypoints
+        .iter()
+        .zip(handlers.iter().zip(&spec_fns))
+        .map(|(ep, (h, s))| {
+            let handler = handler(self_ty, ep, h);
+            let spec = entrypoint_spec(ep, s);
+            quote!(#handler #spec)
+        });
     quote! {
         const _: () = {
             #[automatically_derived]
@@ -95,7 +128,7 @@ fn service_impl(self_ty: &Type, model: &Model) -> TokenStream {
                     ::weft::__private::service_spec(
                         #name,
                         #description,
-                        ::weft::__private::Vec::from([#(#specs),*]),
+                        <::weft::__private::Vec<_> as ::core::convert::From<_>>::from([#(#spec_fns()),*]),
                     )
                 }
 
@@ -114,12 +147,13 @@ fn service_impl(self_ty: &Type, model: &Model) -> TokenStream {
                 }
             }
 
-            #(#handler_fns)*
+            #(#helper_fns)*
         };
     }
 }
 
-fn entrypoint_spec(ep: &Entrypoint) -> TokenStream {
+/// The fn that builds one entrypoint's spec.
+fn entrypoint_spec(ep: &Entrypoint, spec_fn: &syn::Ident) -> TokenStream {
     let name = &ep.name;
     let description = &ep.description;
     let params = ep.args.iter().filter_map(|a| match a {
@@ -127,14 +161,13 @@ fn entrypoint_spec(ep: &Entrypoint) -> TokenStream {
         Arg::Named(p) => {
             let (ty, pname, required) = (&p.ty, &p.name, p.required);
             Some(quote_spanned! {ty.span()=>
-                ::weft::__private::Param::<#ty>::spec(#pname, #required)
+                <#ty as ::weft::__private::ParamType>::__weft_spec(#pname, #required)
             })
         }
     });
     let ok = ok_type(&ep.output);
-    let result = quote_spanned! {ok.span()=> ::weft::__private::Reply::<#ok>::schema() };
     let error = match &ep.output {
-        Output::Result { err: Some(err), .. } => quote_spanned! {err.span()=>
+        Output::Result { err: Some(err), .. } => quote! {
             {
                 #[allow(unused_imports)]
                 use ::weft::__private::{ErrorSchemaFallback as _, ErrorSchemaViaJsonSchema as _};
@@ -143,14 +176,17 @@ fn entrypoint_spec(ep: &Entrypoint) -> TokenStream {
         },
         _ => quote!(::core::option::Option::None),
     };
+    let schema = quote_spanned! {ok.span()=> <#ok as ::weft::__private::ReplyType>::__weft_schema };
     quote! {
-        ::weft::__private::entrypoint_spec(
-            #name,
-            #description,
-            ::weft::__private::Vec::from([#(#params),*]),
-            #result,
-            #error,
-        )
+        fn #spec_fn() -> ::weft::__private::EntrypointSpec {
+            ::weft::__private::entrypoint_spec(
+                #name,
+                #description,
+                <::weft::__private::Vec<_> as ::core::convert::From<_>>::from([#(#params),*]),
+                #schema(),
+                #error,
+            )
+        }
     }
 }
 
@@ -167,7 +203,9 @@ fn handler(self_ty: &Type, ep: &Entrypoint, handler: &syn::Ident) -> TokenStream
             Arg::Named(p) => {
                 let var = format_ident!("__weft_arg{}", i, span = Span::mixed_site());
                 let (ty, name) = (&p.ty, &p.name);
-                let take = quote_spanned! {ty.span()=> ::weft::__private::Param::<#ty>::take };
+                let take = quote_spanned! {ty.span()=>
+                    <#ty as ::weft::__private::ParamType>::__weft_take
+                };
                 takes.push(quote! { let #var = #take(&mut __weft_args, #name)?; });
                 call_args.push(quote!(#var));
                 names.push(name);
@@ -175,19 +213,21 @@ fn handler(self_ty: &Type, ep: &Entrypoint, handler: &syn::Ident) -> TokenStream
         }
     }
     let ok = ok_type(&ep.output);
-    let encode_ok = quote_spanned! {ok.span()=> ::weft::__private::Reply::<#ok>::encode };
+    let encode_ok =
+        quote_spanned! {ok.span()=> <#ok as ::weft::__private::ReplyType>::__weft_encode };
     let reply = match &ep.output {
-        Output::Plain(_) => quote!(#encode_ok(__weft_codec, &__weft_out)),
+        Output::Plain(_) => quote!(#encode_ok(&__weft_out, __weft_codec)),
         Output::Result { err, .. } => {
-            let check = err.as_ref().map(|err| {
-                quote_spanned! {err.span()=> ::weft::__private::error_type::<#err>(); }
-            });
-            let convert = quote_spanned! {ep.method.span()=> ::weft::__private::application_error };
+            let convert = match err {
+                Some(err) => quote_spanned! {err.span()=>
+                    <#err as ::weft::__private::ErrorType>::__weft_into_error
+                },
+                None => quote_spanned! {ep.method.span()=> ::weft::__private::application_error },
+            };
             quote! {
                 match __weft_out {
-                    ::core::result::Result::Ok(__weft_v) => #encode_ok(__weft_codec, &__weft_v),
+                    ::core::result::Result::Ok(__weft_v) => #encode_ok(&__weft_v, __weft_codec),
                     ::core::result::Result::Err(__weft_e) => {
-                        #check
                         #[allow(unused_imports)]
                         use ::weft::__private::{KindFallback as _, KindViaSerialize as _};
                         let __weft_kind = (&&::weft::__private::KindProbe(&__weft_e)).__weft_kind();
@@ -225,7 +265,12 @@ fn client(ident: &syn::Ident, model: &Model) -> TokenStream {
          with [`new`]({ident}::new)."
     );
     let methods = model.entrypoints.iter().map(|ep| {
-        let method = &ep.method;
+        // Named like the entrypoint callers see, unless that name is no Rust
+        // identifier (`get-user`); then like the method.
+        let method = match syn::parse_str::<syn::Ident>(&ep.name) {
+            Ok(_) => syn::Ident::new(&ep.name, ep.method.span()),
+            Err(_) => ep.method.clone(),
+        };
         let name = &ep.name;
         let docs = &ep.docs;
         let fallback_doc = format!("Calls `{service}.{name}`.");
@@ -248,18 +293,18 @@ fn client(ident: &syn::Ident, model: &Model) -> TokenStream {
         });
         let names = params.iter().map(|p| &p.name);
         let values = params.iter().rev().fold(quote!(()), |rest, p| {
-            let (id, ty) = (&p.ident, &p.ty);
-            let value = quote_spanned! {ty.span()=> ::weft::__private::Param::<#ty>::value };
-            quote!((#value(#id), #rest))
+            let id = &p.ident;
+            quote!((#id, #rest))
         });
         let ok = ok_type(&ep.output);
-        let call = quote_spanned! {ok.span()=> ::weft::__private::Reply::<#ok>::call };
+        let bounds = bounds(ep);
         quote! {
             #doc
             pub async fn #method(&self, #(#decls),*)
                 -> ::core::result::Result<#ok, ::weft::__private::Error>
+            #bounds
             {
-                #call(
+                <#ok as ::weft::__private::ReplyType>::__weft_call(
                     ::weft::__private::Context::request(&self.ctx, #service, #name),
                     ::weft::__private::NamedArgs::new(&[#(#names),*], #values),
                 )
@@ -287,5 +332,83 @@ fn client(ident: &syn::Ident, model: &Model) -> TokenStream {
 
             #(#methods)*
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::{TokenStream, TokenTree};
+    use quote::quote;
+
+    /// Every token, groups flattened.
+    fn flatten(ts: TokenStream, out: &mut Vec<TokenTree>) {
+        for tt in ts {
+            if let TokenTree::Group(g) = &tt {
+                flatten(g.stream(), out);
+            } else {
+                out.push(tt);
+            }
+        }
+    }
+
+    #[test]
+    fn absolute_paths_go_through_weft_or_core() {
+        let out = super::service(
+            quote!(name = "dice"),
+            quote! {
+                impl Dice {
+                    /// Roll.
+                    #[entrypoint]
+                    async fn roll(&self, ctx: &Context, n: u8) -> Result<u8, MyError> { Ok(n) }
+                    #[entrypoint]
+                    async fn plain(&self) -> Vec<u8> { Vec::new() }
+                }
+            },
+        );
+        let mut tokens = Vec::new();
+        flatten(out, &mut tokens);
+        let mut checked = 0;
+        for w in tokens.windows(4) {
+            let [
+                before,
+                TokenTree::Punct(a),
+                TokenTree::Punct(b),
+                TokenTree::Ident(root),
+            ] = w
+            else {
+                continue;
+            };
+            let leading = !matches!(before, TokenTree::Ident(_))
+                && !matches!(before, TokenTree::Punct(p) if p.as_char() == '>' || p.as_char() == ':');
+            if a.as_char() == ':' && b.as_char() == ':' && leading {
+                assert!(
+                    root == "weft" || root == "core",
+                    "generated code names `::{root}`"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 10, "only {checked} absolute paths found");
+    }
+
+    #[test]
+    fn errors_are_collected_not_panicked() {
+        let out = super::service(
+            quote!(name = "Bad Name"),
+            quote! {
+                impl Dice {
+                    #[entrypoint]
+                    fn a(self) {}
+                    #[entrypoint]
+                    async fn b(&mut self, (x, y): (u8, u8)) {}
+                }
+            },
+        )
+        .to_string();
+        assert_eq!(out.matches("compile_error").count(), 5, "{out}");
+        assert!(
+            !out.contains("# [entrypoint]"),
+            "markers are stripped: {out}"
+        );
     }
 }

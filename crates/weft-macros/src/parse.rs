@@ -37,7 +37,7 @@ pub(crate) enum Arg {
     /// `&Context`: passed by the runtime, not by callers.
     Context,
     /// A named parameter callers pass.
-    Named(Param),
+    Named(Box<Param>),
 }
 
 /// A named parameter.
@@ -53,10 +53,13 @@ pub(crate) struct Param {
 /// What an entrypoint returns.
 pub(crate) enum Output {
     /// A plain value: the call always succeeds.
-    Plain(Type),
+    Plain(Box<Type>),
     /// `Result<T, E>`; `err` is `None` for `Result<T>` (an alias such as
     /// `weft::Result<T>` whose error type is not written out).
-    Result { ok: Type, err: Option<Type> },
+    Result {
+        ok: Box<Type>,
+        err: Option<Box<Type>>,
+    },
 }
 
 /// Parses `name = "..."`.
@@ -195,14 +198,14 @@ pub(crate) fn model(name: String, item: &mut ItemImpl, errors: &mut Errors) -> M
 /// Where an entrypoint's name is written: the `name = ".."` literal when
 /// renamed, else the method name.
 fn ep_name_span(f: &ImplItemFn, marker: &Attribute) -> Span {
-    if let Meta::List(list) = &marker.meta {
-        if let Ok(lit) = list.parse_args_with(|input: syn::parse::ParseStream<'_>| {
+    if let Meta::List(list) = &marker.meta
+        && let Ok(lit) = list.parse_args_with(|input: syn::parse::ParseStream<'_>| {
             input.parse::<syn::Ident>()?;
             input.parse::<syn::Token![=]>()?;
             input.parse::<LitStr>()
-        }) {
-            return lit.span();
-        }
+        })
+    {
+        return lit.span();
     }
     f.sig.ident.span()
 }
@@ -277,7 +280,10 @@ fn entrypoint(f: &ImplItemFn, rename: Option<LitStr>, errors: &mut Errors) -> Op
         ));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(v, "an entrypoint cannot be variadic"));
+        errors.push(syn::Error::new_spanned(
+            v,
+            "an entrypoint cannot be variadic",
+        ));
     }
     match sig.receiver() {
         None => errors.push(syn::Error::new(
@@ -316,15 +322,15 @@ fn entrypoint(f: &ImplItemFn, rename: Option<LitStr>, errors: &mut Errors) -> Op
                 continue;
             }
         };
-        args.push(Arg::Named(Param {
+        args.push(Arg::Named(Box::new(Param {
             name: ident.unraw().to_string(),
             ident,
             required: !is_option(&pt.ty),
             ty: (*pt.ty).clone(),
-        }));
+        })));
     }
     let output = match &sig.output {
-        ReturnType::Default => Output::Plain(syn::parse_quote!(())),
+        ReturnType::Default => Output::Plain(Box::new(syn::parse_quote!(()))),
         ReturnType::Type(_, ty) => output(ty),
     };
     if errors.0.len() > before {
@@ -359,7 +365,11 @@ fn doc_string(attrs: &[Attribute]) -> String {
             },
             _ => None,
         })
-        .flat_map(|s| s.lines().map(|l| l.trim().to_owned()).collect::<Vec<_>>())
+        .flat_map(|s| {
+            s.split('\n')
+                .map(|l| l.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
         .collect();
     lines.join("\n").trim().to_owned()
 }
@@ -370,11 +380,18 @@ fn is_context(ty: &Type) -> bool {
     if r.mutability.is_some() {
         return false;
     }
-    let Type::Path(p) = &*r.elem else { return false };
+    let Type::Path(p) = &*r.elem else {
+        return false;
+    };
     if p.qself.is_some() {
         return false;
     }
-    let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let segs: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
     let plain = p.path.segments.iter().all(|s| s.arguments.is_none());
     plain
         && match segs.as_slice() {
@@ -400,36 +417,35 @@ fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
 
 /// Splits `Result<T, E>` / `Result<T>` from a plain return type.
 fn output(ty: &Type) -> Output {
-    if let Some(seg) = last_segment(ty) {
-        if seg.ident == "Result" {
-            if let PathArguments::AngleBracketed(a) = &seg.arguments {
-                let types: Vec<&Type> = a
-                    .args
-                    .iter()
-                    .filter_map(|g| match g {
-                        GenericArgument::Type(t) => Some(t),
-                        _ => None,
-                    })
-                    .collect();
-                match types.as_slice() {
-                    [ok] => {
-                        return Output::Result {
-                            ok: (*ok).clone(),
-                            err: None,
-                        };
-                    }
-                    [ok, err] => {
-                        return Output::Result {
-                            ok: (*ok).clone(),
-                            err: Some((*err).clone()),
-                        };
-                    }
-                    _ => {}
-                }
+    if let Some(seg) = last_segment(ty)
+        && seg.ident == "Result"
+        && let PathArguments::AngleBracketed(a) = &seg.arguments
+    {
+        let types: Vec<&Type> = a
+            .args
+            .iter()
+            .filter_map(|g| match g {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        match types.as_slice() {
+            [ok] => {
+                return Output::Result {
+                    ok: Box::new((*ok).clone()),
+                    err: None,
+                };
             }
+            [ok, err] => {
+                return Output::Result {
+                    ok: Box::new((*ok).clone()),
+                    err: Some(Box::new((*err).clone())),
+                };
+            }
+            _ => {}
         }
     }
-    Output::Plain(ty.clone())
+    Output::Plain(Box::new(ty.clone()))
 }
 
 #[cfg(test)]

@@ -61,7 +61,9 @@ impl FromStr for Address {
             return Err(invalid("no host"));
         }
         if port.parse::<u16>().is_err() {
-            return Err(invalid(&format!("port {port:?} is not a number from 0 to 65535")));
+            return Err(invalid(&format!(
+                "port {port:?} is not a number from 0 to 65535"
+            )));
         }
         Ok(Address::Tcp(rest.to_owned()))
     }

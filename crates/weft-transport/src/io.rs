@@ -165,7 +165,9 @@ impl Listener {
     /// ```
     pub async fn bind(addr: &Address) -> io::Result<Listener> {
         match addr {
-            Address::Tcp(hostport) => Ok(Listener::Tcp(TcpListener::bind(hostport.as_str()).await?)),
+            Address::Tcp(hostport) => {
+                Ok(Listener::Tcp(TcpListener::bind(hostport.as_str()).await?))
+            }
             Address::Unix(path) => {
                 use std::os::unix::fs::FileTypeExt;
                 if let Ok(meta) = std::fs::symlink_metadata(path)
@@ -253,7 +255,11 @@ impl WriteIo {
         }
     }
 
-    pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self {
             WriteIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             WriteIo::Unix(s) => Pin::new(s).poll_write(cx, buf),

@@ -49,6 +49,8 @@ struct WriteState {
     failed: Option<String>,
     /// A waiter is parked on `progress`.
     wanted: bool,
+    /// The task that took over the last flush, so [`Writer::abort`] can stop it.
+    task: Option<tokio::task::AbortHandle>,
 }
 
 /// Why a frame could not be sent.
@@ -70,10 +72,6 @@ impl Writer {
             max_frame_size,
             runtime: tokio::runtime::Handle::current(),
         })
-    }
-
-    pub(crate) fn max_frame_size(&self) -> u32 {
-        self.max_frame_size
     }
 
     /// Queues `frame` and, unless a flush is in progress, writes it now.
@@ -122,8 +120,27 @@ impl Writer {
     }
 
     fn hand_off(self: &Arc<Self>, out: BytesMut) {
-        self.state.lock().handoff = out;
-        self.runtime.spawn(Arc::clone(self).flush_task());
+        let mut st = self.state.lock();
+        st.handoff = out;
+        st.task = Some(
+            self.runtime
+                .spawn(Arc::clone(self).flush_task())
+                .abort_handle(),
+        );
+    }
+
+    /// Fails the writer at once, dropping what is queued and stopping a flush that waits
+    /// for a peer that no longer reads.
+    pub(crate) fn abort(&self) {
+        let mut st = self.state.lock();
+        st.failed
+            .get_or_insert_with(|| "the connection was closed".into());
+        st.flushing = true;
+        st.queued = BytesMut::new();
+        if let Some(task) = st.task.take() {
+            task.abort();
+        }
+        self.signal(st);
     }
 
     async fn flush_task(self: Arc<Self>) {

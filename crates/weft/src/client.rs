@@ -31,7 +31,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("host", &self.router.host).finish()
+        f.debug_struct("Client")
+            .field("host", &self.router.host)
+            .finish()
     }
 }
 
@@ -78,13 +80,21 @@ impl Client {
     }
 
     /// Sends a notification.
-    pub async fn notify(&self, severity: Severity, message: impl Into<String>) -> Result<(), Error> {
+    pub async fn notify(
+        &self,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Result<(), Error> {
         self.ctx.notify(severity, message).await
     }
 
     /// Notifications stored by the host, oldest first: those with an id
     /// above `after`, at most `limit` of the newest.
-    pub async fn notifications(&self, after: Option<u64>, limit: Option<usize>) -> Result<Vec<Notification>, Error> {
+    pub async fn notifications(
+        &self,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Notification>, Error> {
         self.router
             .call_host(
                 host_api::NOTIFICATIONS,
@@ -96,11 +106,17 @@ impl Client {
 
     /// The services the host knows, with versions and instance counts.
     pub async fn services(&self) -> Result<Vec<ServiceSummary>, Error> {
-        self.router.call_host(host_api::SERVICES, &(), Duration::from_secs(10)).await
+        self.router
+            .call_host(host_api::SERVICES, &(), Duration::from_secs(10))
+            .await
     }
 
     /// The spec of a service as this client's registry cache has it.
-    pub fn spec(&self, service: &str, version: &str) -> Result<weft_core::spec::ServiceSpec, Error> {
+    pub fn spec(
+        &self,
+        service: &str,
+        version: &str,
+    ) -> Result<weft_core::spec::ServiceSpec, Error> {
         let selector = version.parse()?;
         self.router.cache.resolve(service, &selector)?;
         self.router

@@ -147,7 +147,11 @@ impl Context {
     }
 
     /// Sends a notification for people; the host stores it and shows it.
-    pub async fn notify(&self, severity: Severity, message: impl Into<String>) -> Result<(), Error> {
+    pub async fn notify(
+        &self,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Result<(), Error> {
         let id = self.identity.as_deref();
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -159,7 +163,9 @@ impl Context {
                 time_ms,
                 severity,
                 message: message.into(),
-                service: id.map(|i| i.service.clone()).unwrap_or_else(|| "client".into()),
+                service: id
+                    .map(|i| i.service.clone())
+                    .unwrap_or_else(|| "client".into()),
                 version: id.map(|i| i.version.clone()).unwrap_or_default(),
                 instance: id.map(|i| i.instance.clone()).unwrap_or_default(),
             })
@@ -246,7 +252,10 @@ impl CallBuilder<'_> {
     }
 
     /// Sends the call and returns the reply undecoded, with its codec.
-    pub(crate) async fn send_encoded<A: Serialize>(&self, args: A) -> Result<(Codec, Bytes), Error> {
+    pub(crate) async fn send_encoded<A: Serialize>(
+        &self,
+        args: A,
+    ) -> Result<(Codec, Bytes), Error> {
         let version = self.version.clone()?;
         let budget = self.ctx.budget(self.timeout)?;
         let ctx = self.ctx;

@@ -46,12 +46,12 @@ pub use context::{AsContext, CallBuilder, Context, DEFAULT_TIMEOUT, Identity};
 pub use serve::{DEFAULT_HOST, Server, serve};
 pub use service::{Dispatch, Incoming, Service};
 pub use weft_core::{Code, Error, Notification, Result, Severity, args, codec, name, spec};
-pub use weft_macros::service;
+pub use weft_macros::{entrypoint, service};
 pub use weft_registry::ServiceSummary;
 pub use weft_transport::Address;
 pub use weft_wire::Caller;
 
 /// What a service file needs: `use weft::prelude::*;`.
 pub mod prelude {
-    pub use crate::{AsContext, Context, Error, Result, Severity};
+    pub use crate::{AsContext, Context, Error, Result, Severity, entrypoint};
 }

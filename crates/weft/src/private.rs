@@ -35,7 +35,11 @@ pub use crate::service::{Dispatch, Incoming, Service};
 
 /// A service's spec; a function so that generated code does not depend on
 /// the struct's fields.
-pub fn service_spec(name: &str, description: &str, entrypoints: Vec<EntrypointSpec>) -> ServiceSpec {
+pub fn service_spec(
+    name: &str,
+    description: &str,
+    entrypoints: Vec<EntrypointSpec>,
+) -> ServiceSpec {
     ServiceSpec {
         name: name.to_owned(),
         description: description.to_owned(),
@@ -63,23 +67,25 @@ pub fn entrypoint_spec(
 
 /// What an entrypoint parameter's type must be: callers encode it, the
 /// service decodes it, the docs show its schema, and it crosses threads.
+/// Generated code goes through this one trait so that a wrong parameter type
+/// is one error, at the parameter.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an entrypoint parameter",
     label = "parameters must implement `Serialize`, `Deserialize` and `JsonSchema`, and be `Send`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
 )]
-pub trait ParamType: Serialize + DeserializeOwned + JsonSchema + Send + 'static {}
-
-impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> ParamType for T {}
-
-/// Operations on a parameter of type `T`. Going through one type keeps a
-/// wrong parameter type to one error, at the parameter.
-#[derive(Debug)]
-pub struct Param<T: ParamType>(PhantomData<fn() -> T>);
-
-impl<T: ParamType> Param<T> {
+pub trait ParamType: Sized {
     /// The parameter's spec.
-    pub fn spec(name: &str, required: bool) -> ParamSpec {
+    fn __weft_spec(name: &str, required: bool) -> ParamSpec;
+    /// Takes the argument `name` from a call.
+    fn __weft_take(args: &mut Args, name: &str) -> Result<Self, Error>;
+    /// Writes a typed client's argument.
+    fn __weft_write<M: SerializeMap>(&self, name: &str, map: &mut M) -> Result<(), M::Error>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> ParamType for T {
+    fn __weft_spec(name: &str, required: bool) -> ParamSpec {
         ParamSpec {
             name: name.to_owned(),
             required,
@@ -87,45 +93,48 @@ impl<T: ParamType> Param<T> {
         }
     }
 
-    /// Takes the argument `name` from a call.
-    pub fn take(args: &mut Args, name: &str) -> Result<T, Error> {
+    fn __weft_take(args: &mut Args, name: &str) -> Result<T, Error> {
         args.take(name)
     }
 
-    /// An argument as a typed client passes it.
-    pub fn value(value: T) -> T {
-        value
+    fn __weft_write<M: SerializeMap>(&self, name: &str, map: &mut M) -> Result<(), M::Error> {
+        map.serialize_entry(name, self)
     }
 }
 
 /// What an entrypoint's success type must be.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the result of an entrypoint",
-    label = "results must implement `Serialize`, `Deserialize` and `JsonSchema`",
+    label = "results must implement `Serialize`, `Deserialize` and `JsonSchema`, be `Send` and own their data (`'static`)",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
 )]
-pub trait ReplyType: Serialize + DeserializeOwned + JsonSchema {}
-
-impl<T: Serialize + DeserializeOwned + JsonSchema> ReplyType for T {}
-
-/// Operations on an entrypoint's success type `T`.
-#[derive(Debug)]
-pub struct Reply<T: ReplyType>(PhantomData<fn() -> T>);
-
-impl<T: ReplyType> Reply<T> {
+pub trait ReplyType: Sized + 'static {
     /// The result's schema.
-    pub fn schema() -> Schema {
+    fn __weft_schema() -> Schema;
+    /// Encodes a success value.
+    fn __weft_encode(&self, codec: Codec) -> Result<Bytes, Error>;
+    /// Sends a typed client's call and decodes the reply.
+    fn __weft_call<'a, A: Serialize + Send + Sync + 'a>(
+        call: CallBuilder<'a>,
+        args: A,
+    ) -> impl Future<Output = Result<Self, Error>> + Send + 'a;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> ReplyType for T {
+    fn __weft_schema() -> Schema {
         schema_for::<T>()
     }
 
-    /// Encodes a success value.
-    pub fn encode(codec: Codec, value: &T) -> Result<Bytes, Error> {
-        codec::encode(codec, value)
+    fn __weft_encode(&self, codec: Codec) -> Result<Bytes, Error> {
+        codec::encode(codec, self)
     }
 
-    /// Sends a typed client's call and decodes the reply.
-    pub async fn call<A: Serialize>(call: CallBuilder<'_>, args: A) -> Result<T, Error> {
-        call.send(args).await
+    fn __weft_call<'a, A: Serialize + Send + Sync + 'a>(
+        call: CallBuilder<'a>,
+        args: A,
+    ) -> impl Future<Output = Result<T, Error>> + Send + 'a {
+        call.send(args)
     }
 }
 
@@ -135,12 +144,17 @@ impl<T: ReplyType> Reply<T> {
     label = "entrypoint errors must implement `Display` and `Send`, and own their data (`'static`)",
     note = "callers receive it as a `weft::Error` with the error's `Display` as message"
 )]
-pub trait ErrorType: Display + Send + 'static {}
+pub trait ErrorType {
+    /// See [`application_error`].
+    fn __weft_into_error(self, kind: Option<String>) -> Error;
+}
 
-impl<E: Display + Send + 'static> ErrorType for E {}
-
-/// Checks an explicitly written error type, at its span.
-pub fn error_type<E: ErrorType>() {}
+#[diagnostic::do_not_recommend]
+impl<E: Display + Send + 'static> ErrorType for E {
+    fn __weft_into_error(self, kind: Option<String>) -> Error {
+        application_error(self, kind)
+    }
+}
 
 /// Makes sure an entrypoint's future can run on any thread, reporting the
 /// error at the method.
@@ -150,7 +164,7 @@ pub fn assert_send<F: Future + Send>(future: F) -> F {
 
 /// Turns an entrypoint's `Err` into the error callers see: a [`Error`] as
 /// is, anything else as an application error of `kind` (or the type's name).
-pub fn application_error<E: ErrorType>(error: E, kind: Option<String>) -> Error {
+pub fn application_error<E: Display + Send + 'static>(error: E, kind: Option<String>) -> Error {
     let mut slot = Some(error);
     if let Some(e) = (&mut slot as &mut dyn Any)
         .downcast_mut::<Option<Error>>()
@@ -276,12 +290,12 @@ impl ArgList for () {
     }
 }
 
-impl<H: Serialize, T: ArgList> ArgList for (H, T) {
+impl<H: ParamType, T: ArgList> ArgList for (H, T) {
     fn write<M: SerializeMap>(&self, names: &[&'static str], map: &mut M) -> Result<(), M::Error> {
         let Some((name, rest)) = names.split_first() else {
             return Err(ser::Error::custom("more argument values than names"));
         };
-        map.serialize_entry(name, &self.0)?;
+        self.0.__weft_write(name, map)?;
         self.1.write(rest, map)
     }
 }
@@ -326,7 +340,11 @@ impl ser::SerializeTupleVariant for SkipFields {
 impl ser::SerializeStructVariant for SkipFields {
     type Ok = String;
     type Error = NotAVariant;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, _: &T) -> Result<(), NotAVariant> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotAVariant> {
         Ok(())
     }
     fn end(self) -> Result<String, NotAVariant> {
@@ -355,7 +373,12 @@ impl Serializer for VariantName {
     type SerializeStruct = Impossible<String, NotAVariant>;
     type SerializeStructVariant = SkipFields;
 
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<String, NotAVariant> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, NotAVariant> {
         Ok(variant.to_owned())
     }
 
@@ -389,7 +412,11 @@ impl Serializer for VariantName {
         Ok(SkipFields(variant))
     }
 
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<String, NotAVariant> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<String, NotAVariant> {
         value.serialize(self)
     }
 
@@ -450,16 +477,28 @@ mod tests {
 
     #[test]
     fn kinds_are_variant_names() {
-        assert_eq!(Shop::OutOfStock.serialize(VariantName).ok().as_deref(), Some("OutOfStock"));
+        assert_eq!(
+            Shop::OutOfStock.serialize(VariantName).ok().as_deref(),
+            Some("OutOfStock")
+        );
         assert_eq!(
             Shop::TooExpensive(9).serialize(VariantName).ok().as_deref(),
             Some("too_expensive")
         );
         assert_eq!(
-            Shop::Closed { until: 9 }.serialize(VariantName).ok().as_deref(),
+            Shop::Closed { until: 9 }
+                .serialize(VariantName)
+                .ok()
+                .as_deref(),
             Some("Closed")
         );
-        assert!(Plain { message: "x".into() }.serialize(VariantName).is_err());
+        assert!(
+            Plain {
+                message: "x".into()
+            }
+            .serialize(VariantName)
+            .is_err()
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ impl Router {
     /// when the host goes away, so calls between instances go on.
     async fn watch_once(&self, synced: &watch::Sender<bool>) -> Result<(), Error> {
         let conn = self.pool.get(&self.host).await?;
-        let mut stream = conn.call_stream(host_headers(host_api::WATCH, None), codec::encode(conn.codec(), &())?);
+        let mut stream = conn.call_stream(
+            host_headers(host_api::WATCH, None),
+            codec::encode(conn.codec(), &())?,
+        );
         while let Some(item) = stream.next().await {
             let event: WatchEvent = codec::decode(conn.codec(), &item?)?;
             self.cache.apply(event, std::time::Instant::now());
@@ -83,11 +86,18 @@ impl Router {
     /// Waits until the first snapshot arrived, at most `limit`.
     pub(crate) async fn synced(&self, limit: Duration) -> bool {
         let mut rx = self.synced.clone();
-        tokio::time::timeout(limit, rx.wait_for(|s| *s)).await.is_ok()
+        tokio::time::timeout(limit, rx.wait_for(|s| *s))
+            .await
+            .is_ok()
     }
 
     /// Calls one of the host's own entrypoints.
-    pub(crate) async fn call_host<A, R>(&self, entrypoint: &str, args: &A, timeout: Duration) -> Result<R, Error>
+    pub(crate) async fn call_host<A, R>(
+        &self,
+        entrypoint: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, Error>
     where
         A: serde::Serialize,
         R: serde::de::DeserializeOwned,
@@ -121,7 +131,9 @@ where
     let work = async {
         let conn = pool.get(host).await?;
         let payload = weft_core::args::encode(conn.codec(), args)?;
-        let reply = conn.call(host_headers(entrypoint, Some(timeout)), payload).await?;
+        let reply = conn
+            .call(host_headers(entrypoint, Some(timeout)), payload)
+            .await?;
         codec::decode(conn.codec(), &reply)
     };
     tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {

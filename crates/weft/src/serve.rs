@@ -12,7 +12,9 @@ use tokio::sync::oneshot;
 use weft_core::codec::Codec;
 use weft_core::name::Version;
 use weft_registry::{InstanceInfo, RegisterReply, RegisterRequest};
-use weft_transport::{Address, ConnectOptions, Handler, Listener, PeerInfo, Pool, Reply, ServerOptions};
+use weft_transport::{
+    Address, ConnectOptions, Handler, Listener, PeerInfo, Pool, Reply, ServerOptions,
+};
 use weft_wire::Request;
 
 use crate::context::{Context, Identity};
@@ -94,7 +96,10 @@ impl Server {
         let listen = env_or("WEFT_LISTEN", "127.0.0.1:0").parse()?;
         let version = env_or("WEFT_VERSION", S::VERSION);
         Version::parse(&version).map_err(|e| {
-            Error::invalid_argument("version", format!("`{version}` is not a semver version: {e}"))
+            Error::invalid_argument(
+                "version",
+                format!("`{version}` is not a semver version: {e}"),
+            )
         })?;
         Ok(Server {
             service: Arc::new(Arc::new(service)),
@@ -191,13 +196,14 @@ impl Server {
 async fn terminate() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -213,7 +219,10 @@ async fn terminate() {
 /// that no handler, however busy or blocking, can starve it: a busy instance
 /// is never evicted for being busy. Returns a sender that stops it (it then
 /// deregisters) and a receiver that fires once it has.
-fn spawn_lease_keeper(host: Address, info: InstanceInfo) -> (oneshot::Sender<()>, oneshot::Receiver<()>) {
+fn spawn_lease_keeper(
+    host: Address,
+    info: InstanceInfo,
+) -> (oneshot::Sender<()>, oneshot::Receiver<()>) {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
@@ -330,7 +339,11 @@ pub(crate) fn dispatch(service: &dyn DynService, incoming: Incoming) -> Reply {
             let err = Error::not_found(format!(
                 "service `{name}` has no entrypoint `{}`; it has {}",
                 call.entrypoint,
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ));
             Reply::Unary(futures::future::ready(Err(err)).boxed())
         }

@@ -42,7 +42,12 @@ pub struct Incoming {
 
 impl Incoming {
     /// A call of `entrypoint` with an encoded argument object.
-    pub fn new(entrypoint: impl Into<String>, codec: Codec, payload: Bytes, context: Context) -> Self {
+    pub fn new(
+        entrypoint: impl Into<String>,
+        codec: Codec,
+        payload: Bytes,
+        context: Context,
+    ) -> Self {
         Incoming {
             entrypoint: entrypoint.into(),
             codec,

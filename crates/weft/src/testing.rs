@@ -47,14 +47,14 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
+use weft_core::Notification;
 use weft_core::codec::{self, Codec};
 use weft_core::name::VersionSelector;
-use weft_core::Notification;
 use weft_wire::Headers;
 
+use crate::Error;
 use crate::context::{AsContext, CallBuilder, Channel, Context, Identity, Mesh as MeshTrait};
 use crate::service::{DynService, Incoming, Service};
-use crate::Error;
 
 type MockFn = Arc<dyn Fn(serde_json::Value) -> Result<serde_json::Value, Error> + Send + Sync>;
 
@@ -87,7 +87,10 @@ pub struct Mesh {
 impl std::fmt::Debug for Mesh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mesh")
-            .field("services", &self.inner.services.read().keys().collect::<Vec<_>>())
+            .field(
+                "services",
+                &self.inner.services.read().keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -131,7 +134,12 @@ impl Mesh {
     }
 
     /// Starts a call with options; see [`Context::request`].
-    pub fn request<'a>(&'a self, ctx: &'a Context, service: &'a str, entrypoint: &'a str) -> CallBuilder<'a> {
+    pub fn request<'a>(
+        &'a self,
+        ctx: &'a Context,
+        service: &'a str,
+        entrypoint: &'a str,
+    ) -> CallBuilder<'a> {
         ctx.request(service, entrypoint)
     }
 
@@ -192,8 +200,11 @@ impl Mock<'_> {
         let name = format!("{}.{entrypoint}", self.service);
         let mock: MockFn = Arc::new(move |args| {
             let out = f(args)?;
-            serde_json::to_value(out)
-                .map_err(|e| Error::internal(format!("the mock of {name} returned a value that cannot be encoded: {e}")))
+            serde_json::to_value(out).map_err(|e| {
+                Error::internal(format!(
+                    "the mock of {name} returned a value that cannot be encoded: {e}"
+                ))
+            })
         });
         self.mesh
             .inner
@@ -228,7 +239,8 @@ impl Channel for MeshChannel {
                     entrypoint: headers.entrypoint.clone(),
                     args: args.clone(),
                 });
-                let out = mock(args).map_err(|e| e.with_origin(&headers.service, &headers.entrypoint))?;
+                let out =
+                    mock(args).map_err(|e| e.with_origin(&headers.service, &headers.entrypoint))?;
                 codec::encode(Codec::Json, &out)
             }
             .boxed();
@@ -249,11 +261,13 @@ impl Channel for MeshChannel {
         let incoming = Incoming::new(headers.entrypoint, Codec::Json, payload, ctx);
         match crate::serve::dispatch(&*service, incoming) {
             weft_transport::Reply::Unary(fut) => fut,
-            weft_transport::Reply::Stream(_) => futures::future::ready(Err(Error::invalid_argument(
-                "entrypoint",
-                "this entrypoint streams its replies; call it as a stream",
-            )))
-            .boxed(),
+            weft_transport::Reply::Stream(_) => {
+                futures::future::ready(Err(Error::invalid_argument(
+                    "entrypoint",
+                    "this entrypoint streams its replies; call it as a stream",
+                )))
+                .boxed()
+            }
         }
     }
 }

@@ -66,7 +66,7 @@ impl std::fmt::Display for Opaque {
 }
 
 /// A test service.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Kitchen {
     calls: AtomicU32,
 }
@@ -198,8 +198,16 @@ fn spec_names_docs_and_order() {
 fn spec_params_and_schemas() {
     let spec = Kitchen::spec();
     let add = spec.entrypoint("add").unwrap();
-    let params: Vec<(&str, bool)> = add.params.iter().map(|p| (p.name.as_str(), p.required)).collect();
-    assert_eq!(params, [("a", true), ("b", false)], "the context is no parameter");
+    let params: Vec<(&str, bool)> = add
+        .params
+        .iter()
+        .map(|p| (p.name.as_str(), p.required))
+        .collect();
+    assert_eq!(
+        params,
+        [("a", true), ("b", false)],
+        "the context is no parameter"
+    );
     assert_eq!(add.params[0].schema["type"], "integer");
     assert_eq!(add.result["type"], "integer");
     assert_eq!(add.error, None, "weft::Error has no schema of its own");
@@ -214,7 +222,10 @@ fn spec_params_and_schemas() {
     assert_eq!(spec.entrypoint("opaque").unwrap().error, None);
     assert_eq!(spec.entrypoint("roll_die").unwrap().params, []);
     let nothing = spec.entrypoint("nothing").unwrap();
-    assert_eq!(nothing.params[0].name, "type", "raw identifiers lose their `r#`");
+    assert_eq!(
+        nothing.params[0].name, "type",
+        "raw identifiers lose their `r#`"
+    );
     assert_eq!(nothing.result["type"], "null");
     let collections = spec.entrypoint("collections").unwrap();
     assert_eq!(collections.params.len(), 4);
@@ -229,7 +240,10 @@ async fn plain_results_and_context() {
     assert_eq!(call("add", json!({ "a": 2 })).await.unwrap(), 2);
     assert_eq!(call("add", json!({ "a": 2, "b": null })).await.unwrap(), 2);
     assert_eq!(call("neg", json!({ "a": 2 })).await.unwrap(), -2);
-    assert_eq!(call("nothing", json!({ "type": "x" })).await.unwrap(), Value::Null);
+    assert_eq!(
+        call("nothing", json!({ "type": "x" })).await.unwrap(),
+        Value::Null
+    );
 }
 
 #[tokio::test]
@@ -240,8 +254,13 @@ async fn structs_enums_and_collections() {
     )
     .await
     .unwrap();
-    assert_eq!(reply, json!([{ "x": 1, "y": -2 }, { "Circle": { "r": 1.5 } }]));
-    let reply = call("echo", json!({ "p": { "x": 0, "y": 0 }, "s": "Dot" })).await.unwrap();
+    assert_eq!(
+        reply,
+        json!([{ "x": 1, "y": -2 }, { "Circle": { "r": 1.5 } }])
+    );
+    let reply = call("echo", json!({ "p": { "x": 0, "y": 0 }, "s": "Dot" }))
+        .await
+        .unwrap();
     assert_eq!(reply[1], "Dot");
 
     let reply = call(
@@ -322,7 +341,11 @@ async fn application_errors_carry_the_variant() {
 
     let err = call("opaque", json!({})).await.unwrap_err();
     assert_eq!(err.code(), Code::Application);
-    assert_eq!(err.kind(), Some("Opaque"), "a type without Serialize is named by its type");
+    assert_eq!(
+        err.kind(),
+        Some("Opaque"),
+        "a type without Serialize is named by its type"
+    );
     assert_eq!(err.message(), "opaque failure");
 }
 
@@ -361,4 +384,23 @@ fn typed_client_has_one_method_per_entrypoint() {
         Ok(())
     }
     let _ = KitchenClient::new(&weft::testing::Mesh::new().context()).clone();
+}
+
+#[tokio::test]
+async fn typed_client_calls_through_a_mesh() {
+    let mesh = weft::testing::Mesh::new();
+    mesh.add(Kitchen::default());
+    let client = KitchenClient::new(&mesh);
+    assert_eq!(client.roll_die().await.unwrap(), 4);
+    assert_eq!(client.add(40, Some(2)).await.unwrap(), 42);
+    assert_eq!(client.add(40, None).await.unwrap(), 40);
+    let (p, s) = client
+        .echo(Point { x: 1, y: 2 }, Shape::Square(3))
+        .await
+        .unwrap();
+    assert_eq!((p, s), (Point { x: 1, y: 2 }, Shape::Square(3)));
+    client.nothing("x".to_owned()).await.unwrap();
+    let err = client.buy(0).await.unwrap_err();
+    assert_eq!(err.code(), Code::Application);
+    assert_eq!(err.kind(), Some("OutOfStock"));
 }

@@ -1,7 +1,5 @@
 //! The die roller of the yatzee tutorial: one entrypoint that rolls a die.
 
-use weft::prelude::*;
-
 /// Rolls dice.
 #[derive(Debug, Default)]
 pub struct DieRoller;

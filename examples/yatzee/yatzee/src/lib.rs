@@ -64,7 +64,10 @@ mod tests {
         mesh.mock("die_roller").on_result("roll_die", |_| {
             Err::<u8, _>(weft::Error::unavailable("table is gone"))
         });
-        let err = mesh.call::<_, Vec<u8>>("yatzee", "play", ()).await.unwrap_err();
+        let err = mesh
+            .call::<_, Vec<u8>>("yatzee", "play", ())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), weft::Code::Unavailable);
         assert_eq!(err.service(), Some("die_roller"));
     }

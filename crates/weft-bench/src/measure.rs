@@ -1,0 +1,171 @@
+//! One measurement: callers in a closed loop (each sends its next call when
+//! the previous reply arrives), a warm-up, then a fixed window whose calls
+//! are timed into an HDR histogram.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::systems::{Caller, Server, System};
+
+/// The largest latency recorded exactly (60 s, in ns); slower calls are
+/// recorded as this.
+const HIGHEST_NS: u64 = 60_000_000_000;
+
+/// Significant figures the histogram keeps: 0.1% resolution.
+const SIGFIGS: u8 = 3;
+
+/// How long after the window closes a caller may take to finish its last
+/// call before the measurement is declared hung.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// A bound on calls per caller per measurement, so that no loop depends on
+/// the clock alone; far above what one caller can do in the longest window.
+const MAX_CALLS_PER_CALLER: u64 = 1_000_000_000;
+
+/// What to measure and for how long.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Plan {
+    /// Measured window per scenario and repetition.
+    pub(crate) duration: Duration,
+    /// Unmeasured calls before the window.
+    pub(crate) warmup: Duration,
+    /// Repetitions of each scenario.
+    pub(crate) reps: u32,
+    /// Payload size in bytes.
+    pub(crate) payload: usize,
+    /// Callers in the concurrent scenario.
+    pub(crate) concurrency: usize,
+}
+
+impl Plan {
+    /// The default timing for these sizes.
+    pub(crate) fn new(payload: usize, concurrency: usize) -> Plan {
+        Plan {
+            duration: Duration::from_secs(3),
+            warmup: Duration::from_secs(1),
+            reps: 3,
+            payload,
+            concurrency,
+        }
+    }
+}
+
+/// How many calls are in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scenario {
+    /// One caller, one call at a time.
+    Sequential,
+    /// This many callers, each with one call in flight.
+    Concurrent(usize),
+}
+
+impl Scenario {
+    /// The label in tables and JSON.
+    pub(crate) fn label(self) -> String {
+        match self {
+            Scenario::Sequential => "1 in flight".to_owned(),
+            Scenario::Concurrent(n) => format!("{n} in flight"),
+        }
+    }
+
+    fn callers(self) -> usize {
+        match self {
+            Scenario::Sequential => 1,
+            Scenario::Concurrent(n) => n,
+        }
+    }
+}
+
+/// The outcome of one measurement.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    pub(crate) system: System,
+    pub(crate) scenario: Scenario,
+    /// Calls started inside the window.
+    pub(crate) calls: u64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) calls_per_s: f64,
+}
+
+/// A payload of printable ASCII, so that systems that carry text (weft's
+/// `String` echo) carry exactly these bytes, with nothing to escape.
+pub(crate) fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// Measures one scenario of one system once.
+pub(crate) async fn run(
+    plan: &Plan,
+    system: System,
+    server: &Server,
+    scenario: Scenario,
+) -> anyhow::Result<Run> {
+    let callers = system
+        .callers(server, scenario.callers(), &payload(plan.payload))
+        .await?;
+    // Every caller shares one window, fixed before any of them starts.
+    let start = Instant::now() + plan.warmup;
+    let end = start + plan.duration;
+    let tasks: Vec<_> = callers
+        .into_iter()
+        .map(|caller| {
+            tokio::spawn(tokio::time::timeout(
+                end.saturating_duration_since(Instant::now()) + GRACE,
+                call_loop(caller, start, end),
+            ))
+        })
+        .collect();
+    let mut merged = new_histogram()?;
+    for task in tasks {
+        let histogram = task
+            .await
+            .context("a caller task panicked")?
+            .map_err(|_| {
+                anyhow!(
+                    "a call did not return within {}s after the window closed",
+                    GRACE.as_secs()
+                )
+            })??;
+        merged.add(&histogram)?;
+    }
+    let calls = merged.len();
+    Ok(Run {
+        system,
+        scenario,
+        calls,
+        p50_us: merged.value_at_quantile(0.50) as f64 / 1e3,
+        p99_us: merged.value_at_quantile(0.99) as f64 / 1e3,
+        calls_per_s: calls as f64 / plan.duration.as_secs_f64(),
+    })
+}
+
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, HIGHEST_NS, SIGFIGS)?)
+}
+
+/// Calls until `end`; records the latency of every call that started in
+/// `[start, end)`. Calls straddling either edge are at most one per caller
+/// each, so counting by start time neither gains nor loses calls overall.
+async fn call_loop(
+    mut caller: Caller,
+    start: Instant,
+    end: Instant,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut histogram = new_histogram()?;
+    for _ in 0..MAX_CALLS_PER_CALLER {
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        caller.call().await?;
+        if sent >= start {
+            let ns = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            histogram.saturating_record(ns.clamp(1, HIGHEST_NS));
+        }
+    }
+    Ok(histogram)
+}

@@ -1,0 +1,201 @@
+//! Server processes: copies of this binary started with `__serve`, killed
+//! when their handle drops.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use tokio::sync::oneshot;
+
+/// How long a server may take to print its address. Generous because the
+/// host opens its store first, and a loaded CI machine can be slow.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much of a child's stderr is kept for error messages.
+const STDERR_KEEP: usize = 16 * 1024;
+
+/// Settings a developer's shell may have that must not leak into the servers
+/// (they would point the echo service at another host).
+const CLEARED_ENV: [&str; 4] = ["WEFT_HOST", "WEFT_LISTEN", "WEFT_VERSION", "WEFT_INSTANCE"];
+
+/// A running server process. Dropping it kills the process and reaps it, so
+/// no server outlives the benchmark, whether it ends normally, by an error or
+/// by a panic.
+#[derive(Debug)]
+pub(crate) struct ServerProcess {
+    role: String,
+    /// The first line the server printed: its bound address.
+    address: String,
+    child: Mutex<Child>,
+    /// Held open so that the child notices (stdin EOF) when this process dies
+    /// without running destructors, e.g. on SIGKILL, and exits by itself.
+    _stdin: Option<ChildStdin>,
+    /// The start of the child's stderr, for error messages.
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `weft-bench __serve <role> <args..>` and waits for its first
+    /// line of stdout, its bound address.
+    pub(crate) async fn start(role: &str, args: &[&str]) -> anyhow::Result<ServerProcess> {
+        let exe =
+            std::env::current_exe().context("cannot find this executable to start a server")?;
+        let mut command = Command::new(exe);
+        command
+            .arg("__serve")
+            .arg(role)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for key in CLEARED_ENV {
+            command.env_remove(key);
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start the `{role}` server process"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut process = ServerProcess {
+            role: role.to_owned(),
+            address: String::new(),
+            child: Mutex::new(child),
+            _stdin: stdin,
+            stderr: stderr.clone(),
+        };
+
+        std::thread::Builder::new()
+            .name(format!("{role}-stderr"))
+            .spawn(move || keep_stderr(stderr_pipe, &stderr))
+            .context("cannot start a thread")?;
+        let (first_tx, first_rx) = oneshot::channel::<String>();
+        std::thread::Builder::new()
+            .name(format!("{role}-stdout"))
+            .spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                if matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                    let _ = first_tx.send(line.trim().to_owned());
+                }
+                // Drain the rest so that the child never blocks on a full pipe.
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            })
+            .context("cannot start a thread")?;
+
+        match tokio::time::timeout(STARTUP_TIMEOUT, first_rx).await {
+            Ok(Ok(address)) if !address.is_empty() => {
+                process.address = address;
+                Ok(process)
+            }
+            Ok(_) => {
+                // The child closed stdout without printing: give it a moment
+                // to exit so that its status and stderr are complete.
+                for _ in 0..50 {
+                    if process.exited().is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(process.failure("exited before printing its address"))
+            }
+            Err(_) => Err(process.failure(&format!(
+                "did not print its address within {}s",
+                STARTUP_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// The address the server printed when it started.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Fails with the server's exit status and stderr if it has exited.
+    pub(crate) fn check_alive(&self) -> anyhow::Result<()> {
+        match self.exited() {
+            None => Ok(()),
+            Some(_) => Err(self.failure("exited unexpectedly")),
+        }
+    }
+
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        child.try_wait().ok().flatten()
+    }
+
+    fn failure(&self, what: &str) -> anyhow::Error {
+        let status = match self.exited() {
+            Some(status) => format!(" ({status})"),
+            None => String::new(),
+        };
+        let stderr = self
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let stderr = stderr.trim();
+        if stderr.is_empty() {
+            anyhow!(
+                "the `{}` server {what}{status}; it printed nothing on stderr",
+                self.role
+            )
+        } else {
+            anyhow!(
+                "the `{}` server {what}{status}; its stderr:\n{stderr}",
+                self.role
+            )
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Keeps the first [`STDERR_KEEP`] bytes of a child's stderr and drains the rest.
+fn keep_stderr(mut pipe: impl Read, keep: &Mutex<String>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut kept = keep.lock().unwrap_or_else(|p| p.into_inner());
+                if kept.len() < STDERR_KEEP {
+                    kept.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        }
+    }
+}
+
+/// In a server process: exits when the benchmark process goes away (stdin
+/// reaches EOF), so that no server is left running even if the benchmark
+/// was killed without a chance to clean up.
+pub(crate) fn exit_with_parent() -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            std::process::exit(0);
+        })
+        .context("cannot start a thread")?;
+    Ok(())
+}
+
+/// In a server process: prints the bound address as the first line of
+/// stdout, the signal the benchmark waits for.
+pub(crate) fn announce(address: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{address}")
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
+}

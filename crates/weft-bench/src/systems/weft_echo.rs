@@ -1,0 +1,194 @@
+//! weft over TCP: a host process and an `echo` service process, called with
+//! `weft::Client` exactly as a user's program would. The host is off the
+//! hot path once the client's registry cache knows the echo instance.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, ensure};
+use serde::Serialize;
+
+use crate::process::{ServerProcess, announce};
+
+/// How long the echo service may take to become callable through the host.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often readiness is retried within [`READY_TIMEOUT`].
+const READY_RETRY: Duration = Duration::from_millis(20);
+
+mod echo {
+    /// Answers with what it is given.
+    #[derive(Debug, Default)]
+    pub(crate) struct Echo;
+
+    #[weft::service(name = "echo")]
+    impl Echo {
+        /// Returns `data` unchanged.
+        #[entrypoint]
+        async fn echo(&self, data: String) -> String {
+            data
+        }
+    }
+}
+
+/// The arguments of `echo.echo`, borrowed so that a call does not copy the
+/// payload before encoding it.
+#[derive(Serialize)]
+struct EchoArgs<'a> {
+    data: &'a str,
+}
+
+/// The host and echo service processes, and the host's data dir.
+#[derive(Debug)]
+pub(crate) struct Server {
+    // Fields drop in order: the processes are killed before their data dir
+    // is removed.
+    echo: ServerProcess,
+    host: ServerProcess,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub(crate) async fn start() -> anyhow::Result<Server> {
+        let data_dir = tempfile::Builder::new()
+            .prefix("weft-bench-host-")
+            .tempdir()
+            .context("cannot create a data dir for the host")?;
+        let dir = data_dir
+            .path()
+            .to_str()
+            .context("the temp dir's path is not UTF-8")?;
+        let host =
+            ServerProcess::start("host", &["--listen", "127.0.0.1:0", "--data-dir", dir]).await?;
+        let echo = ServerProcess::start(
+            "weft-echo",
+            &["--host", host.address(), "--listen", "127.0.0.1:0"],
+        )
+        .await?;
+        let server = Server {
+            echo,
+            host,
+            _data_dir: data_dir,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Waits until a call to `echo.echo` through the host succeeds: the echo
+    /// instance has registered and the client has learned of it.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let client = weft::Client::connect(self.host.address())
+            .await
+            .with_context(|| {
+                format!("cannot connect to the weft host at {}", self.host.address())
+            })?;
+        let max_tries = READY_TIMEOUT.as_millis() / READY_RETRY.as_millis();
+        let mut last = None;
+        for _ in 0..max_tries {
+            self.check_alive()?;
+            match client
+                .call::<_, String>("echo", "echo", EchoArgs { data: "ready" })
+                .await
+            {
+                Ok(reply) if reply == "ready" => return Ok(()),
+                Ok(reply) => {
+                    return Err(anyhow!("the echo service answered {reply:?} to \"ready\""));
+                }
+                Err(e) => last = Some(e),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(READY_RETRY).await;
+        }
+        Err(anyhow!(
+            "the echo service did not become callable through the host within {}s; last error: {}",
+            READY_TIMEOUT.as_secs(),
+            last.map_or_else(|| "none".to_owned(), |e| e.to_string())
+        ))
+    }
+
+    pub(crate) fn check_alive(&self) -> anyhow::Result<()> {
+        self.host.check_alive()?;
+        self.echo.check_alive()
+    }
+
+    /// `n` callers sharing one `weft::Client`, hence one multiplexed
+    /// connection to the echo instance.
+    pub(crate) async fn callers(&self, n: usize, payload: &[u8]) -> anyhow::Result<Vec<Caller>> {
+        let payload: Arc<str> = std::str::from_utf8(payload)
+            .context("weft echoes a String: the payload must be UTF-8")?
+            .into();
+        let client = weft::Client::connect(self.host.address())
+            .await
+            .with_context(|| {
+                format!("cannot connect to the weft host at {}", self.host.address())
+            })?;
+        Ok((0..n)
+            .map(|_| Caller {
+                client: client.clone(),
+                payload: payload.clone(),
+            })
+            .collect())
+    }
+}
+
+/// One task's handle on the shared client.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    client: weft::Client,
+    payload: Arc<str>,
+}
+
+impl Caller {
+    pub(crate) async fn call(&mut self) -> anyhow::Result<()> {
+        let reply: String = self
+            .client
+            .call(
+                "echo",
+                "echo",
+                EchoArgs {
+                    data: &self.payload,
+                },
+            )
+            .await?;
+        ensure!(
+            *reply == *self.payload,
+            "the echo service answered other data"
+        );
+        Ok(())
+    }
+}
+
+/// `__serve host`: a weft host on `listen` with its state in `data_dir`.
+pub(crate) async fn serve_host(listen: &str, data_dir: PathBuf) -> anyhow::Result<()> {
+    let config = weft_host::HostConfig::new(listen.parse()?, data_dir);
+    let host = weft_host::Host::bind(config).await?;
+    announce(&host.local_address().to_string())?;
+    host.run(std::future::pending()).await?;
+    Ok(())
+}
+
+/// `__serve weft-echo`: the echo service, registered with `host`.
+pub(crate) async fn serve_echo(host: &str, listen: &str) -> anyhow::Result<()> {
+    // `Server::run` binds the listener itself and does not report the port
+    // it got, so port 0 is resolved here first. Another process could take
+    // the port in between; the benchmark then fails with this process's
+    // error instead of measuring the wrong thing.
+    let listen = if listen.ends_with(":0") {
+        let probe = std::net::TcpListener::bind(listen)
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        probe.local_addr()?.to_string()
+    } else {
+        listen.to_owned()
+    };
+    announce(&listen)?;
+    weft::Server::from_env(echo::Echo)?
+        .host(host.parse()?)
+        .listen(listen.parse()?)
+        .run()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,420 @@
+//! `weft`: run a host, call services, list what runs, read notifications.
+//!
+//! ```text
+//! $ weft host                      # the host, on 127.0.0.1:7400
+//! $ weft ls                        # services, versions, instances
+//! $ weft call yatzee play          # call an entrypoint, print the result as JSON
+//! $ weft notifications -f          # follow notifications
+//! ```
+//!
+//! Every command but `weft host` talks to the host named by `--host` or
+//! `WEFT_HOST` (default `127.0.0.1:7400`).
+
+mod table;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+use weft::{Client, Code, Error};
+use weft_host::{Host, HostConfig};
+
+/// weft: services that call each other by name.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host: the registry, notifications and HTTP API, on one port.
+    Host(HostCmd),
+    /// Call an entrypoint and print its result as JSON.
+    Call(CallCmd),
+    /// List services with their versions and instance counts.
+    Ls(LsCmd),
+    /// Show notifications, oldest first.
+    Notifications(NotificationsCmd),
+}
+
+#[derive(Debug, Args)]
+struct HostCmd {
+    /// The address for services, tools and browsers.
+    #[arg(long, default_value = weft::DEFAULT_HOST, value_name = "ADDR")]
+    listen: String,
+    /// Where the host keeps its state [default: $XDG_DATA_HOME/weft or ~/.local/share/weft].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct HostArg {
+    /// The weft host to talk to.
+    #[arg(long, env = "WEFT_HOST", default_value = weft::DEFAULT_HOST, value_name = "ADDR")]
+    host: String,
+}
+
+#[derive(Debug, Args)]
+struct CallCmd {
+    #[command(flatten)]
+    host: HostArg,
+    /// The service.
+    name: String,
+    /// The entrypoint.
+    entrypoint: String,
+    /// The arguments: a JSON object of named parameters.
+    #[arg(default_value = "{}", value_name = "JSON")]
+    args: String,
+    /// One named argument, `k=v`; `v` is parsed as JSON, or else taken as a
+    /// string. Repeat for several; overrides the same key in JSON.
+    #[arg(long = "arg", value_name = "K=V")]
+    arg: Vec<String>,
+    /// The version to call: `1.2.0`, a requirement like `^1.2`, or `main`.
+    #[arg(long, value_name = "V")]
+    version: Option<String>,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct LsCmd {
+    #[command(flatten)]
+    host: HostArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct NotificationsCmd {
+    #[command(flatten)]
+    host: HostArg,
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Show at most this many (the newest).
+    #[arg(short = 'n', default_value_t = 50, value_name = "N")]
+    limit: usize,
+    /// Keep printing new notifications as they arrive.
+    #[arg(short = 'f', long)]
+    follow: bool,
+}
+
+/// A failure to report: the message says what to do.
+#[derive(Debug)]
+struct Failure(String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let mut msg = e.to_string();
+        if e.code() == Code::InvalidArgument
+            && let Some(field) = e.field()
+        {
+            msg.push_str(&format!(" (parameter `{field}`)"));
+        }
+        Failure(msg)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure(format!("cannot write the output: {e}"))
+    }
+}
+
+type Result<T, E = Failure> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Host(cmd) => host(cmd).await,
+            Command::Call(cmd) => call(cmd).await,
+            Command::Ls(cmd) => ls(cmd).await,
+            Command::Notifications(cmd) => notifications(cmd).await,
+        }
+    });
+    // Background tasks (the registry watch) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/weft`, or `~/.local/share/weft`.
+fn default_data_dir() -> Result<PathBuf> {
+    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(xdg) = non_empty("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(xdg).join("weft"));
+    }
+    match non_empty("HOME") {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/weft")),
+        None => Err(Failure(
+            "cannot find a data dir: neither XDG_DATA_HOME nor HOME is set; pass --data-dir".into(),
+        )),
+    }
+}
+
+async fn host(cmd: HostCmd) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let listen = cmd
+        .listen
+        .parse()
+        .map_err(|e: Error| Failure(format!("--listen: {}", e.message())))?;
+    let data_dir = match cmd.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let host = Host::bind(HostConfig::new(listen, data_dir.clone())).await?;
+    {
+        // Tests and scripts read the port from this line: keep its shape.
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "weft host listening on {} (data dir {})",
+            host.local_address(),
+            data_dir.display()
+        )?;
+        out.flush()?;
+    }
+    host.run(terminate()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn terminate() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn connect(host: &HostArg) -> Result<Client> {
+    Client::connect(&host.host).await.map_err(|e| {
+        if e.code() == Code::Unavailable {
+            Failure(format!("{}: {} (or pass --host)", e.code(), e.message()))
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// Builds the argument object from the JSON argument and the `--arg`s.
+fn call_args(json: &str, pairs: &[String]) -> Result<Map<String, Value>> {
+    let mut args = match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(map)) => map,
+        Ok(other) => {
+            return Err(Failure(format!(
+                "the arguments must be a JSON object of named parameters, like '{{\"n\": 3}}', not {other}"
+            )));
+        }
+        Err(e) => {
+            return Err(Failure(format!(
+                "the arguments are not valid JSON ({e}); pass an object like '{{\"n\": 3}}' or use --arg n=3"
+            )));
+        }
+    };
+    for pair in pairs {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(Failure(format!(
+                "--arg {pair:?} has no `=`; write it as --arg name=value"
+            )));
+        };
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+        args.insert(k.to_owned(), value);
+    }
+    Ok(args)
+}
+
+async fn call(cmd: CallCmd) -> Result<()> {
+    let args = call_args(&cmd.args, &cmd.arg)?;
+    let timeout = match cmd.timeout {
+        Some(secs) => Some(
+            Duration::try_from_secs_f64(secs)
+                .map_err(|_| Failure(format!("--timeout {secs} is not a number of seconds")))?,
+        ),
+        None => None,
+    };
+    let client = connect(&cmd.host).await?;
+    let mut request = client.request(&cmd.name, &cmd.entrypoint);
+    if let Some(v) = &cmd.version {
+        request = request.version(v);
+    }
+    if let Some(t) = timeout {
+        request = request.timeout(t);
+    }
+    let result: Value = request.send(args).await?;
+    let text = serde_json::to_string_pretty(&result).map_err(|e| Failure(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+async fn ls(cmd: LsCmd) -> Result<()> {
+    let client = connect(&cmd.host).await?;
+    let services = client.services().await?;
+    let mut out = std::io::stdout().lock();
+    if cmd.json {
+        let text = serde_json::to_string_pretty(&services).map_err(|e| Failure(e.to_string()))?;
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for s in &services {
+        let mut main_listed = false;
+        for v in &s.versions {
+            let is_main = s.main.as_ref() == Some(&v.version);
+            main_listed |= is_main;
+            rows.push(ls_row(
+                is_main,
+                &s.name,
+                &v.version.to_string(),
+                v.instances,
+            ));
+        }
+        // A main version with nothing running is worth seeing: calls fail.
+        if let (Some(main), false) = (&s.main, main_listed) {
+            rows.push(ls_row(true, &s.name, &main.to_string(), 0));
+        }
+    }
+    write!(
+        out,
+        "{}",
+        table::render(&["MAIN", "NAME", "VERSION", "INSTANCES"], &rows)
+    )?;
+    Ok(())
+}
+
+fn ls_row(main: bool, name: &str, version: &str, instances: usize) -> Vec<String> {
+    vec![
+        if main { "*" } else { "" }.to_owned(),
+        name.to_owned(),
+        version.to_owned(),
+        instances.to_string(),
+    ]
+}
+
+async fn notifications(cmd: NotificationsCmd) -> Result<()> {
+    let client = connect(&cmd.host).await?;
+    let first = client.notifications(None, Some(cmd.limit)).await?;
+    let mut last = first.last().map(|n| n.id);
+    print_notifications(&first, cmd.json, true)?;
+    if !cmd.follow {
+        return Ok(());
+    }
+    let mut header = first.is_empty();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let new = client.notifications(last.or(Some(0)), None).await?;
+        if new.is_empty() {
+            continue;
+        }
+        last = new.last().map(|n| n.id);
+        print_notifications(&new, cmd.json, header)?;
+        header = false;
+    }
+}
+
+fn print_notifications(list: &[weft::Notification], json: bool, header: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for n in list {
+            let line = serde_json::to_string(n).map_err(|e| Failure(e.to_string()))?;
+            writeln!(out, "{line}")?;
+        }
+    } else if !list.is_empty() {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|n| {
+                vec![
+                    table::time(n.time_ms),
+                    n.severity.to_string(),
+                    n.service.clone(),
+                    n.message.clone(),
+                ]
+            })
+            .collect();
+        let headers = ["TIME", "SEVERITY", "SERVICE", "MESSAGE"];
+        let text = table::render(&headers, &rows);
+        let text = if header {
+            text.as_str()
+        } else {
+            // Followed batches continue the table printed before.
+            text.split_once('\n').map_or("", |(_, rest)| rest)
+        };
+        write!(out, "{text}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn args_merge_json_and_pairs() {
+        let args = call_args(
+            r#"{"a": 1, "b": "x"}"#,
+            &["b=2".into(), "c=hello".into(), "d=[1]".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(args),
+            serde_json::json!({ "a": 1, "b": 2, "c": "hello", "d": [1] })
+        );
+        assert!(call_args("[1]", &[]).unwrap_err().0.contains("JSON object"));
+        assert!(
+            call_args("{", &[])
+                .unwrap_err()
+                .0
+                .contains("not valid JSON")
+        );
+        assert!(
+            call_args("{}", &["novalue".into()])
+                .unwrap_err()
+                .0
+                .contains("name=value")
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! A small test service and server harness shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use weft_core::Error;
+use weft_transport::{Address, Handler, Listener, PeerInfo, Reply, ServerOptions, serve};
+use weft_wire::{Codec, Request};
+
+/// Bounds every wait in the tests, so a bug fails a test instead of hanging it.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Signals on a channel when dropped: shows that the server dropped a handler future.
+struct DropSignal(String, mpsc::UnboundedSender<String>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.1.send(self.0.clone());
+    }
+}
+
+/// Entrypoints: `echo`, `fail` (application error), `hang` (never answers), `slow`
+/// (answers when `release` is notified), `stream` (payload = item count as text),
+/// `stream_fail` (two items then an error), `big` (reply of `payload` bytes).
+pub struct TestHandler {
+    pub started: mpsc::UnboundedSender<String>,
+    pub dropped: mpsc::UnboundedSender<String>,
+    pub disconnected: mpsc::UnboundedSender<u64>,
+    pub release: Arc<Notify>,
+}
+
+pub struct Events {
+    pub started: mpsc::UnboundedReceiver<String>,
+    pub dropped: mpsc::UnboundedReceiver<String>,
+    pub disconnected: mpsc::UnboundedReceiver<u64>,
+    pub release: Arc<Notify>,
+}
+
+pub fn handler() -> (Arc<TestHandler>, Events) {
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let (dropped_tx, dropped) = mpsc::unbounded_channel();
+    let (disc_tx, disconnected) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    (
+        Arc::new(TestHandler {
+            started: started_tx,
+            dropped: dropped_tx,
+            disconnected: disc_tx,
+            release: Arc::clone(&release),
+        }),
+        Events {
+            started,
+            dropped,
+            disconnected,
+            release,
+        },
+    )
+}
+
+impl Handler for TestHandler {
+    fn call(&self, request: Request, _codec: Codec, _peer: &PeerInfo) -> Reply {
+        let name = String::from_utf8_lossy(&request.payload).into_owned();
+        let payload = request.payload;
+        let started = self.started.clone();
+        match request.headers.entrypoint.as_str() {
+            "echo" => Reply::Unary(Box::pin(async move { Ok(payload) })),
+            "fail" => Reply::Unary(Box::pin(async move {
+                Err(Error::application("OutOfDice", "no dice left"))
+            })),
+            "hang" => {
+                let guard = DropSignal(name.clone(), self.dropped.clone());
+                Reply::Unary(Box::pin(async move {
+                    let _guard = guard;
+                    let _ = started.send(name);
+                    futures::future::pending::<()>().await;
+                    Ok(Bytes::new())
+                }))
+            }
+            "slow" => {
+                let release = Arc::clone(&self.release);
+                Reply::Unary(Box::pin(async move {
+                    let notified = release.notified();
+                    let _ = started.send(name);
+                    notified.await;
+                    Ok(payload)
+                }))
+            }
+            "stream" => {
+                let n: usize = name.parse().unwrap_or(0);
+                Reply::Stream(
+                    futures::stream::iter(0..n)
+                        .map(|i| Ok(Bytes::from(i.to_string())))
+                        .boxed(),
+                )
+            }
+            "stream_fail" => Reply::Stream(
+                futures::stream::iter([
+                    Ok(Bytes::from_static(b"a")),
+                    Ok(Bytes::from_static(b"b")),
+                    Err(Error::internal("stream broke")),
+                    Ok(Bytes::from_static(b"never")),
+                ])
+                .boxed(),
+            ),
+            "big" => {
+                let n: usize = name.parse().unwrap_or(0);
+                Reply::Unary(Box::pin(async move { Ok(Bytes::from(vec![b'x'; n])) }))
+            }
+            other => {
+                let other = other.to_owned();
+                Reply::Unary(Box::pin(async move {
+                    Err(Error::not_found(format!("no entrypoint {other}")))
+                }))
+            }
+        }
+    }
+
+    fn disconnected(&self, peer: &PeerInfo) {
+        let _ = self.disconnected.send(peer.conn_id);
+    }
+}
+
+/// A `serve` task on a listener; stopped (gracefully) on drop.
+pub struct TestServer {
+    pub addr: Address,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(addr: &Address, handler: Arc<dyn Handler>, opts: ServerOptions) -> Self {
+        let listener = Listener::bind(addr).await.expect("bind");
+        let addr = listener.local_address();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, handler, opts, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn tcp(handler: Arc<dyn Handler>) -> Self {
+        Self::start(
+            &"127.0.0.1:0".parse().unwrap(),
+            handler,
+            ServerOptions::default(),
+        )
+        .await
+    }
+
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Shuts down and waits until `serve` returned.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        let task = self.task.take().unwrap();
+        within("serve to return", task).await.unwrap().unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
