@@ -12,7 +12,7 @@
 
 mod table;
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -178,6 +178,7 @@ fn default_data_dir() -> Result<PathBuf> {
 async fn host(cmd: HostCmd) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -336,7 +337,6 @@ async fn notifications(cmd: NotificationsCmd) -> Result<()> {
     if !cmd.follow {
         return Ok(());
     }
-    let mut header = first.is_empty();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let new = client.notifications(last.or(Some(0)), None).await?;
@@ -344,8 +344,7 @@ async fn notifications(cmd: NotificationsCmd) -> Result<()> {
             continue;
         }
         last = new.last().map(|n| n.id);
-        print_notifications(&new, cmd.json, header)?;
-        header = false;
+        print_notifications(&new, cmd.json, false)?;
     }
 }
 
@@ -356,7 +355,7 @@ fn print_notifications(list: &[weft::Notification], json: bool, header: bool) ->
             let line = serde_json::to_string(n).map_err(|e| Failure(e.to_string()))?;
             writeln!(out, "{line}")?;
         }
-    } else if !list.is_empty() {
+    } else if header || !list.is_empty() {
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|n| {

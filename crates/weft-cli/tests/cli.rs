@@ -87,6 +87,10 @@ fn commands_against_a_running_host() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "");
 
+    let out = host.weft(&["notifications"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "TIME  SEVERITY  SERVICE  MESSAGE\n");
+
     let out = host.weft(&["call", "nosuch", "x"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
@@ -100,6 +104,31 @@ fn commands_against_a_running_host() {
         text(&out.stderr).contains("JSON object"),
         "{}",
         text(&out.stderr)
+    );
+
+    // A program sends a notification; the CLI shows it.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = weft::Client::connect(&host.address).await.unwrap();
+        client
+            .notify(weft::Severity::Warning, "disk almost full")
+            .await
+            .unwrap();
+    });
+    let out = host.weft(&["notifications", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["message"], "disk almost full");
+    assert_eq!(lines[0]["severity"], "warning");
+    let out = host.weft(&["notifications", "-n", "5"]);
+    let table = text(&out.stdout);
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("warning") && row.ends_with("disk almost full"),
+        "{table}"
     );
 
     // --host wins over WEFT_HOST.
