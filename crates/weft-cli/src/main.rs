@@ -10,6 +10,7 @@
 //! Every command but `weft host` talks to the host named by `--host` or
 //! `WEFT_HOST` (default `127.0.0.1:7400`).
 
+mod demo;
 mod table;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -40,6 +41,8 @@ enum Command {
     Ls(LsCmd),
     /// Show notifications, oldest first.
     Notifications(NotificationsCmd),
+    /// Start a host with the yatzee tutorial running and play a game.
+    Demo(demo::DemoCmd),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +53,9 @@ struct HostCmd {
     /// Where the host keeps its state [default: $XDG_DATA_HOME/weft or ~/.local/share/weft].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// How long an instance stays registered without renewing its lease.
+    #[arg(long, value_name = "SECS", default_value_t = weft_host::DEFAULT_LEASE_TTL.as_secs_f64())]
+    lease_ttl: f64,
 }
 
 #[derive(Debug, Args)]
@@ -108,7 +114,7 @@ struct NotificationsCmd {
 
 /// A failure to report: the message says what to do.
 #[derive(Debug)]
-struct Failure(String);
+pub(crate) struct Failure(pub(crate) String);
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
@@ -128,7 +134,7 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-type Result<T, E = Failure> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -148,6 +154,7 @@ fn main() -> ExitCode {
             Command::Call(cmd) => call(cmd).await,
             Command::Ls(cmd) => ls(cmd).await,
             Command::Notifications(cmd) => notifications(cmd).await,
+            Command::Demo(cmd) => demo::demo(cmd).await,
         }
     });
     // Background tasks (the registry watch) must not keep the process alive.
@@ -192,7 +199,15 @@ async fn host(cmd: HostCmd) -> Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
-    let host = Host::bind(HostConfig::new(listen, data_dir.clone())).await?;
+    if !(cmd.lease_ttl.is_finite() && cmd.lease_ttl >= 0.1) {
+        return Err(Failure(format!(
+            "--lease-ttl {} is too short: use at least 0.1 seconds",
+            cmd.lease_ttl
+        )));
+    }
+    let mut config = HostConfig::new(listen, data_dir.clone());
+    config.lease_ttl = Duration::from_secs_f64(cmd.lease_ttl);
+    let host = Host::bind(config).await?;
     {
         // Tests and scripts read the port from this line: keep its shape.
         let mut out = std::io::stdout().lock();
@@ -209,7 +224,7 @@ async fn host(cmd: HostCmd) -> Result<()> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn terminate() {
+pub(crate) async fn terminate() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
