@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use weft_core::codec::CodecSet;
 use weft_core::{Notification, Severity};
 use weft_registry::ServiceSummary;
 use weft_transport::{Address, ConnectOptions};
@@ -13,6 +14,31 @@ use crate::context::{AsContext, CallBuilder, Context};
 use crate::router::Router;
 use crate::serve::DEFAULT_HOST;
 use crate::{Error, host_api};
+
+/// How a [`Client`] connects.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// The payload codecs to offer; instances pick one per connection.
+    /// Offering only JSON lets a JSON gateway pass payloads through untouched.
+    pub codecs: CodecSet,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            codecs: CodecSet::ALL,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Offers only these codecs.
+    pub fn codecs(mut self, codecs: CodecSet) -> Self {
+        self.codecs = codecs;
+        self
+    }
+}
 
 /// A connection to a weft mesh for programs that are not services: scripts,
 /// CLIs, web backends, tests.
@@ -41,8 +67,19 @@ impl Client {
     /// Connects to the host at `host` (`127.0.0.1:7400`, `unix:///path`) and
     /// waits for its registry.
     pub async fn connect(host: &str) -> Result<Client, Error> {
+        Client::connect_with(host, ClientOptions::default()).await
+    }
+
+    /// Connects with options; see [`ClientOptions`].
+    pub async fn connect_with(host: &str, options: ClientOptions) -> Result<Client, Error> {
         let address: Address = host.parse()?;
-        let router = Router::start(address.clone(), ConnectOptions::default());
+        let router = Router::start(
+            address.clone(),
+            ConnectOptions {
+                codecs: options.codecs,
+                ..ConnectOptions::default()
+            },
+        );
         // Reaching the host once gives a clear error when it is not there.
         if let Err(e) = router.pool.get(&address).await {
             return Err(Error::unavailable(format!(

@@ -240,7 +240,7 @@ impl CallBuilder<'_> {
     /// Sends the call with named arguments and waits for the decoded reply.
     /// Dropping the future cancels the call on the remote side.
     pub async fn send<A: Serialize, R: DeserializeOwned>(self, args: A) -> Result<R, Error> {
-        let bytes = self.send_encoded(args).await?;
+        let bytes = self.send_encoded(Typed(args)).await?;
         codec::decode(bytes.0, &bytes.1).map_err(|e| {
             Error::internal(format!(
                 "the reply of {}.{} does not have the expected type: {}",
@@ -251,11 +251,16 @@ impl CallBuilder<'_> {
         })
     }
 
+    /// Sends arguments already encoded with `codec` (an object of named
+    /// parameters) and returns the reply encoded with `codec`, converting
+    /// on the way only when the connection speaks another codec.
+    pub async fn send_raw(self, codec: Codec, args: Bytes) -> Result<Bytes, Error> {
+        let (got, reply) = self.send_encoded(Encoded(codec, args)).await?;
+        codec::transcode(got, codec, reply)
+    }
+
     /// Sends the call and returns the reply undecoded, with its codec.
-    pub(crate) async fn send_encoded<A: Serialize>(
-        &self,
-        args: A,
-    ) -> Result<(Codec, Bytes), Error> {
+    async fn send_encoded<A: EncodeArgs>(&self, args: A) -> Result<(Codec, Bytes), Error> {
         let version = self.version.clone()?;
         let budget = self.ctx.budget(self.timeout)?;
         let ctx = self.ctx;
@@ -263,7 +268,7 @@ impl CallBuilder<'_> {
         let work = async {
             let channel = ctx.mesh.route(service, &version).await?;
             let codec = channel.codec();
-            let payload = args::encode(codec, &args)?;
+            let payload = args.encode_args(codec)?;
             let headers = Headers {
                 service: service.to_owned(),
                 entrypoint: entrypoint.to_owned(),
@@ -286,5 +291,26 @@ impl CallBuilder<'_> {
                 "{service}.{entrypoint} did not answer within {budget:?}; raise the timeout or look at why it is slow (`weft logs {service}`)"
             ))),
         }
+    }
+}
+
+/// Arguments on their way out: typed values, or bytes already encoded.
+trait EncodeArgs {
+    fn encode_args(&self, codec: Codec) -> Result<Bytes, Error>;
+}
+
+struct Typed<A>(A);
+
+impl<A: Serialize> EncodeArgs for Typed<A> {
+    fn encode_args(&self, codec: Codec) -> Result<Bytes, Error> {
+        args::encode(codec, &self.0)
+    }
+}
+
+struct Encoded(Codec, Bytes);
+
+impl EncodeArgs for Encoded {
+    fn encode_args(&self, codec: Codec) -> Result<Bytes, Error> {
+        codec::transcode(self.0, codec, self.1.clone())
     }
 }

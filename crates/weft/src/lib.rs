@@ -41,7 +41,7 @@ pub mod testing;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use client::Client;
+pub use client::{Client, ClientOptions};
 pub use context::{AsContext, CallBuilder, Context, DEFAULT_TIMEOUT, Identity};
 pub use serve::{DEFAULT_HOST, Server, serve};
 pub use service::{Dispatch, Incoming, Service};
