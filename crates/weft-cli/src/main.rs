@@ -249,6 +249,45 @@ async fn connect(host: &HostArg) -> Result<Client> {
     })
 }
 
+/// JSON for people: on one line (`[2, 3, 5, 6, 6]`) when it is short,
+/// indented otherwise. Either way it parses as JSON.
+fn render_json(value: &Value) -> String {
+    fn inline(value: &Value, out: &mut String) {
+        match value {
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    inline(item, out);
+                }
+                out.push(']');
+            }
+            Value::Object(map) => {
+                out.push('{');
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push_str(": ");
+                    inline(v, out);
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut line = String::new();
+    inline(value, &mut line);
+    if line.len() <= 80 {
+        line
+    } else {
+        serde_json::to_string_pretty(value).unwrap_or(line)
+    }
+}
+
 /// Builds the argument object from the JSON argument and the `--arg`s.
 fn call_args(json: &str, pairs: &[String]) -> Result<Map<String, Value>> {
     let mut args = match serde_json::from_str::<Value>(json) {
@@ -294,7 +333,7 @@ async fn call(cmd: CallCmd) -> Result<()> {
         request = request.timeout(t);
     }
     let result: Value = request.send(args).await?;
-    let text = serde_json::to_string_pretty(&result).map_err(|e| Failure(e.to_string()))?;
+    let text = render_json(&result);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;
     Ok(())
