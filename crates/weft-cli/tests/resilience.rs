@@ -1,0 +1,212 @@
+//! What users rely on when processes die, stop or stall: dead instances
+//! leave, calls go on while the host restarts, busy instances stay, and
+//! SIGTERM finishes the calls in flight.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use support::probe::{Stats, WhoAmI};
+use support::{Host, PATIENCE, Service, instances, poll, text, wait_instances};
+use tokio::task::JoinSet;
+use weft::Client;
+
+async fn whoami(client: &Client) -> weft::Result<WhoAmI> {
+    client.call("probe", "whoami", ()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_leaves_promptly() {
+    // A lease far longer than the test waits: only noticing the closed
+    // connection can make the killed instance leave in time.
+    let host = Host::start_with(&["--lease-ttl", "600"]);
+    let watcher = host.client().await;
+    let _a = Service::probe(&host, "1.0.0", "probe-a");
+    let mut b = Service::probe(&host, "1.0.0", "probe-b");
+    wait_instances(&watcher, "probe", None, 2).await;
+
+    let client = host.client().await;
+    // Both answer first, so the client holds a connection to each.
+    let mut seen = HashSet::new();
+    for _ in 0..200 {
+        seen.insert(whoami(&client).await.unwrap().instance);
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    b.proc.kill9().await;
+    let start = Instant::now();
+    let mut errors = Vec::new();
+    let mut recovered = false;
+    'retry: for _ in 0..support::rounds() {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "calls still fail {PATIENCE:?} after the kill: {errors:?}"
+        );
+        for _ in 0..20 {
+            match whoami(&client).await {
+                Ok(me) => assert_eq!(me.instance, "probe-a", "a killed instance answered"),
+                Err(e) => {
+                    errors.push(e);
+                    tokio::time::sleep(support::POLL).await;
+                    continue 'retry;
+                }
+            }
+        }
+        recovered = true;
+        break;
+    }
+    assert!(recovered, "calls still fail after the kill: {errors:?}");
+    // Calls that were racing the kill may fail, but not many.
+    assert!(errors.len() < 10, "{errors:?}");
+    wait_instances(&client, "probe", None, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_on_while_the_host_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    let mut host = Host::start_at("127.0.0.1:0", data.path(), &[]);
+    let watcher = host.client().await;
+    let _probe = Service::probe(&host, "1.0.0", "probe-r");
+    wait_instances(&watcher, "probe", None, 1).await;
+    let client = host.client().await;
+    assert_eq!(whoami(&client).await.unwrap().instance, "probe-r");
+    client
+        .call::<_, ()>("probe", "notify", json!({ "msg": "before the restart" }))
+        .await
+        .unwrap();
+
+    host.proc.kill9().await;
+    let err = client.services().await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        weft::Code::Unavailable,
+        "the host is down: {err}"
+    );
+    // The probe's own calls go on too: it resolves them in its own cache.
+    let relayed: Option<u64> = client.call("probe", "relay_budget", ()).await.unwrap();
+    assert!(relayed.is_some());
+    // Calls between a caller and an instance do not go through the host.
+    for i in 0..20 {
+        let me = whoami(&client)
+            .await
+            .unwrap_or_else(|e| panic!("call {i} with the host down failed: {e}"));
+        assert_eq!(me.instance, "probe-r");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let restarted = Host::start_at(host.socket(), data.path(), &[]);
+    assert_eq!(restarted.address, host.address);
+    // The instance registers again by itself, and old and new clients see it.
+    wait_instances(&client, "probe", None, 1).await;
+    let fresh = restarted.client().await;
+    assert_eq!(whoami(&fresh).await.unwrap().instance, "probe-r");
+    assert_eq!(whoami(&client).await.unwrap().instance, "probe-r");
+
+    let out = restarted.weft(&["notifications", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let kept = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .any(|n| n["message"] == "before the restart" && n["service"] == "probe");
+    assert!(kept, "the notification survives the restart: {stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_instance_is_not_evicted() {
+    let host = Host::start_with(&["--lease-ttl", "1"]);
+    let watcher = host.client().await;
+    let _probe = Service::probe(&host, "1.0.0", "probe-busy");
+    wait_instances(&watcher, "probe", None, 1).await;
+
+    // The probe runs two runtime workers: four calls that block their
+    // thread for 3 s keep both blocked for about 6 s, six leases long.
+    let caller = host.client().await;
+    let mut calls = JoinSet::new();
+    for _ in 0..4 {
+        let caller = caller.clone();
+        calls.spawn(async move {
+            caller
+                .request("probe", "block")
+                .timeout(Duration::from_secs(120))
+                .send::<_, ()>(json!({ "ms": 3000 }))
+                .await
+        });
+    }
+    let start = Instant::now();
+    let mut polls = 0;
+    let mut done = Vec::new();
+    while done.len() < 4 {
+        while let Some(joined) = calls.try_join_next() {
+            done.push(joined.expect("the call task does not panic"));
+        }
+        let listed = watcher.services().await.unwrap();
+        assert_eq!(
+            instances(&listed, "probe", None),
+            1,
+            "the busy probe was evicted after {polls} polls: {listed:?}"
+        );
+        polls += 1;
+        assert!(
+            start.elapsed() < PATIENCE * 2,
+            "the blocking calls did not finish within {:?}",
+            PATIENCE * 2
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for result in done {
+        result.expect("a blocking call succeeds");
+    }
+    assert!(polls >= 5, "the probe was busy through {polls} polls only");
+    assert_eq!(whoami(&caller).await.unwrap().instance, "probe-busy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_calls_in_flight() {
+    let host = Host::start();
+    let watcher = host.client().await;
+    let mut probe = Service::probe(&host, "1.0.0", "probe-g");
+    wait_instances(&watcher, "probe", None, 1).await;
+    let client = host.client().await;
+
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .call::<_, ()>("probe", "sleep", json!({ "ms": 3000, "tag": "graceful" }))
+                .await
+        }
+    });
+    poll("the sleep started", || async {
+        let stats: Stats = client
+            .call("probe", "stats", json!({ "tag": "graceful" }))
+            .await
+            .unwrap();
+        (stats.started == 1).then_some(())
+    })
+    .await;
+
+    probe.proc.signal(Signal::SIGTERM);
+    // It leaves the registry first, so that callers stop choosing it while
+    // it finishes what it has.
+    wait_instances(&watcher, "probe", None, 0).await;
+    assert!(
+        !call.is_finished(),
+        "the instance was listed until its call finished"
+    );
+    let result = tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the call in flight ends")
+        .expect("the call task does not panic");
+    result.expect("the call in flight completes after SIGTERM");
+    let status = probe.proc.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "the probe exits cleanly: {status}");
+    let listed = watcher.services().await.unwrap();
+    assert_eq!(instances(&listed, "probe", None), 0, "{listed:?}");
+}
