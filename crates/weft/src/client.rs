@@ -22,12 +22,16 @@ pub struct ClientOptions {
     /// The payload codecs to offer; instances pick one per connection.
     /// Offering only JSON lets a JSON gateway pass payloads through untouched.
     pub codecs: CodecSet,
+    /// The credential presented to the host and to instances when the mesh
+    /// requires one (`weft host --auth required`).
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             codecs: CodecSet::ALL,
+            token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
         }
     }
 }
@@ -36,6 +40,12 @@ impl ClientOptions {
     /// Offers only these codecs.
     pub fn codecs(mut self, codecs: CodecSet) -> Self {
         self.codecs = codecs;
+        self
+    }
+
+    /// Presents this credential (default: the `WEFT_TOKEN` environment variable).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 }
@@ -77,6 +87,7 @@ impl Client {
             address.clone(),
             ConnectOptions {
                 codecs: options.codecs,
+                credential: options.token,
                 ..ConnectOptions::default()
             },
         );

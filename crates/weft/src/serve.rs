@@ -34,6 +34,7 @@ pub const DEFAULT_HOST: &str = "127.0.0.1:7400";
 /// | `WEFT_LISTEN` | where to accept calls (`host:port` or `unix:///path`) | `127.0.0.1:0` |
 /// | `WEFT_VERSION` | the version to register as | the crate's version |
 /// | `WEFT_INSTANCE` | the instance id | a random id |
+/// | `WEFT_TOKEN` | the credential for a host that requires one | none |
 ///
 /// ```no_run
 /// use weft::prelude::*;
@@ -66,6 +67,7 @@ pub struct Server {
     listen: Address,
     version: String,
     instance: String,
+    token: Option<String>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     drain_timeout: Duration,
 }
@@ -107,6 +109,7 @@ impl Server {
             listen,
             version,
             instance: env_or("WEFT_INSTANCE", &uuid::Uuid::new_v4().simple().to_string()),
+            token: std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty()),
             shutdown: Box::pin(terminate()),
             drain_timeout: Duration::from_secs(30),
         })
@@ -145,7 +148,11 @@ impl Server {
             version: self.version.clone(),
             instance: self.instance.clone(),
         });
-        let router = Router::start(self.host.clone(), ConnectOptions::default());
+        let connect = ConnectOptions {
+            credential: self.token.clone(),
+            ..ConnectOptions::default()
+        };
+        let router = Router::start(self.host.clone(), connect.clone());
         let root = Context::root(router.clone(), Some(identity));
         let info = InstanceInfo {
             id: self.instance.clone(),
@@ -159,7 +166,7 @@ impl Server {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
         };
-        let (stop_lease, lease_stopped) = spawn_lease_keeper(self.host.clone(), info);
+        let (stop_lease, lease_stopped) = spawn_lease_keeper(self.host.clone(), connect, info);
         tracing::info!(service = name, version = %self.version, %address, "serving");
         let handler = Arc::new(ServiceHandler {
             service: self.service.clone(),
@@ -221,6 +228,7 @@ async fn terminate() {
 /// deregisters) and a receiver that fires once it has.
 fn spawn_lease_keeper(
     host: Address,
+    connect: ConnectOptions,
     info: InstanceInfo,
 ) -> (oneshot::Sender<()>, oneshot::Receiver<()>) {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
@@ -236,7 +244,7 @@ fn spawn_lease_keeper(
                 }
             };
             rt.block_on(async move {
-                let pool = Pool::new(ConnectOptions::default());
+                let pool = Pool::new(connect);
                 let id = host_api::InstanceId { id: info.id.clone() };
                 let timeout = Duration::from_secs(5);
                 let mut registered: Option<RegisterReply> = None;
