@@ -11,7 +11,12 @@
 //! `WEFT_HOST` (default `127.0.0.1:7400`).
 
 mod demo;
+mod deploy;
+mod init;
+mod login;
+mod manage;
 mod table;
+mod token;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -37,12 +42,28 @@ enum Command {
     Host(HostCmd),
     /// Call an entrypoint and print its result as JSON.
     Call(CallCmd),
-    /// List services with their versions and instance counts.
-    Ls(LsCmd),
+    /// List services with their versions, status and main version.
+    Ls(manage::LsCmd),
+    /// Create a service crate to start from (asks for its name).
+    Init(init::InitCmd),
+    /// Build a service's crate and run it on the host as a version.
+    Deploy(deploy::DeployCmd),
+    /// Make a version the main one: calls without a version go to it.
+    Main(manage::MainCmd),
+    /// Stop a version (the main one by default) and forget it.
+    Kill(manage::KillCmd),
+    /// Run this many instances of a deployed version.
+    Scale(manage::ScaleCmd),
+    /// Show (or follow) the output of a service's instances.
+    Logs(manage::LogsCmd),
     /// Show notifications, oldest first.
     Notifications(NotificationsCmd),
     /// Start a host with the yatzee tutorial running and play a game.
     Demo(demo::DemoCmd),
+    /// Create, list and revoke bearer tokens for the gateway and /api/v1.
+    Token(token::TokenCmd),
+    /// Save a token for a host; later commands against it send the token.
+    Login(login::LoginCmd),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +77,10 @@ struct HostCmd {
     /// How long an instance stays registered without renewing its lease.
     #[arg(long, value_name = "SECS", default_value_t = weft_host::DEFAULT_LEASE_TTL.as_secs_f64())]
     lease_ttl: f64,
+    /// When HTTP requests need a bearer token: `required`, `auto` (when
+    /// listening beyond loopback) or `off`.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    auth: weft_host::AuthMode,
 }
 
 #[derive(Debug, Args)]
@@ -86,15 +111,6 @@ struct CallCmd {
     /// Give up after this many seconds.
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
-}
-
-#[derive(Debug, Args)]
-struct LsCmd {
-    #[command(flatten)]
-    host: HostArg,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,9 +168,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Host(cmd) => host(cmd).await,
             Command::Call(cmd) => call(cmd).await,
-            Command::Ls(cmd) => ls(cmd).await,
+            Command::Ls(cmd) => manage::ls(cmd).await,
+            Command::Init(cmd) => init::init(cmd).await,
+            Command::Deploy(cmd) => deploy::deploy(cmd).await,
+            Command::Main(cmd) => manage::main_version(cmd).await,
+            Command::Kill(cmd) => manage::kill(cmd).await,
+            Command::Scale(cmd) => manage::scale(cmd).await,
+            Command::Logs(cmd) => manage::logs(cmd).await,
             Command::Notifications(cmd) => notifications(cmd).await,
             Command::Demo(cmd) => demo::demo(cmd).await,
+            Command::Token(cmd) => token::token(cmd).await,
+            Command::Login(cmd) => login::login(cmd).await,
         }
     });
     // Background tasks (the registry watch) must not keep the process alive.
@@ -207,7 +231,7 @@ async fn host(cmd: HostCmd) -> Result<()> {
     }
     let mut config = HostConfig::new(listen, data_dir.clone());
     config.lease_ttl = Duration::from_secs_f64(cmd.lease_ttl);
-    let host = Host::bind(config).await?;
+    let host = Host::bind(config.auth(cmd.auth)).await?;
     {
         // Tests and scripts read the port from this line: keep its shape.
         let mut out = std::io::stdout().lock();
@@ -219,6 +243,7 @@ async fn host(cmd: HostCmd) -> Result<()> {
         )?;
         out.flush()?;
     }
+    eprintln!("weft host: {}", host.auth_summary());
     host.run(terminate()).await?;
     Ok(())
 }
@@ -337,50 +362,6 @@ async fn call(cmd: CallCmd) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;
     Ok(())
-}
-
-async fn ls(cmd: LsCmd) -> Result<()> {
-    let client = connect(&cmd.host).await?;
-    let services = client.services().await?;
-    let mut out = std::io::stdout().lock();
-    if cmd.json {
-        let text = serde_json::to_string_pretty(&services).map_err(|e| Failure(e.to_string()))?;
-        writeln!(out, "{text}")?;
-        return Ok(());
-    }
-    let mut rows = Vec::new();
-    for s in &services {
-        let mut main_listed = false;
-        for v in &s.versions {
-            let is_main = s.main.as_ref() == Some(&v.version);
-            main_listed |= is_main;
-            rows.push(ls_row(
-                is_main,
-                &s.name,
-                &v.version.to_string(),
-                v.instances,
-            ));
-        }
-        // A main version with nothing running is worth seeing: calls fail.
-        if let (Some(main), false) = (&s.main, main_listed) {
-            rows.push(ls_row(true, &s.name, &main.to_string(), 0));
-        }
-    }
-    write!(
-        out,
-        "{}",
-        table::render(&["MAIN", "NAME", "VERSION", "INSTANCES"], &rows)
-    )?;
-    Ok(())
-}
-
-fn ls_row(main: bool, name: &str, version: &str, instances: usize) -> Vec<String> {
-    vec![
-        if main { "*" } else { "" }.to_owned(),
-        name.to_owned(),
-        version.to_owned(),
-        instances.to_string(),
-    ]
 }
 
 async fn notifications(cmd: NotificationsCmd) -> Result<()> {

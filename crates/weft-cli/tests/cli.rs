@@ -81,7 +81,7 @@ fn commands_against_a_running_host() {
 
     let out = host.weft(&["ls"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "MAIN  NAME  VERSION  INSTANCES\n");
+    assert_eq!(text(&out.stdout), "MAIN  NAME  VERSION  STATUS  RUNNING\n");
 
     let out = host.weft(&["notifications", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -3,10 +3,22 @@
 //!
 //! One address serves everything: connections that open with the weft wire
 //! preface ([`weft_wire::MAGIC`]) speak the wire protocol to the host's own
-//! service [`weft::host_api::SERVICE`]; any other connection is HTTP
-//! (`GET /healthz`, `GET /api/v1/services`, `GET /api/v1/notifications`).
-//! State lives in a data dir, so notifications and main versions survive a
-//! restart.
+//! service [`weft::host_api::SERVICE`]; any other connection is HTTP:
+//!
+//! - the gateway, `POST /services/{name}/{entrypoint}` with a JSON object of
+//!   named arguments (`?version=1.2.0`, `?version=^1.2` or the
+//!   `Weft-Version` header pick a version other than main; `Weft-Timeout`
+//!   limits the seconds a call may take), answering with the result as JSON
+//!   or an `application/problem+json` error;
+//! - `GET /services/{name}/openapi.json` (OpenAPI 3.1) and
+//!   `GET /services/{name}/docs` (Swagger UI, served by the host itself);
+//! - `GET /openapi.json` and `GET /docs` for the host's own API:
+//!   `GET /healthz`, `GET /api/v1/services`, `GET /api/v1/notifications`,
+//!   and `/api/v1/tokens`.
+//!
+//! Bearer tokens with scopes guard the gateway and `/api/v1` when
+//! [`AuthMode::is_required`] says so. State lives in a data dir, so
+//! notifications, tokens and main versions survive a restart.
 //!
 //! ```no_run
 //! use weft_host::{Host, HostConfig};
@@ -22,9 +34,15 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
+mod deploy_api;
+mod docs_ui;
+mod gateway;
 mod http;
+mod openapi;
 mod state;
 mod store;
+mod supervisor;
 mod wire;
 
 use std::future::Future;
@@ -40,9 +58,21 @@ use weft::{Address, Error};
 use weft_registry::{Registry, WatchEvent};
 use weft_transport::{Listener, ServerOptions, Stream};
 
+use crate::auth::Auth;
+pub use crate::auth::{ADMIN_TOKEN_FILE, AuthMode};
+use crate::gateway::Gateway;
+use crate::http::{App, PeerLocal};
 use crate::state::Shared;
 use crate::store::Store;
 use crate::wire::HostHandler;
+
+/// The largest gateway request body unless configured otherwise: 16 MiB,
+/// the wire protocol's default frame limit.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How long a client may take to send a request body unless configured
+/// otherwise.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a lease lasts without a keepalive, unless configured otherwise.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(6);
@@ -67,6 +97,13 @@ pub struct HostConfig {
     pub data_dir: PathBuf,
     /// How long an instance stays registered without a keepalive.
     pub lease_ttl: Duration,
+    /// When HTTP requests need a bearer token.
+    pub auth: AuthMode,
+    /// The largest gateway request body, in bytes; larger ones get 413.
+    pub max_body: usize,
+    /// How long a client may take to send a request body; slower ones get
+    /// 408, so that a stalled client never holds a request open.
+    pub body_timeout: Duration,
 }
 
 impl HostConfig {
@@ -82,12 +119,43 @@ impl HostConfig {
             listen,
             data_dir: data_dir.into(),
             lease_ttl: DEFAULT_LEASE_TTL,
+            auth: AuthMode::default(),
+            max_body: DEFAULT_MAX_BODY,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
     /// Sets how long an instance stays registered without a keepalive.
     pub fn lease_ttl(mut self, lease_ttl: Duration) -> Self {
         self.lease_ttl = lease_ttl;
+        self
+    }
+
+    /// Sets when HTTP requests need a bearer token.
+    ///
+    /// ```
+    /// use weft_host::{AuthMode, HostConfig};
+    ///
+    /// let config = HostConfig::new("0.0.0.0:7400".parse()?, "/var/lib/weft");
+    /// assert!(config.auth.is_required(&config.listen));
+    /// let config = config.auth(AuthMode::Off);
+    /// assert!(!config.auth.is_required(&config.listen));
+    /// # Ok::<(), weft::Error>(())
+    /// ```
+    pub fn auth(mut self, auth: AuthMode) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets the largest gateway request body, in bytes.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Sets how long a client may take to send a request body.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 }
@@ -110,6 +178,9 @@ pub struct Host {
     address: Address,
     config: HostConfig,
     shared: Arc<Shared>,
+    admin_token_file: Option<PathBuf>,
+    /// Runs deployed versions as child processes.
+    supervisor: Arc<supervisor::Supervisor>,
 }
 
 impl Host {
@@ -132,12 +203,53 @@ impl Host {
             ))
         })?;
         let address = listener.local_address();
+        let tokens = store.blocking(|s| s.tokens()).await?;
+        let auth = Auth::new(config.auth.is_required(&config.listen), tokens);
+        let shared = Arc::new(Shared::new(registry, store, auth));
+        let admin_token_file = if shared.auth.required() {
+            Some(bootstrap_admin(&shared, &config.data_dir).await?)
+        } else {
+            None
+        };
+        let supervisor =
+            supervisor::Supervisor::open(shared.clone(), &config.data_dir, &address).await?;
         Ok(Host {
             listener,
             address,
             config,
-            shared: Arc::new(Shared::new(registry, store)),
+            shared,
+            admin_token_file,
+            supervisor,
         })
+    }
+
+    /// Whether HTTP requests to this host need a bearer token.
+    pub fn auth_required(&self) -> bool {
+        self.shared.auth.required()
+    }
+
+    /// The file holding an admin token, when tokens are required: readable
+    /// only by the host's user, for `weft token` on the same machine.
+    pub fn admin_token_file(&self) -> Option<&std::path::Path> {
+        self.admin_token_file.as_deref()
+    }
+
+    /// One line for people saying whether and how tokens are required.
+    pub fn auth_summary(&self) -> String {
+        match &self.admin_token_file {
+            Some(file) => format!(
+                "auth required: the gateway and /api/v1 need `Authorization: Bearer <token>`; \
+                 an admin token is in {} (`weft token create --scope ...` makes more)",
+                file.display()
+            ),
+            None if self.config.auth == AuthMode::Off => format!(
+                "auth off: anyone who reaches {} may call services and manage the host",
+                self.address
+            ),
+            None => "auth off on loopback: no token needed from this machine \
+                     (`--auth required` asks for tokens)"
+                .to_owned(),
+        }
     }
 
     /// The address the host listens on, with the real port after binding port 0.
@@ -156,10 +268,12 @@ impl Host {
         let Host {
             listener,
             address,
-            config: _,
+            config,
             shared,
+            admin_token_file: _,
+            supervisor,
         } = self;
-        tracing::info!(%address, "weft host listening");
+        tracing::info!(%address, auth = shared.auth.required(), "weft host listening");
         let (stop_tx, stop_rx) = watch::channel(false);
         let mains = tokio::spawn(persist_mains(
             shared.clone(),
@@ -180,7 +294,20 @@ impl Host {
             shared: shared.clone(),
             stop: stop_rx.clone(),
         });
-        let router = http::router(shared.clone());
+        let app = Arc::new(App {
+            shared: shared.clone(),
+            gateway: Gateway::new(&address),
+            max_body: config.max_body,
+            body_timeout: config.body_timeout,
+        });
+        let router = http::router(app.clone());
+        let router = router.merge(deploy_api::routes(app, supervisor.clone()));
+        // Instances register over the listener below, so they start once
+        // it accepts; a deploy arriving meanwhile waits for the restore.
+        let restore = tokio::spawn({
+            let supervisor = supervisor.clone();
+            async move { supervisor.restore().await }
+        });
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(10);
         let mut conns = JoinSet::new();
@@ -214,6 +341,10 @@ impl Host {
         }
         tracing::info!(connections = conns.len(), "weft host stopping");
         drop(listener);
+        // Instances deregister over their open connections, so they stop
+        // before those are told to go away.
+        let _ = restore.await;
+        supervisor.shutdown().await;
         let _ = stop_tx.send(true);
         if tokio::time::timeout(SHUTDOWN_GRACE, async {
             while conns.join_next().await.is_some() {}
@@ -282,8 +413,36 @@ async fn serve_one(
             tracing::debug!(%peer, error = %e, "wire connection ended with an error");
         }
     } else {
-        http::serve_connection(stream, Bytes::from(buf), router, stop).await;
+        let local = PeerLocal(auth::peer_is_local(&peer));
+        http::serve_connection(stream, Bytes::from(buf), router, local, stop).await;
     }
+}
+
+/// Makes sure `admin.token` in the data dir holds a working admin token,
+/// minting one when it is missing, revoked or expired, and returns its path.
+async fn bootstrap_admin(shared: &Shared, data_dir: &std::path::Path) -> Result<PathBuf, Error> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && shared.auth.is_admin(existing.trim())
+    {
+        return Ok(path);
+    }
+    let (record, token) = shared.auth.mint(
+        format!("bootstrap admin ({ADMIN_TOKEN_FILE})"),
+        vec!["admin".to_owned()],
+        None,
+    )?;
+    let stored = record.clone();
+    shared.store.blocking(move |s| s.put_token(&stored)).await?;
+    shared.auth.insert(record);
+    auth::write_private(&path, &format!("{token}\n")).map_err(|e| {
+        Error::unavailable(format!(
+            "cannot write the admin token to {}: {e}; check that the data dir is writable",
+            path.display()
+        ))
+    })?;
+    tracing::info!(file = %path.display(), "created an admin token");
+    Ok(path)
 }
 
 /// Persists every change of a main version as it happens.

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use weft_core::{Error, Notification};
 use weft_registry::{InstanceInfo, RegisterReply, Registry, ServiceSummary};
 
+use crate::auth::Auth;
 use crate::store::Store;
 
 /// The host's state. Locks are held only for in-memory work, never across
@@ -16,6 +17,8 @@ use crate::store::Store;
 pub(crate) struct Shared {
     pub(crate) registry: Mutex<Registry>,
     pub(crate) store: Store,
+    /// Tokens, and whether HTTP requests must carry one.
+    pub(crate) auth: Auth,
     conns: Mutex<Conns>,
 }
 
@@ -73,10 +76,11 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Shared {
-    pub(crate) fn new(registry: Registry, store: Store) -> Self {
+    pub(crate) fn new(registry: Registry, store: Store, auth: Auth) -> Self {
         Shared {
             registry: Mutex::new(registry),
             store,
+            auth,
             conns: Mutex::new(Conns::default()),
         }
     }

@@ -12,6 +12,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use weft_core::name::Version;
 use weft_core::{Error, Notification};
 
+use crate::auth::TokenRecord;
+
 /// The file name of the database inside the data dir.
 pub(crate) const FILE_NAME: &str = "host.redb";
 
@@ -20,6 +22,8 @@ pub(crate) const FILE_NAME: &str = "host.redb";
 const NOTIFICATIONS: TableDefinition<'_, u64, &str> = TableDefinition::new("notifications");
 /// Service name → its main version.
 const MAINS: TableDefinition<'_, &str, &str> = TableDefinition::new("mains");
+/// Token id → the token's record as JSON (its secret only as a hash).
+const TOKENS: TableDefinition<'_, &str, &str> = TableDefinition::new("tokens");
 
 /// A handle to the store; cheap to clone. Every method blocks on disk IO, so
 /// async code calls them through [`Store::blocking`].
@@ -67,6 +71,8 @@ impl Store {
         tx.open_table(NOTIFICATIONS)
             .map_err(|e| failed("open its tables", e))?;
         tx.open_table(MAINS)
+            .map_err(|e| failed("open its tables", e))?;
+        tx.open_table(TOKENS)
             .map_err(|e| failed("open its tables", e))?;
         tx.commit().map_err(|e| failed("commit", e))?;
         Ok(Store {
@@ -135,6 +141,74 @@ impl Store {
     pub(crate) fn mains(&self) -> Result<BTreeMap<String, Version>, Error> {
         self.with_db(mains)
     }
+
+    /// Every stored token record.
+    pub(crate) fn tokens(&self) -> Result<Vec<TokenRecord>, Error> {
+        self.with_db(tokens)
+    }
+
+    /// Stores (or replaces) a token record.
+    pub(crate) fn put_token(&self, token: &TokenRecord) -> Result<(), Error> {
+        self.with_db(|db| put_token(db, token))
+    }
+
+    /// Deletes a token record; returns whether it existed.
+    pub(crate) fn remove_token(&self, id: &str) -> Result<bool, Error> {
+        self.with_db(|db| remove_token(db, id))
+    }
+}
+
+fn tokens(db: &Database) -> Result<Vec<TokenRecord>, Error> {
+    let tx = db
+        .begin_read()
+        .map_err(|e| failed("start a transaction", e))?;
+    let table = tx
+        .open_table(TOKENS)
+        .map_err(|e| failed("open tokens", e))?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(|e| failed("read tokens", e))? {
+        let (id, json) = entry.map_err(|e| failed("read tokens", e))?;
+        match serde_json::from_str::<TokenRecord>(json.value()) {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                tracing::warn!(id = id.value(), error = %e, "skipping an unreadable token in the store")
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn put_token(db: &Database, token: &TokenRecord) -> Result<(), Error> {
+    let json = serde_json::to_string(token).map_err(|e| failed("encode a token", e))?;
+    let tx = db
+        .begin_write()
+        .map_err(|e| failed("start a transaction", e))?;
+    {
+        let mut table = tx
+            .open_table(TOKENS)
+            .map_err(|e| failed("open tokens", e))?;
+        table
+            .insert(token.id.as_str(), json.as_str())
+            .map_err(|e| failed("store a token", e))?;
+    }
+    tx.commit().map_err(|e| failed("commit a token", e))
+}
+
+fn remove_token(db: &Database, id: &str) -> Result<bool, Error> {
+    let tx = db
+        .begin_write()
+        .map_err(|e| failed("start a transaction", e))?;
+    let existed = {
+        let mut table = tx
+            .open_table(TOKENS)
+            .map_err(|e| failed("open tokens", e))?;
+        table
+            .remove(id)
+            .map_err(|e| failed("delete a token", e))?
+            .is_some()
+    };
+    tx.commit().map_err(|e| failed("commit a token", e))?;
+    Ok(existed)
 }
 
 fn add_notification(db: &Database, mut notification: Notification) -> Result<Notification, Error> {

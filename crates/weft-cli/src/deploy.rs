@@ -1,0 +1,348 @@
+//! `weft deploy NAME VERSION PATH`: builds the crate at PATH in release
+//! mode, uploads its executable to the host, and returns once the host has
+//! the new instances registered.
+
+use std::collections::HashSet;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+
+use crate::manage::{HostApi, Target, render_table};
+use crate::{Failure, Result};
+
+/// How long the host may take to store the executable and get the
+/// instances registered (it gives up on an instance after a minute).
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Options of `weft deploy`.
+#[derive(Debug, Args)]
+pub(crate) struct DeployCmd {
+    #[command(flatten)]
+    target: Target,
+    /// The service's name, as its #[weft::service(name = ...)] says.
+    name: String,
+    /// The version to deploy it as (semver, like 1.0.0).
+    version: String,
+    /// The service's crate (a directory with a Cargo.toml).
+    path: PathBuf,
+    /// How many instances to run.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    instances: u32,
+    /// An environment variable for the instances, `NAME=VALUE`; repeat for several.
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+}
+
+/// The parts of cargo's JSON messages that the build reads.
+#[derive(Debug, Deserialize)]
+struct Message {
+    reason: String,
+    #[serde(default)]
+    manifest_path: Option<PathBuf>,
+    #[serde(default)]
+    target: Option<BuildTarget>,
+    #[serde(default)]
+    executable: Option<PathBuf>,
+    #[serde(default)]
+    success: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BuildTarget {
+    name: String,
+    kind: Vec<String>,
+}
+
+/// Roughly how many units cargo compiles for the crate: its packages and
+/// their build scripts (from `cargo metadata`; the bar's length grows if
+/// the guess is short).
+fn estimate_units(manifest: &Path) -> Option<u64> {
+    let output = Command::new(cargo())
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(manifest)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let root = meta["resolve"]["root"].as_str()?;
+    let nodes = meta["resolve"]["nodes"].as_array()?;
+    let packages = meta["packages"].as_array()?;
+    let deps_of = |id: &str| -> Vec<String> {
+        nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["deps"].as_array())
+            .map(|deps| {
+                deps.iter()
+                    .filter(|d| {
+                        d["dep_kinds"].as_array().is_some_and(|kinds| {
+                            kinds
+                                .iter()
+                                .any(|k| k["kind"].is_null() || k["kind"] == "build")
+                        })
+                    })
+                    .filter_map(|d| d["pkg"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut seen = HashSet::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(id) = todo.pop() {
+        if seen.insert(id.clone()) {
+            todo.extend(deps_of(&id));
+        }
+    }
+    let build_scripts = packages
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| seen.contains(id)))
+        .filter(|p| {
+            p["targets"].as_array().is_some_and(|ts| {
+                ts.iter().any(|t| {
+                    t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| k == "custom-build"))
+                })
+            })
+        })
+        .count();
+    // The root package's own bin is a unit beside its lib.
+    Some((seen.len() + build_scripts + 1) as u64)
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Whether a line of cargo's stderr is only progress (`   Compiling x`).
+fn is_progress(line: &str) -> bool {
+    const VERBS: [&str; 12] = [
+        "Compiling",
+        "Checking",
+        "Finished",
+        "Downloaded",
+        "Downloading",
+        "Blocking",
+        "Updating",
+        "Locking",
+        "Adding",
+        "Fresh",
+        "Running",
+        "Building",
+    ];
+    let trimmed = line.trim_start();
+    line.starts_with(' ')
+        && VERBS.iter().any(|v| {
+            trimmed
+                .strip_prefix(v)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+}
+
+/// Builds the crate and returns its executable.
+fn build(path: &Path) -> Result<PathBuf> {
+    let manifest = path.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(Failure(format!(
+            "{} has no Cargo.toml; point `weft deploy` at the service's crate (`weft init` creates one)",
+            path.display()
+        )));
+    }
+    let manifest = std::fs::canonicalize(&manifest)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", manifest.display())))?;
+    let bar = ProgressBar::new(estimate_units(&manifest).unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} Building [{bar:30}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    eprintln!("Building {} (release)", path.display());
+    // CARGO_TARGET_DIR, when set, is inherited: deploys of several services
+    // (and of the same one again) then share compiled dependencies.
+    let mut child = Command::new(cargo())
+        .args(["build", "--release", "--message-format", "json-render-diagnostics", "--manifest-path"])
+        .arg(&manifest)
+        .current_dir(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Failure(format!(
+                "cannot run `{}`: {e}; install Rust (https://rustup.rs) or set CARGO to cargo's path",
+                cargo()
+            ))
+        })?;
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let diagnostics = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut executables = Vec::new();
+    let mut succeeded = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let Ok(msg) = serde_json::from_str::<Message>(&line) else {
+            continue;
+        };
+        match msg.reason.as_str() {
+            "compiler-artifact" => {
+                bar.inc(1);
+                if bar.position() > bar.length().unwrap_or(0) {
+                    bar.set_length(bar.position());
+                }
+                if let Some(t) = &msg.target {
+                    bar.set_message(t.name.clone());
+                    if t.kind.iter().any(|k| k == "bin")
+                        && msg.manifest_path.as_deref() == Some(manifest.as_path())
+                        && let Some(exe) = msg.executable
+                    {
+                        executables.push((t.name.clone(), exe));
+                    }
+                }
+            }
+            "build-finished" => succeeded = msg.success,
+            _ => {}
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Failure(format!("cannot wait for cargo: {e}")))?;
+    let diagnostics = diagnostics.join().unwrap_or_default();
+    bar.finish_and_clear();
+    if !status.success() || succeeded == Some(false) {
+        let output: Vec<&str> = diagnostics.lines().filter(|l| !is_progress(l)).collect();
+        return Err(Failure(format!(
+            "building {} failed:\n{}\nfix the errors above and deploy again; nothing was sent to the host, so what runs there is untouched",
+            path.display(),
+            output.join("\n").trim_end()
+        )));
+    }
+    match executables.len() {
+        1 => Ok(executables.remove(0).1),
+        0 => Err(Failure(format!(
+            "{} builds no executable; a service needs a src/main.rs that calls weft::serve",
+            path.display()
+        ))),
+        _ => Err(Failure(format!(
+            "{} builds several executables ({}); a service's crate must build exactly one",
+            path.display(),
+            executables
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn query_escape(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub(crate) async fn deploy(cmd: DeployCmd) -> Result<()> {
+    weft::name::validate(&cmd.name).map_err(|e| Failure(format!("NAME: {}", e.message())))?;
+    semver_check(&cmd.version)?;
+    if cmd.instances == 0 {
+        return Err(Failure(
+            "--instances 0 would run nothing; deploy with at least 1 (`weft scale` can go to 0 later)".into(),
+        ));
+    }
+    for pair in &cmd.env {
+        if !pair.contains('=') || pair.starts_with('=') {
+            return Err(Failure(format!(
+                "--env {pair:?} is not NAME=VALUE; write it like --env RUST_LOG=info"
+            )));
+        }
+    }
+    let api = HostApi::new(&cmd.target)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Active host: {}", api.base_url())?;
+    out.flush()?;
+    drop(out);
+    let path = cmd.path.clone();
+    let exe = tokio::task::spawn_blocking(move || build(&path))
+        .await
+        .map_err(|e| Failure(format!("the build failed: {e}")))??;
+    let bytes = tokio::fs::read(&exe).await.map_err(|e| {
+        Failure(format!(
+            "cannot read the built executable {}: {e}",
+            exe.display()
+        ))
+    })?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Deploying service...")?;
+    out.flush()?;
+    drop(out);
+    let mut path = format!(
+        "/api/v1/services/{}/versions/{}?instances={}",
+        cmd.name, cmd.version, cmd.instances
+    );
+    for pair in &cmd.env {
+        path.push_str("&env=");
+        path.push_str(&query_escape(pair));
+    }
+    api.send(
+        Method::PUT,
+        &path,
+        Some(("application/octet-stream", Bytes::from(bytes))),
+        DEPLOY_TIMEOUT,
+    )
+    .await
+    .map_err(|Failure(msg)| {
+        Failure(format!(
+            "the host did not deploy {} {}: {msg}",
+            cmd.name, cmd.version
+        ))
+    })?;
+    let list = api.deployments().await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Service deployed successfully")?;
+    write!(out, "{}", render_table(&list))?;
+    Ok(())
+}
+
+fn semver_check(version: &str) -> Result<()> {
+    weft::name::Version::parse(version)
+        .map(|_| ())
+        .map_err(|e| {
+            Failure(format!(
+                "VERSION `{version}` is not a semver version ({e}); write it like 1.0.0"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_are_told_apart() {
+        assert!(is_progress("   Compiling serde v1.0.0"));
+        assert!(is_progress("    Finished `release` profile"));
+        assert!(!is_progress("error[E0308]: mismatched types"));
+        assert!(!is_progress("  --> src/lib.rs:3:5"));
+        assert_eq!(query_escape("A=b c&d"), "A%3Db%20c%26d");
+    }
+}

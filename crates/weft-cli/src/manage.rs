@@ -1,0 +1,530 @@
+//! `weft ls`, `main`, `kill`, `scale` and `logs`, over the host's HTTP API
+//! (`/api/v1`), and the client that `weft deploy` uses too.
+//!
+//! The token a command sends is, first found: `--token` (or `WEFT_TOKEN`),
+//! the one `weft login` saved for the host, or, for a host on this machine,
+//! the admin token in its data dir.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use weft::Address;
+
+use crate::{Failure, Result, default_data_dir, login, table};
+
+/// How long a request that is not a deploy may take.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Which host to talk to, and as whom.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The weft host to talk to.
+    #[arg(long, env = "WEFT_HOST", default_value = weft::DEFAULT_HOST, value_name = "ADDR")]
+    pub(crate) host: String,
+    /// The bearer token to send [default: the one `weft login` saved for the
+    /// host, else the host's admin.token when the host runs on this machine].
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
+    /// The data dir of a host on this machine, to read its admin.token
+    /// [default: $XDG_DATA_HOME/weft or ~/.local/share/weft].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+/// The host's HTTP API.
+#[derive(Debug)]
+pub(crate) struct HostApi {
+    address: Address,
+    token: Option<String>,
+    /// Where the token came from, for messages.
+    source: String,
+}
+
+/// What went wrong talking to the host.
+fn unreachable(address: &Address, e: impl std::fmt::Display) -> Failure {
+    Failure(format!(
+        "cannot reach the weft host at {address}: {e}; start it with `weft host`, or name another with --host or WEFT_HOST"
+    ))
+}
+
+impl HostApi {
+    pub(crate) fn new(target: &Target) -> Result<Self> {
+        let address: Address = target
+            .host
+            .parse()
+            .map_err(|e: weft::Error| Failure(format!("--host: {}", e.message())))?;
+        let (token, source) = if let Some(t) = target.token.clone().filter(|t| !t.is_empty()) {
+            (Some(t), "--token".to_owned())
+        } else if let Some(t) = login::saved_token(&address)? {
+            (
+                Some(t),
+                format!("the token `weft login` saved for {address}"),
+            )
+        } else if let Some((t, file)) = local_admin_token(&address, target.data_dir.as_ref()) {
+            (
+                Some(t),
+                format!("the host's admin token in {}", file.display()),
+            )
+        } else {
+            (None, "no token".to_owned())
+        };
+        Ok(HostApi {
+            address,
+            token,
+            source,
+        })
+    }
+
+    /// The base URL of the host's HTTP API, for people.
+    pub(crate) fn base_url(&self) -> String {
+        match &self.address {
+            Address::Tcp(hp) => format!("http://{hp}"),
+            Address::Unix(_) => self.address.to_string(),
+        }
+    }
+
+    /// Sends a request and returns the response with its body unread.
+    pub(crate) async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<Response<Incoming>> {
+        match &self.address {
+            Address::Tcp(hp) => {
+                let stream = tokio::net::TcpStream::connect(hp.as_str())
+                    .await
+                    .map_err(|e| unreachable(&self.address, e))?;
+                self.exchange(stream, hp, method, path, body).await
+            }
+            Address::Unix(p) => {
+                let stream = tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(|e| unreachable(&self.address, e))?;
+                self.exchange(stream, "localhost", method, path, body).await
+            }
+        }
+    }
+
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        authority: &str,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<Response<Incoming>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let failed =
+            |e: hyper::Error| Failure(format!("talking HTTP to the weft host failed: {e}"));
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(failed)?;
+        // Runs until the response body has been read.
+        tokio::spawn(conn);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, authority);
+        if let Some(t) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let bytes = match body {
+            Some((content_type, bytes)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(bytes))
+            .map_err(|e| Failure(format!("cannot build the request: {e}")))?;
+        sender.send_request(request).await.map_err(failed)
+    }
+
+    /// Sends a request and reads the whole answer within `timeout`: the JSON
+    /// of a success (`null` when empty), or a failure saying what the host
+    /// said and what to do.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let exchange = async {
+            let response = self.open(method, path, body).await?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Failure(format!("reading the host's answer failed: {e}")))?
+                .to_bytes();
+            Ok::<_, Failure>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| {
+                Failure(format!(
+                    "the weft host at {} did not answer within {}s",
+                    self.address,
+                    timeout.as_secs()
+                ))
+            })??;
+        if status.is_success() {
+            if bytes.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| Failure(format!("the host answered with invalid JSON: {e}")));
+        }
+        Err(self.problem(status, &bytes))
+    }
+
+    /// A failure from an `application/problem+json` answer.
+    pub(crate) fn problem(&self, status: StatusCode, bytes: &[u8]) -> Failure {
+        let problem: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+        let detail = problem["detail"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned());
+        if status == StatusCode::NOT_FOUND
+            && problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("has no route"))
+        {
+            return Failure(format!(
+                "the weft host at {} does not know this command's API ({detail}); upgrade the host",
+                self.address
+            ));
+        }
+        let mut msg = detail;
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            msg.push_str(&format!(
+                "\nsent {}; pass --token, save one with `weft login {} --token ...`, \
+                 or run this on the host's machine (with its --data-dir) to use its admin.token",
+                self.source, self.address
+            ));
+        }
+        Failure(msg)
+    }
+
+    /// Every version the host knows.
+    pub(crate) async fn deployments(&self) -> Result<Vec<VersionStatus>> {
+        let answer = self
+            .send(Method::GET, "/api/v1/deployments", None, TIMEOUT)
+            .await?;
+        serde_json::from_value(answer)
+            .map_err(|e| Failure(format!("the host answered with an unexpected listing: {e}")))
+    }
+}
+
+/// The admin token of a host on this machine, from its data dir.
+fn local_admin_token(address: &Address, data_dir: Option<&PathBuf>) -> Option<(String, PathBuf)> {
+    let local = match address {
+        Address::Unix(_) => true,
+        Address::Tcp(hp) => {
+            let host = hp.rsplit_once(':').map_or(hp.as_str(), |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+        }
+    };
+    if !local {
+        return None;
+    }
+    let dir = match data_dir {
+        Some(d) => d.clone(),
+        None => default_data_dir().ok()?,
+    };
+    let file = dir.join(weft_host::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&file).ok()?.trim().to_owned();
+    (!token.is_empty()).then_some((token, file))
+}
+
+/// One version as `GET /api/v1/deployments` lists it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct VersionStatus {
+    service: String,
+    version: String,
+    main: bool,
+    status: String,
+    reason: Option<String>,
+    wanted: u32,
+    registered: usize,
+    since_ms: Option<u64>,
+}
+
+fn when(ms: u64) -> String {
+    // `2026-11-22T11:56:18Z` → `2026-11-22 11:56:18`: the table is for people.
+    table::time(ms)
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_owned()
+}
+
+fn running_column(v: &VersionStatus) -> String {
+    let since = v.since_ms.map(when).unwrap_or_default();
+    let count = if v.registered > 1 {
+        format!(", {} instances", v.registered)
+    } else {
+        String::new()
+    };
+    match v.status.as_str() {
+        "running" => format!("Running (since {since}{count})"),
+        "external" => format!("Running (since {since}{count}; started by hand)"),
+        "starting" => format!("Starting ({}/{} registered)", v.registered, v.wanted),
+        "crashing" => format!(
+            "Crashing: {}",
+            v.reason.as_deref().unwrap_or("instances keep exiting")
+        ),
+        "stopped" => "Stopped (scaled to 0; `weft scale` starts it)".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The `weft ls` table.
+pub(crate) fn render_table(list: &[VersionStatus]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|v| {
+            vec![
+                if v.main { "*" } else { "" }.to_owned(),
+                v.service.clone(),
+                v.version.clone(),
+                v.status.clone(),
+                running_column(v),
+            ]
+        })
+        .collect();
+    table::render(&["MAIN", "NAME", "VERSION", "STATUS", "RUNNING"], &rows)
+}
+
+/// Options of `weft ls`.
+#[derive(Debug, Args)]
+pub(crate) struct LsCmd {
+    #[command(flatten)]
+    target: Target,
+    /// Print JSON (with every instance, its pid and restarts) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn ls(cmd: LsCmd) -> Result<()> {
+    let api = HostApi::new(&cmd.target)?;
+    let mut out = std::io::stdout().lock();
+    if cmd.json {
+        let answer = api
+            .send(Method::GET, "/api/v1/deployments", None, TIMEOUT)
+            .await?;
+        let text = serde_json::to_string_pretty(&answer).map_err(|e| Failure(e.to_string()))?;
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
+    let list = api.deployments().await?;
+    write!(out, "{}", render_table(&list))?;
+    Ok(())
+}
+
+/// Options of `weft main`.
+#[derive(Debug, Args)]
+pub(crate) struct MainCmd {
+    #[command(flatten)]
+    target: Target,
+    /// The service.
+    name: String,
+    /// The version that calls without a version go to from now on.
+    version: String,
+}
+
+pub(crate) async fn main_version(cmd: MainCmd) -> Result<()> {
+    let api = HostApi::new(&cmd.target)?;
+    let body = json!({ "version": cmd.version }).to_string();
+    api.send(
+        Method::PUT,
+        &format!("/api/v1/services/{}/main", cmd.name),
+        Some(("application/json", Bytes::from(body))),
+        TIMEOUT,
+    )
+    .await?;
+    let list = api.deployments().await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{} {} is main", cmd.name, cmd.version)?;
+    write!(out, "{}", render_table(&list))?;
+    Ok(())
+}
+
+/// Options of `weft kill`.
+#[derive(Debug, Args)]
+pub(crate) struct KillCmd {
+    #[command(flatten)]
+    target: Target,
+    /// The service.
+    name: String,
+    /// The version to stop [default: the main version].
+    version: Option<String>,
+    /// Stop every version of the service.
+    #[arg(long, conflicts_with = "version")]
+    all: bool,
+}
+
+pub(crate) async fn kill(cmd: KillCmd) -> Result<()> {
+    let api = HostApi::new(&cmd.target)?;
+    let path = match (&cmd.version, cmd.all) {
+        (Some(v), _) => format!("/api/v1/services/{}/versions/{v}", cmd.name),
+        (None, true) => format!("/api/v1/services/{}?all=true", cmd.name),
+        (None, false) => format!("/api/v1/services/{}", cmd.name),
+    };
+    let answer = api.send(Method::DELETE, &path, None, TIMEOUT).await?;
+    let killed: Vec<String> = answer["killed"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "stopped {} {}", cmd.name, killed.join(", "))?;
+    Ok(())
+}
+
+/// Options of `weft scale`.
+#[derive(Debug, Args)]
+pub(crate) struct ScaleCmd {
+    #[command(flatten)]
+    target: Target,
+    /// The service.
+    name: String,
+    /// The deployed version.
+    version: String,
+    /// How many instances to run (0 stops them but keeps the deployment).
+    instances: u32,
+}
+
+pub(crate) async fn scale(cmd: ScaleCmd) -> Result<()> {
+    let api = HostApi::new(&cmd.target)?;
+    let body = json!({ "instances": cmd.instances }).to_string();
+    api.send(
+        Method::POST,
+        &format!(
+            "/api/v1/services/{}/versions/{}/scale",
+            cmd.name, cmd.version
+        ),
+        Some(("application/json", Bytes::from(body))),
+        TIMEOUT,
+    )
+    .await?;
+    let list = api.deployments().await?;
+    write!(std::io::stdout().lock(), "{}", render_table(&list))?;
+    Ok(())
+}
+
+/// Options of `weft logs`.
+#[derive(Debug, Args)]
+pub(crate) struct LogsCmd {
+    #[command(flatten)]
+    target: Target,
+    /// The service.
+    name: String,
+    /// Only this version [default: every deployed version].
+    version: Option<String>,
+    /// How many of the newest lines to show.
+    #[arg(short = 'n', default_value_t = 100, value_name = "N")]
+    lines: usize,
+    /// Keep printing new lines as the instances write them.
+    #[arg(short = 'f', long)]
+    follow: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct LogLine {
+    time_ms: u64,
+    instance: String,
+    stream: String,
+    line: String,
+}
+
+fn print_line(out: &mut impl std::io::Write, raw: &[u8]) -> Result<()> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<LogLine>(raw) {
+        Ok(l) => {
+            let marker = match l.stream.as_str() {
+                "stderr" => " !",
+                "weft" => " #",
+                _ => "",
+            };
+            writeln!(out, "{} {}{marker} {}", when(l.time_ms), l.instance, l.line)?;
+        }
+        Err(_) => writeln!(out, "{}", String::from_utf8_lossy(raw))?,
+    }
+    Ok(())
+}
+
+pub(crate) async fn logs(cmd: LogsCmd) -> Result<()> {
+    let api = HostApi::new(&cmd.target)?;
+    let mut path = format!("/api/v1/services/{}/logs?n={}", cmd.name, cmd.lines);
+    if let Some(v) = &cmd.version {
+        path.push_str(&format!("&version={v}"));
+    }
+    if cmd.follow {
+        path.push_str("&follow=true");
+    }
+    let response = tokio::time::timeout(TIMEOUT, api.open(Method::GET, &path, None))
+        .await
+        .map_err(|_| {
+            Failure(format!(
+                "the weft host did not answer within {}s",
+                TIMEOUT.as_secs()
+            ))
+        })??;
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| Failure(format!("reading the host's answer failed: {e}")))?
+            .to_bytes();
+        return Err(api.problem(status, &bytes));
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure(format!("the host's log stream broke off: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        let mut out = std::io::stdout().lock();
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            print_line(&mut out, &line)?;
+        }
+        out.flush()?;
+    }
+    if !pending.is_empty() {
+        print_line(&mut std::io::stdout().lock(), &pending)?;
+    }
+    if cmd.follow {
+        return Err(Failure(
+            "the host closed the log stream (did it stop?); run `weft logs -f` again once it is back".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! The docs page in headless Chromium, driven over WebDriver: "try it out"
+//! calls the real gateway, and the page loads nothing from outside the host.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`
+//! (`apt-get install -y chromium chromium-driver`); without them the test
+//! fails and says so.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use hyper::Method;
+use serde_json::{Value, json};
+
+use common::{RunningHost, Served, WAIT, request};
+
+const INSTALL: &str = "install Chromium and its WebDriver: `apt-get update && apt-get install -y chromium chromium-driver`";
+
+fn find(candidates: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    candidates.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A chromedriver process, killed when dropped.
+struct Driver {
+    child: Child,
+    hostport: String,
+}
+
+impl Driver {
+    fn start(exe: &Path) -> Driver {
+        // Free a port for the driver; it says when it listens.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(exe)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL}", exe.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("started successfully") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let driver = Driver {
+            child,
+            hostport: format!("127.0.0.1:{port}"),
+        };
+        rx.recv_timeout(WAIT).expect("chromedriver says it started");
+        driver
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Value) -> Value {
+        let body = if method == Method::GET || method == Method::DELETE {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let a = request(
+            &self.hostport,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await;
+        let v = a.json();
+        assert!(a.status.is_success(), "WebDriver {path}: {v}");
+        v["value"].clone()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser session; deleted (closing Chromium) by [`Session::close`].
+struct Session<'a> {
+    driver: &'a Driver,
+    id: String,
+}
+
+impl Session<'_> {
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .driver
+            .send(
+                Method::POST,
+                &format!("/session/{}/element", self.id),
+                json!({ "using": "css selector", "value": css }),
+            )
+            .await;
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.driver
+            .send(
+                Method::POST,
+                &format!("/session/{}/element/{element}/click", self.id),
+                json!({}),
+            )
+            .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.driver
+            .send(
+                Method::GET,
+                &format!("/session/{}/element/{element}/text", self.id),
+                json!({}),
+            )
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.driver
+            .send(
+                Method::POST,
+                &format!("/session/{}/execute/sync", self.id),
+                json!({ "script": script, "args": [] }),
+            )
+            .await
+    }
+
+    async fn close(self) {
+        self.driver
+            .send(Method::DELETE, &format!("/session/{}", self.id), json!({}))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn try_it_out_rolls_a_die_with_nothing_from_outside() {
+    let chromium = find(&["chromium", "chromium-browser"])
+        .unwrap_or_else(|| panic!("no Chromium on PATH; {INSTALL}"));
+    let chromedriver =
+        find(&["chromedriver"]).unwrap_or_else(|| panic!("no chromedriver on PATH; {INSTALL}"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let host = RunningHost::loopback(dir.path()).await;
+    let mut watch = host.watch().await;
+    let _dice = Served::start(die_roller::DieRoller, &host);
+    watch.up("die_roller", env!("CARGO_PKG_VERSION")).await;
+
+    let driver = Driver::start(&chromedriver);
+    let profile = tempfile::tempdir().unwrap();
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .chain([format!("--user-data-dir={}", profile.path().display())])
+    .collect::<Vec<_>>();
+    let created = driver
+        .send(
+            Method::POST,
+            "/session",
+            json!({ "capabilities": { "alwaysMatch": {
+                "goog:chromeOptions": { "binary": chromium, "args": args }
+            } } }),
+        )
+        .await;
+    let session = Session {
+        driver: &driver,
+        id: created["sessionId"].as_str().unwrap().to_owned(),
+    };
+    // Element look-ups wait for the page to render them, up to this long.
+    session
+        .driver
+        .send(
+            Method::POST,
+            &format!("/session/{}/timeouts", session.id),
+            json!({ "implicit": 15_000, "script": 15_000, "pageLoad": 30_000 }),
+        )
+        .await;
+    let origin = format!("http://{}", host.hostport());
+    session
+        .driver
+        .send(
+            Method::POST,
+            &format!("/session/{}/url", session.id),
+            json!({ "url": format!("{origin}/services/die_roller/docs") }),
+        )
+        .await;
+
+    session
+        .click("#operations-die_roller-roll_die .opblock-summary-control")
+        .await;
+    session
+        .click("#operations-die_roller-roll_die .try-out__btn")
+        .await;
+    session
+        .click("#operations-die_roller-roll_die .execute")
+        .await;
+    let status = session
+        .text(
+            "#operations-die_roller-roll_die .live-responses-table .response .response-col_status",
+        )
+        .await;
+    assert_eq!(status.trim(), "200", "the call succeeded");
+    let body = session
+        .text("#operations-die_roller-roll_die .live-responses-table .response-col_description pre.microlight")
+        .await;
+    let roll: u8 = body
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("the response body {body:?} is not a number: {e}"));
+    assert!((1..=6).contains(&roll), "rolled {roll}");
+
+    let loaded = session
+        .script(
+            "return {
+                origin: location.origin,
+                resources: performance.getEntriesByType('resource').map(e => e.name),
+                elements: Array.from(document.querySelectorAll('script[src],link[href],img[src]'))
+                    .map(e => e.src || e.href),
+            };",
+        )
+        .await;
+    assert_eq!(loaded["origin"], origin.as_str());
+    let resources = loaded["resources"].as_array().unwrap();
+    assert!(
+        resources
+            .iter()
+            .any(|r| r.as_str().unwrap().ends_with("swagger-ui-bundle.js")),
+        "the bundle was loaded: {loaded}"
+    );
+    assert!(
+        resources.iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .ends_with("/services/die_roller/roll_die")),
+        "the call shows up as a resource too: {loaded}"
+    );
+    for url in resources
+        .iter()
+        .chain(loaded["elements"].as_array().unwrap())
+    {
+        let url = url.as_str().unwrap();
+        // Inline data is part of the page, not loaded from anywhere.
+        assert!(
+            url.starts_with(&format!("{origin}/")) || url.starts_with("data:"),
+            "the page loaded {url} from outside the host ({origin})"
+        );
+    }
+    session.close().await;
+    host.stop().await;
+    drop(driver);
+}
