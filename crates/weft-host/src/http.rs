@@ -31,7 +31,10 @@ use crate::{docs_ui, openapi};
 /// The routes the host serves, listed in 404 answers.
 const ROUTES: &str = "POST /services/{name}/{entrypoint}, GET /services/{name}/openapi.json, \
 GET /services/{name}/docs, GET /docs, GET /openapi.json, GET /healthz, GET /api/v1/services, \
-GET /api/v1/notifications?after=&limit=, GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}";
+GET /api/v1/notifications?after=&limit=, GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}, \
+GET /api/v1/deployments, PUT|DELETE /api/v1/services/{name}/versions/{version}, \
+POST /api/v1/services/{name}/versions/{version}/scale, DELETE /api/v1/services/{name}, \
+PUT /api/v1/services/{name}/main, GET /api/v1/services/{name}/logs";
 
 /// How long a client may take to send a request's headers; a client that
 /// trickles them would otherwise hold a connection forever.

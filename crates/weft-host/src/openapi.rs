@@ -424,6 +424,35 @@ pub(crate) fn service_document(
     doc
 }
 
+/// The schema of a deployed version in `GET /api/v1/deployments`.
+fn version_status_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["service", "version", "main", "status", "wanted", "registered", "instances"],
+        "properties": {
+            "service": { "type": "string" },
+            "version": { "type": "string" },
+            "main": { "type": "boolean", "description": "Whether calls without a version go here." },
+            "status": { "enum": ["running", "starting", "crashing", "stopped", "external"] },
+            "reason": { "type": ["string", "null"], "description": "For `crashing`: how the last instance exited." },
+            "wanted": { "type": "integer" },
+            "registered": { "type": "integer" },
+            "since_ms": { "type": ["integer", "null"] },
+            "deployed_ms": { "type": ["integer", "null"] },
+            "sha256": { "type": ["string", "null"] },
+            "instances": { "type": "array", "items": { "type": "object", "properties": {
+                "id": { "type": "string" },
+                "pid": { "type": ["integer", "null"] },
+                "registered": { "type": "boolean" },
+                "state": { "type": "string" },
+                "started_ms": { "type": "integer" },
+                "restarts": { "type": "integer" },
+                "last_exit": { "type": ["string", "null"] }
+            } } }
+        }
+    })
+}
+
 /// The OpenAPI 3.1 document of the host's own HTTP API.
 pub(crate) fn host_document() -> Value {
     let mut components = Map::new();
@@ -457,6 +486,7 @@ pub(crate) fn host_document() -> Value {
     let mut schemas = Map::new();
     schemas.insert(PROBLEM.to_owned(), problem_schema());
     schemas.insert("TokenInfo".to_owned(), token_info);
+    schemas.insert("VersionStatus".to_owned(), version_status_schema());
     components.insert("schemas".to_owned(), Value::Object(schemas));
     let _ = security(false, &mut components);
     json!({
@@ -523,6 +553,66 @@ pub(crate) fn host_document() -> Value {
                 "operationId": "tokens_revoke", "summary": "Revokes a token at once. Needs `admin`.",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": with(json!({ "204": { "description": "Revoked." } }), error(&["401", "403", "404"]))
+            } },
+            "/api/v1/deployments": { "get": {
+                "operationId": "deployments", "summary": "Every version of every service with its status and instances.",
+                "responses": with(json_ok("The versions.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/VersionStatus" } })), error(&["401", "403"]))
+            } },
+            "/api/v1/services/{name}/versions/{version}": {
+                "put": {
+                    "operationId": "deploy", "summary": "Deploys a version: the body is the service's executable. Answers once its instances have registered. Needs `admin`.",
+                    "parameters": [
+                        { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                        { "name": "version", "in": "path", "required": true, "schema": { "type": "string" } },
+                        { "name": "instances", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+                        { "name": "env", "in": "query", "description": "`K=V`; repeat for several.", "schema": { "type": "array", "items": { "type": "string" } }, "explode": true }
+                    ],
+                    "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } },
+                    "responses": with(json_ok("The version, running.", json!({ "$ref": "#/components/schemas/VersionStatus" })), error(&["400", "401", "403", "413", "500"]))
+                },
+                "delete": {
+                    "operationId": "kill_version", "summary": "Stops a version's instances and forgets it. Needs `admin`.",
+                    "parameters": [
+                        { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                        { "name": "version", "in": "path", "required": true, "schema": { "type": "string" } }
+                    ],
+                    "responses": with(json_ok("What was stopped.", json!({ "type": "object", "properties": { "killed": { "type": "array", "items": { "type": "string" } } } })), error(&["400", "401", "403", "404"]))
+                }
+            },
+            "/api/v1/services/{name}/versions/{version}/scale": { "post": {
+                "operationId": "scale", "summary": "Runs this many instances of a version. Needs `admin`.",
+                "parameters": [
+                    { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "version", "in": "path", "required": true, "schema": { "type": "string" } }
+                ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["instances"], "properties": { "instances": { "type": "integer", "minimum": 0 } } } } } },
+                "responses": with(json_ok("The version.", json!({ "$ref": "#/components/schemas/VersionStatus" })), error(&["400", "401", "403", "404"]))
+            } },
+            "/api/v1/services/{name}": { "delete": {
+                "operationId": "kill_service", "summary": "Stops the main version, or with `all=true` every version. The main version cannot be stopped while others run. Needs `admin`.",
+                "parameters": [
+                    { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "all", "in": "query", "schema": { "type": "boolean" } }
+                ],
+                "responses": with(json_ok("What was stopped.", json!({ "type": "object", "properties": { "killed": { "type": "array", "items": { "type": "string" } } } })), error(&["400", "401", "403", "404"]))
+            } },
+            "/api/v1/services/{name}/main": { "put": {
+                "operationId": "set_main", "summary": "Makes a version the main one: calls without a version go there. Needs `admin`.",
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["version"], "properties": { "version": { "type": "string" } } } } } },
+                "responses": with(json_ok("The new main version.", json!({ "type": "object" })), error(&["400", "401", "403", "404"]))
+            } },
+            "/api/v1/services/{name}/logs": { "get": {
+                "operationId": "logs", "summary": "The newest lines of output of a service's instances, one JSON object per line; with `follow`, new lines as they come.",
+                "parameters": [
+                    { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "version", "in": "query", "schema": { "type": "string" } },
+                    { "name": "n", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "follow", "in": "query", "schema": { "type": "boolean" } }
+                ],
+                "responses": with(json!({ "200": { "description": "`seq`, `time_ms`, `instance`, `stream`, `line` per line.", "content": { "application/x-ndjson": { "schema": { "type": "string" } } } } }), error(&["400", "401", "403", "404"]))
             } },
             "/services/{name}/{entrypoint}": { "post": {
                 "operationId": "call", "summary": "Calls an entrypoint with a JSON object of named arguments.",
@@ -672,5 +762,19 @@ mod tests {
         let doc = host_document();
         assert_eq!(doc["openapi"], "3.1.0");
         assert_refs_resolve(&doc);
+        // Every route the CLI uses is described.
+        for (path, method) in [
+            ("/api/v1/deployments", "get"),
+            ("/api/v1/services/{name}/versions/{version}", "put"),
+            ("/api/v1/services/{name}/versions/{version}", "delete"),
+            ("/api/v1/services/{name}/versions/{version}/scale", "post"),
+            ("/api/v1/services/{name}", "delete"),
+            ("/api/v1/services/{name}/main", "put"),
+            ("/api/v1/services/{name}/logs", "get"),
+            ("/api/v1/tokens", "post"),
+            ("/api/v1/notifications", "get"),
+        ] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        }
     }
 }
