@@ -28,6 +28,12 @@ pub struct ServiceSpec {
     /// Entrypoints in declaration order.
     #[serde(default)]
     pub entrypoints: Vec<EntrypointSpec>,
+    /// Event handlers in declaration order.
+    #[serde(default)]
+    pub event_handlers: Vec<EventHandlerSpec>,
+    /// The topics the service declares it publishes.
+    #[serde(default)]
+    pub publishes: Vec<TopicSpec>,
 }
 
 impl ServiceSpec {
@@ -68,4 +74,39 @@ pub struct ParamSpec {
     pub required: bool,
     /// Its JSON Schema.
     pub schema: Schema,
+}
+
+/// One event handler: the topic it takes, how events are spread over the
+/// service's instances, and the payload's schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventHandlerSpec {
+    /// The handler's name (the method name); with the service it names the
+    /// consumer group.
+    pub name: String,
+    /// The method's doc comment.
+    #[serde(default)]
+    pub description: String,
+    /// The topic it handles.
+    pub topic: String,
+    /// `pool`, `broadcast` or `ordered`.
+    pub mode: String,
+    /// For `ordered`: the payload field whose value is the ordering key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered_by: Option<String>,
+    /// Failed attempts after which an event goes to the dead letters.
+    pub max_attempts: u32,
+    /// Schema of the event payload.
+    pub payload: Schema,
+}
+
+/// A topic a service publishes on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    /// The topic.
+    pub topic: String,
+    /// What the events mean.
+    #[serde(default)]
+    pub description: String,
+    /// Schema of the event payload.
+    pub payload: Schema,
 }

@@ -728,6 +728,8 @@ mod tests {
                 ),
                 entry("tree", vec![], recursive),
             ],
+            event_handlers: vec![],
+            publishes: vec![],
         };
         let doc = service_document(&spec, &Version::new(1, 2, 3), true);
         assert_eq!(doc["openapi"], "3.1.0");

@@ -121,6 +121,8 @@ fn instance(id: &str, service: &str, version: &str) -> InstanceInfo {
             name: service.into(),
             description: String::new(),
             entrypoints: vec![],
+            event_handlers: vec![],
+            publishes: vec![],
         },
         pid: None,
         started_ms: 0,

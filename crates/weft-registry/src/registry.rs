@@ -33,7 +33,7 @@ pub const WATCH_CAPACITY: usize = 1024;
 /// let t0 = Instant::now();
 /// let mut registry = Registry::new(Duration::from_secs(10));
 /// let mut events = registry.subscribe();
-/// let spec = ServiceSpec { name: "die_roller".into(), description: String::new(), entrypoints: vec![] };
+/// let spec = ServiceSpec { name: "die_roller".into(), description: String::new(), entrypoints: vec![], event_handlers: vec![], publishes: vec![] };
 /// registry.register(InstanceInfo {
 ///     id: "die_roller-1".into(),
 ///     service: "die_roller".into(),

@@ -44,6 +44,8 @@ pub fn service_spec(
         name: name.to_owned(),
         description: description.to_owned(),
         entrypoints,
+        event_handlers: Vec::new(),
+        publishes: Vec::new(),
     }
 }
 
