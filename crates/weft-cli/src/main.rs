@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
-use weft::{Client, Code, Error};
+use weft::{Client, ClientOptions, Code, Error};
 use weft_host::{Host, HostConfig};
 
 /// weft: services that call each other by name.
@@ -88,6 +88,9 @@ struct HostArg {
     /// The weft host to talk to.
     #[arg(long, env = "WEFT_HOST", default_value = weft::DEFAULT_HOST, value_name = "ADDR")]
     host: String,
+    /// The token for a host that requires one [default: the one `weft login` saved].
+    #[arg(long, env = "WEFT_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -265,13 +268,23 @@ pub(crate) async fn terminate() {
 }
 
 async fn connect(host: &HostArg) -> Result<Client> {
-    Client::connect(&host.host).await.map_err(|e| {
-        if e.code() == Code::Unavailable {
-            Failure(format!("{}: {} (or pass --host)", e.code(), e.message()))
-        } else {
-            e.into()
-        }
-    })
+    let mut options = ClientOptions::default();
+    options.token = match &host.token {
+        Some(t) => Some(t.clone()),
+        None => match host.host.parse::<weft::Address>() {
+            Ok(address) => login::saved_token(&address)?,
+            Err(_) => None,
+        },
+    };
+    Client::connect_with(&host.host, options)
+        .await
+        .map_err(|e| {
+            if e.code() == Code::Unavailable {
+                Failure(format!("{}: {} (or pass --host)", e.code(), e.message()))
+            } else {
+                e.into()
+            }
+        })
 }
 
 /// JSON for people: on one line (`[2, 3, 5, 6, 6]`) when it is short,

@@ -47,12 +47,14 @@ const CATCH_UP: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct Gateway {
     host: String,
+    /// The credential for the host's wire port, when it requires one.
+    token: Option<String>,
     client: OnceCell<Client>,
 }
 
 impl Gateway {
     /// A gateway for the host listening on `address`.
-    pub(crate) fn new(address: &Address) -> Self {
+    pub(crate) fn new(address: &Address, token: Option<String>) -> Self {
         let host = match address {
             // A host listening on every interface is reachable on loopback.
             Address::Tcp(hp) => hp
@@ -62,6 +64,7 @@ impl Gateway {
         };
         Gateway {
             host,
+            token,
             client: OnceCell::new(),
         }
     }
@@ -69,10 +72,9 @@ impl Gateway {
     async fn client(&self) -> Result<&Client, Error> {
         self.client
             .get_or_try_init(|| {
-                Client::connect_with(
-                    &self.host,
-                    ClientOptions::default().codecs(CodecSet::only(Codec::Json)),
-                )
+                let mut options = ClientOptions::default().codecs(CodecSet::only(Codec::Json));
+                options.token = self.token.clone();
+                Client::connect_with(&self.host, options)
             })
             .await
             .map_err(|e| {

@@ -296,7 +296,7 @@ impl Host {
         });
         let app = Arc::new(App {
             shared: shared.clone(),
-            gateway: Gateway::new(&address),
+            gateway: Gateway::new(&address, shared.mesh_token.clone()),
             max_body: config.max_body,
             body_timeout: config.body_timeout,
         });
@@ -401,14 +401,26 @@ async fn serve_one(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = weft_transport::serve_connection(
-            stream,
-            initial,
-            handler,
-            ServerOptions::default(),
-            shutdown,
-        )
-        .await
+        let mut options = ServerOptions::default();
+        if handler.shared.auth.required() {
+            let shared = handler.shared.clone();
+            options.authenticate = Some(Arc::new(move |credential: Option<&str>| {
+                // Any valid token opens the wire port: instances need one to
+                // register, clients to watch the registry and notify.
+                let header = credential.map(|t| format!("Bearer {t}"));
+                shared
+                    .auth
+                    .verify(header.as_deref().map(str::as_bytes), auth::Need::Read)
+                    .map_err(|denied| {
+                        format!(
+                            "{} (services and clients present it with WEFT_TOKEN)",
+                            denied.error.message()
+                        )
+                    })
+            }));
+        }
+        if let Err(e) =
+            weft_transport::serve_connection(stream, initial, handler, options, shutdown).await
         {
             tracing::debug!(%peer, error = %e, "wire connection ended with an error");
         }

@@ -19,6 +19,10 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     /// Tokens, and whether HTTP requests must carry one.
     pub(crate) auth: Auth,
+    /// When tokens are required: the credential the host gives the instances
+    /// it starts and uses for its own gateway's wire connection. Made anew
+    /// on every start and never stored.
+    pub(crate) mesh_token: Option<String>,
     conns: Mutex<Conns>,
 }
 
@@ -77,10 +81,25 @@ pub(crate) fn now_ms() -> u64 {
 
 impl Shared {
     pub(crate) fn new(registry: Registry, store: Store, auth: Auth) -> Self {
+        let mesh_token = if auth.required() {
+            auth.mint(
+                "host instances (this run)".into(),
+                vec!["call:*".into()],
+                None,
+            )
+            .map(|(record, token)| {
+                auth.insert(record);
+                token
+            })
+            .ok()
+        } else {
+            None
+        };
         Shared {
             registry: Mutex::new(registry),
             store,
             auth,
+            mesh_token,
             conns: Mutex::new(Conns::default()),
         }
     }

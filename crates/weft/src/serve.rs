@@ -121,6 +121,12 @@ impl Server {
         self
     }
 
+    /// Presents this credential to the host instead of `WEFT_TOKEN`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Accepts calls here instead.
     pub fn listen(mut self, listen: Address) -> Self {
         self.listen = listen;

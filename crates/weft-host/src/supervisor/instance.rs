@@ -55,6 +55,8 @@ pub(crate) struct Launch {
     pub(crate) supervisor: String,
     pub(crate) grace: Duration,
     pub(crate) logs: Arc<LogRing>,
+    /// `WEFT_TOKEN`, when the host requires tokens.
+    pub(crate) token: Option<String>,
 }
 
 /// Where an instance's process is in its life.
@@ -156,6 +158,7 @@ impl Instance {
             .env("WEFT_VERSION", &l.version)
             .env("WEFT_INSTANCE", &self.id)
             .env(SUPERVISOR_ENV, &l.supervisor)
+            .envs(l.token.iter().map(|t| ("WEFT_TOKEN", t)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -318,6 +321,7 @@ mod tests {
             supervisor: "test".into(),
             grace: Duration::from_secs(5),
             logs: Arc::new(LogRing::new(dir.to_owned())),
+            token: None,
         }
     }
 

@@ -283,6 +283,7 @@ impl Supervisor {
             supervisor: self.tag.clone(),
             grace: self.grace,
             logs,
+            token: self.shared.mesh_token.clone(),
         }
     }
 

@@ -82,9 +82,11 @@ impl RunningHost {
 
     /// Watches the host's registry.
     pub async fn watch(&self) -> Watch {
-        let conn = Connection::connect(&self.address, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let options = ConnectOptions {
+            credential: self.admin_token.clone(),
+            ..ConnectOptions::default()
+        };
+        let conn = Connection::connect(&self.address, &options).await.unwrap();
         let stream = conn.call_stream(
             Headers::new(weft::host_api::SERVICE, weft::host_api::WATCH),
             codec::encode(conn.codec(), &serde_json::json!({})).unwrap(),
@@ -162,9 +164,13 @@ impl Served {
     /// Serves `service` registered with `host`; wait for it with [`Watch::up`].
     pub fn start<S: Service>(service: S, host: &RunningHost) -> Served {
         let (tx, rx) = oneshot::channel::<()>();
-        let server = weft::Server::from_env(service)
+        let mut server = weft::Server::from_env(service)
             .unwrap()
-            .host(host.address.clone())
+            .host(host.address.clone());
+        if let Some(token) = &host.admin_token {
+            server = server.token(token.clone());
+        }
+        let server = server
             .listen("127.0.0.1:0".parse().unwrap())
             .shutdown(async move {
                 let _ = rx.await;
