@@ -25,6 +25,7 @@
 //! one `Client` (one multiplexed connection); for raw TCP each caller has a
 //! connection of its own. The method is in `docs/performance.md`.
 
+mod cpu;
 mod measure;
 mod process;
 mod report;
@@ -76,6 +77,12 @@ struct Cli {
     #[arg(long)]
     quick: bool,
 
+    /// Measure again (at most 10 times) any scenario during which other
+    /// processes took more than this percentage of the machine's CPU. For
+    /// shared machines; off by default.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    max_others_cpu: Option<f64>,
+
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -118,6 +125,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
             duration: Duration::from_millis(300),
             warmup: Duration::from_millis(100),
             reps: 1,
+            max_others_cpu: cli.max_others_cpu,
             ..Plan::new(cli.payload as usize, cli.concurrency as usize)
         }
     } else {
@@ -125,15 +133,30 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
             duration: cli.duration,
             warmup: cli.warmup,
             reps: cli.reps,
+            max_others_cpu: cli.max_others_cpu,
             ..Plan::new(cli.payload as usize, cli.concurrency as usize)
         }
     };
+    let load = report::load_average();
+    if let Some(warning) = report::busy_warning(load) {
+        eprintln!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let runs = runtime.block_on(run_plan(&plan, &systems))?;
-    let report = report::Report::new(&plan, &systems, runs);
+    let outcome = runtime.block_on(run_plan(&plan, &systems))?;
+    let report = report::Report::new(
+        &plan,
+        &systems,
+        outcome.runs,
+        load,
+        report::Disturbance {
+            limit_pct: plan.max_others_cpu,
+            repeated: outcome.repeated,
+            kept: outcome.kept_disturbed,
+        },
+    );
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -144,7 +167,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
 
 /// Starts every system's servers (so a broken one fails the run before any
 /// measuring), then measures each scenario `reps` times, systems interleaved.
-async fn run_plan(plan: &Plan, systems: &[System]) -> anyhow::Result<Vec<measure::Run>> {
+async fn run_plan(plan: &Plan, systems: &[System]) -> anyhow::Result<Outcome> {
     let mut servers = Vec::with_capacity(systems.len());
     for &system in systems {
         eprintln!("starting {} servers", system.name());
@@ -154,29 +177,87 @@ async fn run_plan(plan: &Plan, systems: &[System]) -> anyhow::Result<Vec<measure
             .with_context(|| format!("the {} servers did not start", system.name()))?;
         servers.push((system, started));
     }
+    // CPU used by these is the benchmark's own; anything else is other
+    // work on the machine, reported beside the figures.
+    let mut own_pids = Vec::new();
+    for (_, server) in &servers {
+        own_pids.extend(server.pids());
+    }
     let scenarios = [Scenario::Sequential, Scenario::Concurrent(plan.concurrency)];
-    let mut runs = Vec::new();
+    let mut outcome = Outcome::default();
     for rep in 0..plan.reps {
         for scenario in scenarios {
-            for (system, server) in &servers {
-                eprintln!(
-                    "rep {}/{}: {} {}",
-                    rep + 1,
-                    plan.reps,
-                    system.name(),
-                    scenario.label()
-                );
-                server.check_alive()?;
-                let run = measure::run(plan, *system, server, scenario)
-                    .await
-                    .with_context(|| {
-                        format!("measuring {} {} failed", system.name(), scenario.label())
-                    })?;
-                runs.push(run);
+            // The systems of one scenario and repetition are measured back to
+            // back and, when other work disturbed any of them, repeated
+            // together, so that their ratios compare like with like.
+            for attempt in 0..=MAX_REPEATS {
+                let mut group = Vec::with_capacity(servers.len());
+                for (system, server) in &servers {
+                    eprintln!(
+                        "rep {}/{}: {} {}",
+                        rep + 1,
+                        plan.reps,
+                        system.name(),
+                        scenario.label()
+                    );
+                    server.check_alive()?;
+                    let run = measure::run(plan, *system, server, scenario, &own_pids)
+                        .await
+                        .with_context(|| {
+                            format!("measuring {} {} failed", system.name(), scenario.label())
+                        })?;
+                    group.push(run);
+                }
+                let worst = group
+                    .iter()
+                    .filter_map(|r| r.others_cpu)
+                    .fold(0.0, f64::max)
+                    * 100.0;
+                match plan.max_others_cpu {
+                    Some(limit) if worst > limit && attempt < MAX_REPEATS => {
+                        eprintln!(
+                            "  other work took {worst:.0}% of the CPU (limit {limit}%); measuring again"
+                        );
+                        outcome.repeated += 1;
+                    }
+                    Some(limit) if worst > limit => {
+                        eprintln!(
+                            "  other work took {worst:.0}% of the CPU after {MAX_REPEATS} repeats; keeping these figures"
+                        );
+                        outcome.kept_disturbed += 1;
+                        outcome.runs.extend(group);
+                        break;
+                    }
+                    _ => {
+                        outcome.runs.extend(group);
+                        break;
+                    }
+                }
             }
         }
     }
-    Ok(runs)
+    Ok(outcome)
+}
+
+/// How often a disturbed measurement is repeated before it is kept anyway.
+const MAX_REPEATS: u32 = 10;
+
+/// The measurements, and how many were disturbed by other work.
+#[derive(Debug, Default)]
+struct Outcome {
+    runs: Vec<measure::Run>,
+    /// Groups measured again because other work took too much CPU.
+    repeated: u32,
+    /// Groups kept although other work took too much CPU.
+    kept_disturbed: u32,
+}
+
+/// Parses a percentage from 0 to 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a percentage from 0 to 100")),
+    }
 }
 
 /// Parses `3s`, `300ms`, `1.5s` or a bare number of seconds.

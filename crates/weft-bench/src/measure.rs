@@ -8,6 +8,7 @@ use anyhow::{Context as _, anyhow};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cpu;
 use crate::systems::{Caller, Server, System};
 
 /// The largest latency recorded exactly (60 s, in ns); slower calls are
@@ -38,6 +39,9 @@ pub(crate) struct Plan {
     pub(crate) payload: usize,
     /// Callers in the concurrent scenario.
     pub(crate) concurrency: usize,
+    /// Repeat measurements during which other work took more than this
+    /// percentage of the CPU.
+    pub(crate) max_others_cpu: Option<f64>,
 }
 
 impl Plan {
@@ -49,6 +53,7 @@ impl Plan {
             reps: 3,
             payload,
             concurrency,
+            max_others_cpu: None,
         }
     }
 }
@@ -88,7 +93,15 @@ pub(crate) struct Run {
     pub(crate) calls: u64,
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
+    pub(crate) max_us: f64,
+    pub(crate) mean_us: f64,
     pub(crate) calls_per_s: f64,
+    /// The share of all CPU time that went to other work during the window.
+    pub(crate) others_cpu: Option<f64>,
+    /// CPU time per call of the calling process and of the system's server
+    /// processes, in µs.
+    pub(crate) cpu_per_call_us: Option<(f64, f64)>,
 }
 
 /// A payload of printable ASCII, so that systems that carry text (weft's
@@ -103,6 +116,7 @@ pub(crate) async fn run(
     system: System,
     server: &Server,
     scenario: Scenario,
+    other_pids: &[u32],
 ) -> anyhow::Result<Run> {
     let callers = system
         .callers(server, scenario.callers(), &payload(plan.payload))
@@ -110,6 +124,28 @@ pub(crate) async fn run(
     // Every caller shares one window, fixed before any of them starts.
     let start = Instant::now() + plan.warmup;
     let end = start + plan.duration;
+    // This process first, then this system's servers, then the rest of
+    // the benchmark's processes (other systems' idle servers).
+    let mut pids = vec![std::process::id()];
+    pids.extend(server.pids());
+    let servers = 1..pids.len();
+    pids.extend(
+        other_pids
+            .iter()
+            .filter(|p| !pids.contains(p))
+            .collect::<Vec<_>>(),
+    );
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        let before = cpu::Sample::now(&pids)?;
+        tokio::time::sleep_until(end.into()).await;
+        let after = cpu::Sample::now(&pids)?;
+        Some((
+            before.others_share(&after),
+            before.cpu_seconds(&after, |i| i == 0),
+            before.cpu_seconds(&after, |i| servers.contains(&i)),
+        ))
+    });
     let tasks: Vec<_> = callers
         .into_iter()
         .map(|caller| {
@@ -132,14 +168,24 @@ pub(crate) async fn run(
             })??;
         merged.add(&histogram)?;
     }
+    let sampled = sampler.await.context("the CPU sampler panicked")?;
     let calls = merged.len();
+    let others_cpu = sampled.and_then(|s| s.0);
+    let cpu_per_call_us = sampled
+        .filter(|_| calls > 0)
+        .map(|(_, client, server)| (client * 1e6 / calls as f64, server * 1e6 / calls as f64));
     Ok(Run {
         system,
         scenario,
         calls,
         p50_us: merged.value_at_quantile(0.50) as f64 / 1e3,
         p99_us: merged.value_at_quantile(0.99) as f64 / 1e3,
+        p999_us: merged.value_at_quantile(0.999) as f64 / 1e3,
+        max_us: merged.max() as f64 / 1e3,
+        mean_us: merged.mean() / 1e3,
         calls_per_s: calls as f64 / plan.duration.as_secs_f64(),
+        others_cpu,
+        cpu_per_call_us,
     })
 }
 

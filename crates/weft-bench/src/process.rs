@@ -114,6 +114,11 @@ impl ServerProcess {
         &self.address
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|p| p.into_inner()).id()
+    }
+
     /// Fails with the server's exit status and stderr if it has exited.
     pub(crate) fn check_alive(&self) -> anyhow::Result<()> {
         match self.exited() {

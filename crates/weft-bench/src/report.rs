@@ -14,7 +14,19 @@ pub(crate) struct Report {
     method: Method,
     /// The system the others are compared with.
     floor: &'static str,
+    disturbance: Disturbance,
     rows: Vec<Row>,
+}
+
+/// How other work on the machine was dealt with.
+#[derive(Debug, Serialize)]
+pub(crate) struct Disturbance {
+    /// `--max-others-cpu`, if given.
+    pub(crate) limit_pct: Option<f64>,
+    /// Scenario groups measured again because other work exceeded the limit.
+    pub(crate) repeated: u32,
+    /// Scenario groups kept although other work exceeded the limit.
+    pub(crate) kept: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -22,6 +34,9 @@ struct Machine {
     nproc: usize,
     cpu: String,
     kernel: String,
+    /// The 1-minute load average when the benchmark started: other work
+    /// on the machine makes every figure worse and noisier.
+    load_at_start: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,11 +59,21 @@ struct Row {
     calls: Vec<u64>,
     p50_us: Stat,
     p99_us: Stat,
+    p999_us: Stat,
+    max_us: Stat,
+    mean_us: Stat,
     calls_per_s: Stat,
-    /// Median p50 over the floor's median p50 in the same scenario.
-    p50_vs_floor: f64,
-    /// Median calls/s over the floor's median calls/s in the same scenario.
-    calls_per_s_vs_floor: f64,
+    /// Percent of all CPU time that other work on the machine used during
+    /// each repetition's window (not measured off Linux).
+    others_cpu_pct: Stat,
+    /// CPU time per call of the calling process, in µs.
+    client_cpu_per_call_us: Stat,
+    /// CPU time per call of the system's server processes, in µs.
+    server_cpu_per_call_us: Stat,
+    /// p50 over the floor's p50 in the same scenario and repetition.
+    p50_vs_floor: Stat,
+    /// calls/s over the floor's calls/s in the same scenario and repetition.
+    calls_per_s_vs_floor: Stat,
 }
 
 /// A figure over repetitions: the median, the range, and each value.
@@ -95,36 +120,75 @@ impl Stat {
 }
 
 impl Report {
-    pub(crate) fn new(plan: &Plan, systems: &[System], runs: Vec<Run>) -> Report {
+    pub(crate) fn new(
+        plan: &Plan,
+        systems: &[System],
+        runs: Vec<Run>,
+        load_at_start: Option<f64>,
+        disturbance: Disturbance,
+    ) -> Report {
         let floor = systems[0];
         let scenarios = [Scenario::Sequential, Scenario::Concurrent(plan.concurrency)];
         let mut rows = Vec::new();
         for scenario in scenarios {
-            let mut floor_figures = None;
-            for &system in systems {
-                let mine: Vec<&Run> = runs
-                    .iter()
+            // Runs are in the order they were measured, so the n-th run of
+            // every system here belongs to the n-th repetition.
+            let of = |system: System| -> Vec<&Run> {
+                runs.iter()
                     .filter(|r| r.system == system && r.scenario == scenario)
-                    .collect();
+                    .collect()
+            };
+            let floor_runs = of(floor);
+            for &system in systems {
+                let mine = of(system);
+                // Each repetition's ratio compares runs measured moments
+                // apart, so a disturbance that spans both cancels out.
+                let paired = |figure: fn(&Run) -> f64| {
+                    Stat::new(
+                        mine.iter()
+                            .zip(&floor_runs)
+                            .map(|(m, f)| figure(m) / figure(f))
+                            .collect(),
+                    )
+                };
                 let p50 = Stat::new(mine.iter().map(|r| r.p50_us).collect());
                 let p99 = Stat::new(mine.iter().map(|r| r.p99_us).collect());
                 let rate = Stat::new(mine.iter().map(|r| r.calls_per_s).collect());
-                let (floor_p50, floor_rate) =
-                    *floor_figures.get_or_insert((p50.median, rate.median));
+                let p999 = Stat::new(mine.iter().map(|r| r.p999_us).collect());
+                let max = Stat::new(mine.iter().map(|r| r.max_us).collect());
+                let mean = Stat::new(mine.iter().map(|r| r.mean_us).collect());
                 rows.push(Row {
                     system: system.name(),
                     scenario: scenario.label(),
                     calls: mine.iter().map(|r| r.calls).collect(),
-                    p50_vs_floor: p50.median / floor_p50,
-                    calls_per_s_vs_floor: rate.median / floor_rate,
+                    p50_vs_floor: paired(|r| r.p50_us),
+                    calls_per_s_vs_floor: paired(|r| r.calls_per_s),
                     p50_us: p50,
                     p99_us: p99,
+                    p999_us: p999,
+                    max_us: max,
+                    mean_us: mean,
                     calls_per_s: rate,
+                    client_cpu_per_call_us: Stat::new(
+                        mine.iter()
+                            .filter_map(|r| r.cpu_per_call_us.map(|c| c.0))
+                            .collect(),
+                    ),
+                    server_cpu_per_call_us: Stat::new(
+                        mine.iter()
+                            .filter_map(|r| r.cpu_per_call_us.map(|c| c.1))
+                            .collect(),
+                    ),
+                    others_cpu_pct: Stat::new(
+                        mine.iter()
+                            .filter_map(|r| r.others_cpu.map(|s| s * 100.0))
+                            .collect(),
+                    ),
                 });
             }
         }
         Report {
-            machine: Machine::this(),
+            machine: Machine::this(load_at_start),
             method: Method {
                 warmup_s: plan.warmup.as_secs_f64(),
                 duration_s: plan.duration.as_secs_f64(),
@@ -134,6 +198,7 @@ impl Report {
                 sharing: systems.iter().map(|s| (s.name(), s.sharing())).collect(),
             },
             floor: floor.name(),
+            disturbance,
             rows,
         }
     }
@@ -142,14 +207,18 @@ impl Report {
     pub(crate) fn table(&self) -> String {
         let m = &self.method;
         let mut out = String::new();
+        let load = self
+            .machine
+            .load_at_start
+            .map_or_else(|| "unknown".to_owned(), |l| format!("{l:.2}"));
         let _ = writeln!(
             out,
-            "machine: {} x {}, kernel {}",
+            "machine: {} x {}, kernel {}, load average at start {load}",
             self.machine.nproc, self.machine.cpu, self.machine.kernel
         );
         let _ = writeln!(
             out,
-            "method: {} B payload, {:.1} s warm-up + {:.1} s measured, {} rep(s), systems interleaved; median (min–max) over reps",
+            "method: {} B payload, {:.1} s warm-up + {:.1} s measured, {} rep(s), systems interleaved; median (min–max) over reps; ratios per rep against the floor",
             m.payload_bytes, m.warmup_s, m.duration_s, m.reps
         );
         for (system, sharing) in &m.sharing {
@@ -165,23 +234,40 @@ impl Report {
             "SCENARIO",
             "p50 µs",
             "p99 µs",
+            "mean µs",
             "calls/s",
             "p50 vs floor",
             "calls/s vs floor",
+            "CPU µs/call client+server",
+            "others' CPU %",
         ];
-        let mut cells: Vec<[String; 7]> = vec![header.map(str::to_owned)];
+        let mut cells: Vec<[String; 10]> = vec![header.map(str::to_owned)];
         for row in &self.rows {
             cells.push([
                 row.system.to_owned(),
                 row.scenario.clone(),
                 row.p50_us.show(1),
                 row.p99_us.show(1),
+                row.mean_us.show(1),
                 row.calls_per_s.show(0),
-                format!("{:.2}x", row.p50_vs_floor),
-                format!("{:.2}x", row.calls_per_s_vs_floor),
+                row.p50_vs_floor.show(2),
+                row.calls_per_s_vs_floor.show(2),
+                if row.client_cpu_per_call_us.reps.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{:.1}+{:.1}",
+                        row.client_cpu_per_call_us.median, row.server_cpu_per_call_us.median
+                    )
+                },
+                if row.others_cpu_pct.reps.is_empty() {
+                    "-".to_owned()
+                } else {
+                    row.others_cpu_pct.show(0)
+                },
             ]);
         }
-        let widths: Vec<usize> = (0..7)
+        let widths: Vec<usize> = (0..10)
             .map(|c| {
                 cells
                     .iter()
@@ -206,13 +292,36 @@ impl Report {
             }
             let _ = writeln!(out, "{}", line.trim_end());
         }
-        let _ = writeln!(out, "\nfloor: {}", self.floor);
+        let _ = writeln!(
+            out,
+            "\nfloor: {}; \"vs floor\" divides each repetition's figure by the floor's in that repetition",
+            self.floor
+        );
+        let _ = writeln!(
+            out,
+            "others' CPU %: the share of the machine's CPU that other processes took during the measured windows;"
+        );
+        let _ = writeln!(
+            out,
+            "  figures from windows where it is more than a few percent are slowed and scattered by that work"
+        );
+        if let Some(limit) = self.disturbance.limit_pct {
+            let _ = writeln!(
+                out,
+                "  with --max-others-cpu {limit}: {} scenario(s) measured again, {} kept although above the limit",
+                self.disturbance.repeated, self.disturbance.kept
+            );
+        }
+        let _ = writeln!(
+            out,
+            "CPU µs/call: user+system CPU time of the calling process and of the system's server processes per call (medians)"
+        );
         out
     }
 }
 
 impl Machine {
-    fn this() -> Machine {
+    fn this(load_at_start: Option<f64>) -> Machine {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|info| {
@@ -226,11 +335,37 @@ impl Machine {
             .map(|k| k.trim().to_owned())
             .unwrap_or_else(|_| "unknown".to_owned());
         Machine {
-            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            nproc: nproc(),
             cpu,
             kernel,
+            load_at_start,
         }
     }
+}
+
+fn nproc() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The 1-minute load average, read before any server starts.
+pub(crate) fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A warning when other work is running: the figures would measure it too.
+pub(crate) fn busy_warning(load: Option<f64>) -> Option<String> {
+    let load = load?;
+    let cpus = nproc() as f64;
+    (load > cpus * 0.25).then(|| {
+        format!(
+            "warning: the load average is {load:.2} on {cpus} CPUs; other work on this machine will slow and scatter the figures"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -97,6 +97,14 @@ impl Server {
             Server::Weft(s) => s.check_alive(),
         }
     }
+
+    /// The ids of the server processes.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        match self {
+            Server::RawTcp(s) => s.pids(),
+            Server::Weft(s) => s.pids(),
+        }
+    }
 }
 
 /// One caller: makes one call at a time and checks the echo.

@@ -38,6 +38,10 @@ impl Server {
         self.process.check_alive()
     }
 
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        vec![self.process.pid()]
+    }
+
     /// `n` callers, each with a connection of its own.
     pub(crate) async fn callers(&self, n: usize, payload: &[u8]) -> anyhow::Result<Vec<Caller>> {
         let mut callers = Vec::with_capacity(n);

@@ -115,6 +115,10 @@ impl Server {
         self.echo.check_alive()
     }
 
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        vec![self.host.pid(), self.echo.pid()]
+    }
+
     /// `n` callers sharing one `weft::Client`, hence one multiplexed
     /// connection to the echo instance.
     pub(crate) async fn callers(&self, n: usize, payload: &[u8]) -> anyhow::Result<Vec<Caller>> {
