@@ -12,6 +12,7 @@
 
 mod demo;
 mod deploy;
+mod events;
 mod init;
 mod login;
 mod manage;
@@ -64,6 +65,8 @@ enum Command {
     Token(token::TokenCmd),
     /// Save a token for a host; later commands against it send the token.
     Login(login::LoginCmd),
+    /// Topics, handlers' backlogs, tails, dead letters and replays.
+    Events(events::EventsCmd),
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
             Command::Demo(cmd) => demo::demo(cmd).await,
             Command::Token(cmd) => token::token(cmd).await,
             Command::Login(cmd) => login::login(cmd).await,
+            Command::Events(cmd) => events::events(cmd).await,
         }
     });
     // Background tasks (the registry watch) must not keep the process alive.

@@ -34,7 +34,9 @@ GET /services/{name}/docs, GET /docs, GET /openapi.json, GET /healthz, GET /api/
 GET /api/v1/notifications?after=&limit=, GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}, \
 GET /api/v1/deployments, PUT|DELETE /api/v1/services/{name}/versions/{version}, \
 POST /api/v1/services/{name}/versions/{version}/scale, DELETE /api/v1/services/{name}, \
-PUT /api/v1/services/{name}/main, GET /api/v1/services/{name}/logs";
+PUT /api/v1/services/{name}/main, GET /api/v1/services/{name}/logs, GET /api/v1/events/topics, \
+GET /api/v1/events/topics/{topic}/tail?after=&n=&follow=, GET /api/v1/events/dead?topic=, \
+POST /api/v1/events/replay, POST /api/v1/events/publish";
 
 /// How long a client may take to send a request's headers; a client that
 /// trickles them would otherwise hold a connection forever.
@@ -104,6 +106,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(service_docs).post(gateway::call_docs),
         )
         .route("/_weft/assets/{*file}", get(docs_ui::asset))
+        .merge(crate::events::api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)

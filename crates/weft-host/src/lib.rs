@@ -37,6 +37,7 @@
 mod auth;
 mod deploy_api;
 mod docs_ui;
+mod events;
 mod gateway;
 mod http;
 mod openapi;
@@ -60,6 +61,7 @@ use weft_transport::{Listener, ServerOptions, Stream};
 
 use crate::auth::Auth;
 pub use crate::auth::{ADMIN_TOKEN_FILE, AuthMode};
+pub use crate::events::EventsConfig;
 use crate::gateway::Gateway;
 use crate::http::{App, PeerLocal};
 use crate::state::Shared;
@@ -104,6 +106,8 @@ pub struct HostConfig {
     /// How long a client may take to send a request body; slower ones get
     /// 408, so that a stalled client never holds a request open.
     pub body_timeout: Duration,
+    /// Retention and deduplication of the event log.
+    pub events: EventsConfig,
 }
 
 impl HostConfig {
@@ -122,7 +126,14 @@ impl HostConfig {
             auth: AuthMode::default(),
             max_body: DEFAULT_MAX_BODY,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            events: EventsConfig::default(),
         }
+    }
+
+    /// Sets the event log's retention and deduplication window.
+    pub fn events(mut self, events: EventsConfig) -> Self {
+        self.events = events;
+        self
     }
 
     /// Sets how long an instance stays registered without a keepalive.
@@ -205,7 +216,8 @@ impl Host {
         let address = listener.local_address();
         let tokens = store.blocking(|s| s.tokens()).await?;
         let auth = Auth::new(config.auth.is_required(&config.listen), tokens);
-        let shared = Arc::new(Shared::new(registry, store, auth));
+        let events = events::EventLog::open(&config.data_dir, config.events.clone()).await?;
+        let shared = Arc::new(Shared::new(registry, store, auth, events));
         let admin_token_file = if shared.auth.required() {
             Some(bootstrap_admin(&shared, &config.data_dir).await?)
         } else {
@@ -346,6 +358,8 @@ impl Host {
         let _ = restore.await;
         supervisor.shutdown().await;
         let _ = stop_tx.send(true);
+        // Ends subscribe streams and tails, so that connections can drain.
+        shared.events.stopping();
         if tokio::time::timeout(SHUTDOWN_GRACE, async {
             while conns.join_next().await.is_some() {}
         })
@@ -369,6 +383,7 @@ impl Host {
             .blocking(move |s| s.set_mains(all.iter().map(|(k, v)| (k.as_str(), v))))
             .await;
         shared.store.close();
+        shared.events.close().await;
         persisted
     }
 }

@@ -9,6 +9,7 @@ use weft_core::{Error, Notification};
 use weft_registry::{InstanceInfo, RegisterReply, Registry, ServiceSummary};
 
 use crate::auth::Auth;
+use crate::events::EventLog;
 use crate::store::Store;
 
 /// The host's state. Locks are held only for in-memory work, never across
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     /// it starts and uses for its own gateway's wire connection. Made anew
     /// on every start and never stored.
     pub(crate) mesh_token: Option<String>,
+    /// Topics, consumer groups and dead letters.
+    pub(crate) events: EventLog,
     conns: Mutex<Conns>,
 }
 
@@ -80,7 +83,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Shared {
-    pub(crate) fn new(registry: Registry, store: Store, auth: Auth) -> Self {
+    pub(crate) fn new(registry: Registry, store: Store, auth: Auth, events: EventLog) -> Self {
         let mesh_token = if auth.required() {
             auth.mint(
                 "host instances (this run)".into(),
@@ -100,6 +103,7 @@ impl Shared {
             store,
             auth,
             mesh_token,
+            events,
             conns: Mutex::new(Conns::default()),
         }
     }

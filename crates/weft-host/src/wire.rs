@@ -27,7 +27,7 @@ pub(crate) struct HostHandler {
     pub(crate) stop: watch::Receiver<bool>,
 }
 
-const ENTRYPOINTS: [&str; 7] = [
+const ENTRYPOINTS: [&str; 10] = [
     host_api::REGISTER,
     host_api::KEEPALIVE,
     host_api::DEREGISTER,
@@ -35,6 +35,9 @@ const ENTRYPOINTS: [&str; 7] = [
     host_api::NOTIFY,
     host_api::NOTIFICATIONS,
     host_api::SERVICES,
+    host_api::PUBLISH,
+    host_api::SUBSCRIBE,
+    host_api::ACK,
 ];
 
 fn unary(result: Result<Bytes, Error>) -> Reply {
@@ -58,6 +61,62 @@ impl Handler for HostHandler {
                 headers.service,
                 headers.entrypoint
             ))));
+        }
+        // The event entrypoints take their argument structs whole.
+        match headers.entrypoint.as_str() {
+            host_api::PUBLISH => {
+                let events = self.shared.events.clone();
+                return match decode_args::<host_api::PublishArgs>(
+                    codec,
+                    &request.payload,
+                    "{topic, payload, idempotency_key}",
+                ) {
+                    Ok(args) => Reply::Unary(
+                        async move { encode(codec, &events.publish(args).await?) }.boxed(),
+                    ),
+                    Err(e) => unary(Err(e)),
+                };
+            }
+            host_api::SUBSCRIBE => {
+                let sub = match decode_args::<host_api::Subscription>(
+                    codec,
+                    &request.payload,
+                    "{service, handler, topic, instance, mode, max_attempts, max_in_flight}",
+                ) {
+                    Ok(sub) => sub,
+                    Err(e) => return unary(Err(e)),
+                };
+                let mut stop = self.stop.clone();
+                return match self.shared.events.subscribe(sub) {
+                    Ok(deliveries) => Reply::Stream(
+                        deliveries
+                            .map(move |d| encode(codec, &d))
+                            .take_until(async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            })
+                            .boxed(),
+                    ),
+                    Err(e) => unary(Err(e)),
+                };
+            }
+            host_api::ACK => {
+                let events = self.shared.events.clone();
+                return match decode_args::<host_api::Ack>(
+                    codec,
+                    &request.payload,
+                    "{service, handler, topic, instance, id, error}",
+                ) {
+                    Ok(ack) => Reply::Unary(
+                        async move {
+                            events.ack(ack).await?;
+                            encode(codec, &())
+                        }
+                        .boxed(),
+                    ),
+                    Err(e) => unary(Err(e)),
+                };
+            }
+            _ => {}
         }
         let args = match Args::decode(codec, &request.payload) {
             Ok(args) => args,
@@ -130,6 +189,24 @@ fn register(
     let reply = shared.register(Some(conn), instance)?;
     tracing::info!(%service, %version, instance = %id, %address, "instance registered");
     Ok(reply)
+}
+
+/// Decodes the arguments of an event entrypoint: one object with the
+/// fields of `T`.
+fn decode_args<T: serde::de::DeserializeOwned>(
+    codec: Codec,
+    payload: &[u8],
+    shape: &str,
+) -> Result<T, Error> {
+    codec::decode(codec, payload).map_err(|e| {
+        Error::invalid_argument(
+            "args",
+            format!(
+                "{}; send an object {shape} (see weft::host_api)",
+                e.message()
+            ),
+        )
+    })
 }
 
 fn take_id(mut args: Args) -> Result<String, Error> {

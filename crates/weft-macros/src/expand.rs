@@ -7,7 +7,9 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{ItemImpl, Type};
 
-use crate::parse::{self, Arg, Entrypoint, Errors, Model, Output};
+use crate::parse::{
+    self, Arg, Entrypoint, Errors, EventArg, EventHandler, Mode, Model, Output, Published,
+};
 
 /// Expands `#[weft::service(attr)] item`.
 pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -41,7 +43,8 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         return quote!(#errors #item);
     }
     let client_ident = client_ident.unwrap_or_else(|| format_ident!("Client"));
-    let service = service_impl(&item.self_ty, &model);
+    let publishes = args.as_ref().map(|a| &a.publishes[..]).unwrap_or_default();
+    let service = service_impl(&item.self_ty, &model, publishes);
     let client = client(&client_ident, &model);
     quote! {
         #item
@@ -94,7 +97,7 @@ fn bounds(ep: &Entrypoint) -> TokenStream {
     quote!(where #(#params,)* #reply, #error)
 }
 
-fn service_impl(self_ty: &Type, model: &Model) -> TokenStream {
+fn service_impl(self_ty: &Type, model: &Model, publishes: &[Published]) -> TokenStream {
     let name = &model.name;
     let description = &model.description;
     let handlers: Vec<syn::Ident> = model
@@ -117,6 +120,58 @@ fn service_impl(self_ty: &Type, model: &Model) -> TokenStream {
             let spec = entrypoint_spec(ep, s);
             quote!(#handler #spec)
         });
+    let event_fns: Vec<syn::Ident> = model
+        .event_handlers
+        .iter()
+        .map(|h| format_ident!("__weft_event_{}", h.method.unraw()))
+        .collect();
+    let event_spec_fns: Vec<syn::Ident> = model
+        .event_handlers
+        .iter()
+        .map(|h| format_ident!("__weft_event_spec_{}", h.method.unraw()))
+        .collect();
+    let event_helpers = model
+        .event_handlers
+        .iter()
+        .zip(event_fns.iter().zip(&event_spec_fns))
+        .map(|(h, (f, s))| {
+            let run = event_fn(self_ty, h, f);
+            let spec = event_spec(h, s);
+            quote!(#run #spec)
+        });
+    let topics = publishes.iter().map(|p| {
+        let (topic, ty) = (&p.topic, &p.ty);
+        let schema =
+            quote_spanned! {ty.span()=> <#ty as ::weft::__private::PublishedType>::__weft_schema };
+        quote!(::weft::__private::topic_spec(#topic, #schema()))
+    });
+    let dispatch_event = if model.event_handlers.is_empty() {
+        quote!()
+    } else {
+        let handler_names = model.event_handlers.iter().map(|h| &h.name);
+        quote! {
+            fn dispatch_event(
+                self: ::weft::__private::Arc<Self>,
+                handler: &str,
+                ctx: ::weft::__private::Context,
+                payload: ::weft::__private::JsonValue,
+            ) -> ::core::option::Option<
+                ::weft::__private::BoxFuture<
+                    'static,
+                    ::core::result::Result<(), ::weft::__private::Error>,
+                >,
+            > {
+                match handler {
+                    #(
+                        #handler_names => ::core::option::Option::Some(
+                            ::weft::__private::Box::pin(#event_fns(self, ctx, payload)),
+                        ),
+                    )*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+    };
     quote! {
         const _: () = {
             #[automatically_derived]
@@ -129,6 +184,8 @@ fn service_impl(self_ty: &Type, model: &Model) -> TokenStream {
                         #name,
                         #description,
                         <::weft::__private::Vec<_> as ::core::convert::From<_>>::from([#(#spec_fns()),*]),
+                        <::weft::__private::Vec<_> as ::core::convert::From<_>>::from([#(#event_spec_fns()),*]),
+                        <::weft::__private::Vec<_> as ::core::convert::From<_>>::from([#(#topics),*]),
                     )
                 }
 
@@ -145,10 +202,91 @@ fn service_impl(self_ty: &Type, model: &Model) -> TokenStream {
                         _ => ::weft::__private::Dispatch::NotFound(call),
                     }
                 }
+
+                #dispatch_event
             }
 
             #(#helper_fns)*
+            #(#event_helpers)*
         };
+    }
+}
+
+/// The fn that builds one event handler's spec.
+fn event_spec(h: &EventHandler, spec_fn: &syn::Ident) -> TokenStream {
+    let (name, description, topic, max_attempts) =
+        (&h.name, &h.description, &h.topic, h.max_attempts);
+    let (mode, ordered_by) = match &h.mode {
+        Mode::Pool => ("pool", quote!(::core::option::Option::None)),
+        Mode::Broadcast => ("broadcast", quote!(::core::option::Option::None)),
+        Mode::Ordered(field) => ("ordered", quote!(::core::option::Option::Some(#field))),
+    };
+    let ty = &h.event;
+    let schema = quote_spanned! {ty.span()=> <#ty as ::weft::__private::EventType>::__weft_schema };
+    quote! {
+        fn #spec_fn() -> ::weft::__private::EventHandlerSpec {
+            ::weft::__private::event_handler_spec(
+                #name,
+                #description,
+                #topic,
+                #mode,
+                #ordered_by,
+                #max_attempts,
+                #schema(),
+            )
+        }
+    }
+}
+
+/// The async fn that decodes an event, runs the handler and turns its
+/// outcome into success or failure.
+fn event_fn(self_ty: &Type, h: &EventHandler, f: &syn::Ident) -> TokenStream {
+    let method = &h.method;
+    let (name, topic) = (&h.name, &h.topic);
+    let ty = &h.event;
+    let decode = quote_spanned! {ty.span()=> <#ty as ::weft::__private::EventType>::__weft_decode };
+    let call_args = h.args.iter().map(|a| match a {
+        EventArg::Context => quote!(&__weft_ctx),
+        EventArg::Event => quote!(__weft_event),
+    });
+    let run = quote_spanned! {method.span()=>
+        ::weft::__private::assert_send(<#self_ty>::#method(&*__weft_this, #(#call_args),*)).await
+    };
+    let outcome = match &h.error {
+        None => quote! {
+            let () = __weft_out;
+            ::core::result::Result::Ok(())
+        },
+        Some(err) => {
+            let convert = match err {
+                Some(err) => quote_spanned! {err.span()=>
+                    <#err as ::weft::__private::ErrorType>::__weft_into_error
+                },
+                None => quote_spanned! {method.span()=> ::weft::__private::application_error },
+            };
+            quote! {
+                match __weft_out {
+                    ::core::result::Result::Ok(()) => ::core::result::Result::Ok(()),
+                    ::core::result::Result::Err(__weft_e) => {
+                        #[allow(unused_imports)]
+                        use ::weft::__private::{KindFallback as _, KindViaSerialize as _};
+                        let __weft_kind = (&&::weft::__private::KindProbe(&__weft_e)).__weft_kind();
+                        ::core::result::Result::Err(#convert(__weft_e, __weft_kind))
+                    }
+                }
+            }
+        }
+    };
+    quote! {
+        async fn #f(
+            __weft_this: ::weft::__private::Arc<#self_ty>,
+            __weft_ctx: ::weft::__private::Context,
+            __weft_payload: ::weft::__private::JsonValue,
+        ) -> ::core::result::Result<(), ::weft::__private::Error> {
+            let __weft_event = #decode(__weft_payload, #topic, #name)?;
+            let __weft_out = #run;
+            #outcome
+        }
     }
 }
 
@@ -354,7 +492,7 @@ mod tests {
     #[test]
     fn absolute_paths_go_through_weft_or_core() {
         let out = super::service(
-            quote!(name = "dice"),
+            quote!(name = "dice", publishes("dice.rolled" = Rolled)),
             quote! {
                 impl Dice {
                     /// Roll.
@@ -362,6 +500,10 @@ mod tests {
                     async fn roll(&self, ctx: &Context, n: u8) -> Result<u8, MyError> { Ok(n) }
                     #[entrypoint]
                     async fn plain(&self) -> Vec<u8> { Vec::new() }
+                    #[event_handler(topic = "dice.rolled", ordered_by = "who")]
+                    async fn on_roll(&self, ctx: &Context, event: Rolled) -> Result<(), MyError> { Ok(()) }
+                    #[event_handler(topic = "dice.rolled", mode = "broadcast")]
+                    async fn on_roll_plain(&self, event: Rolled) {}
                 }
             },
         );
@@ -408,6 +550,31 @@ mod tests {
         assert_eq!(out.matches("compile_error").count(), 5, "{out}");
         assert!(
             !out.contains("# [entrypoint]"),
+            "markers are stripped: {out}"
+        );
+    }
+
+    #[test]
+    fn event_handler_errors_are_collected_and_markers_stripped() {
+        let out = super::service(
+            quote!(name = "dice", publishes("Bad Topic" = u8)),
+            quote! {
+                impl Dice {
+                    #[event_handler(topic = "dice.rolled", mode = "fanout", max_attempts = 0)]
+                    fn a(&self, e: u8, f: u8) -> u8 { 0 }
+                    #[event_handler]
+                    async fn b(&self, e: u8) {}
+                    #[entrypoint]
+                    #[event_handler(topic = "x")]
+                    async fn c(&self, e: u8) {}
+                }
+            },
+        )
+        .to_string();
+        // bad topic; mode, max_attempts, not async, two events, result; no topic; both markers
+        assert_eq!(out.matches("compile_error").count(), 8, "{out}");
+        assert!(
+            !out.contains("# [event_handler") && !out.contains("# [entrypoint"),
             "markers are stripped: {out}"
         );
     }

@@ -10,7 +10,7 @@
 //! pub struct DieRoller;
 //!
 //! /// Rolls dice.
-//! #[weft::service(name = "die_roller")]
+//! #[weft::service(name = "die_roller", publishes("dice.rolled" = Rolled))]
 //! impl DieRoller {
 //!     /// Roll one die.
 //!     #[entrypoint]
@@ -30,6 +30,12 @@
 //!         Ok(s)
 //!     }
 //!
+//!     /// Runs for each event on `orders.created`, on one instance.
+//!     #[event_handler(topic = "orders.created", ordered_by = "customer")]
+//!     async fn on_order(&self, ctx: &Context, event: OrderCreated) -> weft::Result<()> {
+//!         Ok(())
+//!     }
+//!
 //!     // Methods without `#[entrypoint]` stay as they are.
 //!     fn helper(&self) {}
 //! }
@@ -47,6 +53,9 @@
 //!   (an `Option<_>` parameter is optional), result and, when the error type
 //!   implements `JsonSchema`, its error; and `dispatch()`, which decodes the
 //!   named arguments, runs the method and encodes its reply;
+//! - `dispatch_event()` and the handlers' specs (topic, mode, attempts,
+//!   the event's schema) for each `#[event_handler]`, and the specs of the
+//!   topics named in `publishes(..)`, with their payload schemas;
 //! - `<Type>Client`, a typed client with one `async fn` per entrypoint that
 //!   takes the parameters by value and returns `weft::Result<T>`.
 //!
@@ -63,7 +72,14 @@
 //!   `weft::Error` of code `Application` whose kind is the enum variant
 //!   (when `E` implements `Serialize`) or the type name; a `weft::Error` is
 //!   passed through unchanged;
-//! - service and entrypoint names use lowercase letters, digits, `_`, `-`
+//! - an event handler is an `async fn` taking `&self`, one event whose
+//!   type implements `Deserialize` and `JsonSchema`, and optionally a
+//!   `&Context`; it returns `()` or `Result<(), E>` with `E: Display`;
+//!   `Err` (or a panic) has the event delivered again, up to `max_attempts`
+//!   (default 5) times, then it goes to the dead letters; its options are
+//!   `topic = ".."` (required), `mode = "pool" | "broadcast"` and
+//!   `ordered_by = "field"` (a top-level field of the event);
+//! - service and entrypoint names, and topics, use lowercase letters, digits, `_`, `-`
 //!   and `.`, start with a letter, and entrypoint names are unique.
 
 use proc_macro::TokenStream;
@@ -75,6 +91,19 @@ mod parse;
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::service(attr.into(), item.into()).into()
+}
+
+/// Marks an event handler inside `#[weft::service]`, which removes the
+/// marker; see the [crate] docs. Used anywhere else it is an error.
+#[proc_macro_attribute]
+pub fn event_handler(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let error = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "`#[event_handler]` only marks a method inside an impl block with `#[weft::service(name = \"...\")]`",
+    )
+    .to_compile_error();
+    quote::quote!(#error #item).into()
 }
 
 /// Marks an entrypoint inside `#[weft::service]`, which removes the marker.

@@ -11,6 +11,14 @@ use syn::{
 /// Arguments of `#[weft::service(..)]`.
 pub(crate) struct ServiceArgs {
     pub(crate) name: String,
+    /// `publishes("topic" = Type, ..)`.
+    pub(crate) publishes: Vec<Published>,
+}
+
+/// A topic the service declares it publishes, with its payload type.
+pub(crate) struct Published {
+    pub(crate) topic: String,
+    pub(crate) ty: Type,
 }
 
 /// A service as the macro understands it.
@@ -18,7 +26,43 @@ pub(crate) struct Model {
     pub(crate) name: String,
     pub(crate) description: String,
     pub(crate) entrypoints: Vec<Entrypoint>,
+    pub(crate) event_handlers: Vec<EventHandler>,
 }
+
+/// One `#[event_handler(topic = "..")]` method.
+pub(crate) struct EventHandler {
+    pub(crate) method: syn::Ident,
+    /// The handler's name (the method's, without `r#`): with the service it
+    /// names the consumer group.
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) topic: String,
+    pub(crate) mode: Mode,
+    pub(crate) max_attempts: u32,
+    /// Arguments in the order the method takes them; exactly one is the event.
+    pub(crate) args: Vec<EventArg>,
+    /// The event's type.
+    pub(crate) event: Box<Type>,
+    /// `None` for a handler returning `()`; `Some(err)` for `Result<(), E>`
+    /// (`err` is `None` for an alias such as `weft::Result<()>`).
+    pub(crate) error: Option<Option<Box<Type>>>,
+}
+
+/// One argument of an event handler method.
+pub(crate) enum EventArg {
+    Context,
+    Event,
+}
+
+/// How a handler's events are spread over the service's instances.
+pub(crate) enum Mode {
+    Pool,
+    Broadcast,
+    Ordered(String),
+}
+
+/// The number of attempts when `max_attempts` is not given.
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// One `#[entrypoint]` method.
 pub(crate) struct Entrypoint {
@@ -62,21 +106,61 @@ pub(crate) enum Output {
     },
 }
 
-/// Parses `name = "..."`.
+/// Parses `name = "..."` and `publishes("topic" = Type, ..)`.
 pub(crate) fn service_args(attr: TokenStream, errors: &mut Errors) -> Option<ServiceArgs> {
     let mut name: Option<LitStr> = None;
+    let mut publishes: Vec<Published> = Vec::new();
+    let mut topic_errors = Errors::default();
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
             name = Some(meta.value()?.parse()?);
             Ok(())
+        } else if meta.path.is_ident("publishes") {
+            let content;
+            syn::parenthesized!(content in meta.input);
+            let decls = content.parse_terminated(
+                |input: syn::parse::ParseStream<'_>| {
+                    let topic: LitStr = input.parse().map_err(|e| {
+                        syn::Error::new(
+                            e.span(),
+                            "write each published topic as `\"orders.created\" = OrderCreated`",
+                        )
+                    })?;
+                    input.parse::<syn::Token![=]>()?;
+                    let ty: Type = input.parse()?;
+                    Ok((topic, ty))
+                },
+                syn::Token![,],
+            )?;
+            for (lit, ty) in decls {
+                let topic = lit.value();
+                if let Err(why) = check_name(&topic) {
+                    topic_errors.push(syn::Error::new(
+                        lit.span(),
+                        format!("`{topic}` is not a valid topic: {why} (like `orders.created`)"),
+                    ));
+                } else if publishes.iter().any(|p| p.topic == topic) {
+                    topic_errors.push(syn::Error::new(
+                        lit.span(),
+                        format!("`{topic}` is declared twice in `publishes(..)`"),
+                    ));
+                } else {
+                    publishes.push(Published { topic, ty });
+                }
+            }
+            Ok(())
         } else {
-            Err(meta.error("unknown argument: `#[weft::service]` takes `name = \"...\"`"))
+            Err(meta.error(
+                "unknown argument: `#[weft::service]` takes `name = \"...\"` and `publishes(\"topic\" = Type, ..)`",
+            ))
         }
     });
     if let Err(e) = syn::parse::Parser::parse2(parser, attr) {
         errors.push(e);
         return None;
     }
+    let topics_ok = topic_errors.is_empty();
+    errors.0.extend(topic_errors.0);
     let Some(name) = name else {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -92,7 +176,10 @@ pub(crate) fn service_args(attr: TokenStream, errors: &mut Errors) -> Option<Ser
         ));
         return None;
     }
-    Some(ServiceArgs { name: value })
+    topics_ok.then_some(ServiceArgs {
+        name: value,
+        publishes,
+    })
 }
 
 /// The rule of `weft_core::name::validate`, checked at compile time.
@@ -138,7 +225,16 @@ pub(crate) fn is_entrypoint_attr(attr: &Attribute) -> bool {
         .is_some_and(|s| s.ident == "entrypoint")
 }
 
-/// Reads the impl block and strips the `#[entrypoint]` markers from it.
+/// Whether `attr` is the `#[event_handler]` marker (also `#[weft::event_handler]`).
+pub(crate) fn is_event_handler_attr(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "event_handler")
+}
+
+/// Reads the impl block and strips the `#[entrypoint]` and
+/// `#[event_handler]` markers from it.
 pub(crate) fn model(name: String, item: &mut ItemImpl, errors: &mut Errors) -> Model {
     if let Some((_, path, _)) = &item.trait_ {
         errors.push(syn::Error::new_spanned(
@@ -155,8 +251,36 @@ pub(crate) fn model(name: String, item: &mut ItemImpl, errors: &mut Errors) -> M
     let description = doc_string(&item.attrs);
     let mut entrypoints: Vec<Entrypoint> = Vec::new();
     let mut seen: Vec<(String, Span)> = Vec::new();
+    let mut event_handlers = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(f) = impl_item else { continue };
+        let handler_markers: Vec<Attribute> = f
+            .attrs
+            .iter()
+            .filter(|a| is_event_handler_attr(a))
+            .cloned()
+            .collect();
+        if let Some(first) = handler_markers.first() {
+            f.attrs.retain(|a| !is_event_handler_attr(a));
+            if let Some(extra) = handler_markers.get(1) {
+                errors.push(syn::Error::new_spanned(
+                    extra,
+                    "duplicate `#[event_handler]`: a method handles one topic; write one method per topic",
+                ));
+            }
+            if let Some(ep) = f.attrs.iter().find(|a| is_entrypoint_attr(a)) {
+                errors.push(syn::Error::new_spanned(
+                    ep,
+                    "a method is either an `#[entrypoint]` or an `#[event_handler]`, not both; \
+                     let one call the other",
+                ));
+                f.attrs.retain(|a| !is_entrypoint_attr(a));
+            }
+            if let Some(h) = event_handler(f, first, errors) {
+                event_handlers.push(h);
+            }
+            continue;
+        }
         let markers: Vec<Attribute> = f
             .attrs
             .iter()
@@ -192,6 +316,246 @@ pub(crate) fn model(name: String, item: &mut ItemImpl, errors: &mut Errors) -> M
         name,
         description,
         entrypoints,
+        event_handlers,
+    }
+}
+
+/// The options of `#[event_handler(..)]`.
+struct HandlerOptions {
+    topic: String,
+    mode: Mode,
+    max_attempts: u32,
+}
+
+fn handler_options(attr: &Attribute, errors: &mut Errors) -> Option<HandlerOptions> {
+    const USAGE: &str = "write `#[event_handler(topic = \"orders.created\")]`, optionally with \
+                         `mode = \"pool\" | \"broadcast\"`, `ordered_by = \"field\"`, `max_attempts = N`";
+    let Meta::List(_) = &attr.meta else {
+        errors.push(syn::Error::new_spanned(
+            attr,
+            format!("missing topic: {USAGE}"),
+        ));
+        return None;
+    };
+    let mut topic: Option<LitStr> = None;
+    let mut mode: Option<LitStr> = None;
+    let mut ordered_by: Option<LitStr> = None;
+    let mut max_attempts: Option<syn::LitInt> = None;
+    let res = attr.parse_nested_meta(|meta| {
+        let slot_err = |what: &str| meta.error(format!("`{what}` is given twice"));
+        if meta.path.is_ident("topic") {
+            if topic.is_some() {
+                return Err(slot_err("topic"));
+            }
+            topic = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("mode") {
+            if mode.is_some() {
+                return Err(slot_err("mode"));
+            }
+            mode = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("ordered_by") {
+            if ordered_by.is_some() {
+                return Err(slot_err("ordered_by"));
+            }
+            ordered_by = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("max_attempts") {
+            if max_attempts.is_some() {
+                return Err(slot_err("max_attempts"));
+            }
+            max_attempts = Some(meta.value()?.parse()?);
+        } else {
+            return Err(meta.error(format!("unknown option: {USAGE}")));
+        }
+        Ok(())
+    });
+    if let Err(e) = res {
+        errors.push(e);
+        return None;
+    }
+    let before = errors.0.len();
+    let topic = match topic {
+        None => {
+            errors.push(syn::Error::new_spanned(
+                attr,
+                format!("missing topic: {USAGE}"),
+            ));
+            String::new()
+        }
+        Some(lit) => {
+            let value = lit.value();
+            if let Err(why) = check_name(&value) {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("`{value}` is not a valid topic: {why} (like `orders.created`)"),
+                ));
+            }
+            value
+        }
+    };
+    let broadcast = match &mode {
+        None => false,
+        Some(lit) => match lit.value().as_str() {
+            "pool" => false,
+            "broadcast" => true,
+            other => {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "unknown mode `{other}`: use `\"pool\"` (each event to one instance, the default) \
+                         or `\"broadcast\"` (each event to every instance); for per-key order write \
+                         `ordered_by = \"field\"`"
+                    ),
+                ));
+                false
+            }
+        },
+    };
+    let mode = match ordered_by {
+        None if broadcast => Mode::Broadcast,
+        None => Mode::Pool,
+        Some(lit) => {
+            let field = lit.value();
+            if broadcast {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    "`ordered_by` spreads events over instances like `pool`; it cannot be combined \
+                     with `mode = \"broadcast\"`",
+                ));
+            }
+            if field.is_empty() || field.chars().any(char::is_whitespace) {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    "`ordered_by` names a top-level field of the event, like `ordered_by = \"customer_id\"`",
+                ));
+            }
+            Mode::Ordered(field)
+        }
+    };
+    let max_attempts = match max_attempts {
+        None => DEFAULT_MAX_ATTEMPTS,
+        Some(lit) => match lit.base10_parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    "`max_attempts` is a whole number from 1: how many times an event is tried \
+                     before it goes to the dead letters",
+                ));
+                DEFAULT_MAX_ATTEMPTS
+            }
+        },
+    };
+    (errors.0.len() == before).then_some(HandlerOptions {
+        topic,
+        mode,
+        max_attempts,
+    })
+}
+
+fn event_handler(f: &ImplItemFn, marker: &Attribute, errors: &mut Errors) -> Option<EventHandler> {
+    let sig = &f.sig;
+    let before = errors.0.len();
+    let options = handler_options(marker, errors);
+    let name = sig.ident.unraw().to_string();
+    if let Err(why) = check_name(&name) {
+        errors.push(syn::Error::new(
+            sig.ident.span(),
+            format!("`{name}` is not a valid event handler name: {why}; rename the method"),
+        ));
+    }
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(
+            sig.fn_token.span,
+            "an event handler must be an `async fn`",
+        ));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            "an event handler cannot be generic: its event needs a concrete type for its schema",
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(
+            v,
+            "an event handler cannot be variadic",
+        ));
+    }
+    match sig.receiver() {
+        None => errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            "an event handler takes `&self` as its first parameter",
+        )),
+        Some(r) if r.colon_token.is_some() || r.reference.is_none() || r.mutability.is_some() => {
+            errors.push(syn::Error::new_spanned(
+                r,
+                "an event handler takes `&self`: the service is shared by concurrent handlers and calls",
+            ))
+        }
+        Some(_) => {}
+    }
+    let mut args = Vec::new();
+    let mut event: Option<Box<Type>> = None;
+    for input in &sig.inputs {
+        let FnArg::Typed(pt) = input else { continue };
+        if is_context(&pt.ty) {
+            args.push(EventArg::Context);
+        } else if event.is_some() {
+            errors.push(syn::Error::new_spanned(
+                pt,
+                "an event handler takes one event (and optionally `ctx: &Context`): \
+                 put what the handler needs into the event's type",
+            ));
+        } else {
+            event = Some(pt.ty.clone());
+            args.push(EventArg::Event);
+        }
+    }
+    if event.is_none() && sig.receiver().is_some() {
+        errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            "an event handler takes the event as a parameter: \
+             `async fn on_order(&self, event: OrderCreated)`",
+        ));
+    }
+    let error = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) if is_unit(ty) => None,
+        ReturnType::Type(_, ty) => match output(ty) {
+            Output::Result { ok, err } if is_unit(&ok) => Some(err),
+            _ => {
+                errors.push(syn::Error::new_spanned(
+                    ty,
+                    "an event handler returns `()` or `Result<(), E>`: `Err` has the event delivered again",
+                ));
+                None
+            }
+        },
+    };
+    if errors.0.len() > before {
+        return None;
+    }
+    let options = options?;
+    Some(EventHandler {
+        method: sig.ident.clone(),
+        name,
+        description: doc_string(&f.attrs),
+        topic: options.topic,
+        mode: options.mode,
+        max_attempts: options.max_attempts,
+        args,
+        event: event?,
+        error,
+    })
+}
+
+/// `()`, however parenthesized.
+fn is_unit(ty: &Type) -> bool {
+    match ty {
+        Type::Tuple(t) => t.elems.is_empty(),
+        Type::Paren(p) => is_unit(&p.elem),
+        Type::Group(g) => is_unit(&g.elem),
+        _ => false,
     }
 }
 

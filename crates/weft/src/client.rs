@@ -10,7 +10,7 @@ use weft_core::{Notification, Severity};
 use weft_registry::ServiceSummary;
 use weft_transport::{Address, ConnectOptions};
 
-use crate::context::{AsContext, CallBuilder, Context};
+use crate::context::{AsContext, CallBuilder, Context, PublishBuilder};
 use crate::router::Router;
 use crate::serve::DEFAULT_HOST;
 use crate::{Error, host_api};
@@ -125,6 +125,29 @@ impl Client {
     /// Starts a call with options; see [`Context::request`].
     pub fn request<'a>(&'a self, service: &'a str, entrypoint: &'a str) -> CallBuilder<'a> {
         self.ctx.request(service, entrypoint)
+    }
+
+    /// Publishes an event and returns its id once the host stored it; see
+    /// [`Context::publish`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: &weft::Client) -> weft::Result<()> {
+    /// let id = client
+    ///     .publish("orders.created", &serde_json::json!({ "order": 7 }))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        payload: &T,
+    ) -> Result<u64, Error> {
+        self.ctx.publish(topic, payload).await
+    }
+
+    /// Starts a publish with options; see [`Context::publish_with`].
+    pub fn publish_with<'a>(&'a self, topic: &'a str) -> PublishBuilder<'a> {
+        self.ctx.publish_with(topic)
     }
 
     /// Sends a notification.

@@ -16,6 +16,7 @@ use weft_core::{Notification, Severity, args};
 use weft_wire::{Caller, Headers};
 
 use crate::Error;
+use crate::host_api::PublishArgs;
 
 /// How long a call may take when neither the caller nor its own caller says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,6 +50,10 @@ pub(crate) trait Mesh: Send + Sync + 'static {
 
     /// Delivers a notification to the host.
     fn notify(&self, notification: Notification) -> BoxFuture<'static, Result<(), Error>>;
+
+    /// Stores an event in the host's event log; resolves with its id once
+    /// it is durable.
+    fn publish(&self, event: PublishArgs) -> BoxFuture<'static, Result<u64, Error>>;
 }
 
 /// The context of a running call, and the handle to call other services.
@@ -172,6 +177,48 @@ impl Context {
             .await
     }
 
+    /// Publishes an event on `topic` and returns its id once the host has
+    /// stored it durably. Every `#[event_handler(topic = ..)]` of every
+    /// service receives it at least once.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: &weft::Context) -> weft::Result<()> {
+    /// #[derive(serde::Serialize)]
+    /// struct OrderCreated { order: u64, customer: String }
+    ///
+    /// let id = ctx
+    ///     .publish("orders.created", &OrderCreated { order: 7, customer: "ada".into() })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        payload: &T,
+    ) -> Result<u64, Error> {
+        self.publish_with(topic).send(payload).await
+    }
+
+    /// Starts a publish with options: an idempotency key.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: &weft::Context) -> weft::Result<()> {
+    /// // Publishing twice with the same key stores the event once.
+    /// let id = ctx
+    ///     .publish_with("orders.created")
+    ///     .idempotency_key("order-7")
+    ///     .send(&serde_json::json!({ "order": 7 }))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn publish_with<'a>(&'a self, topic: &'a str) -> PublishBuilder<'a> {
+        PublishBuilder {
+            ctx: self,
+            topic,
+            idempotency_key: None,
+        }
+    }
+
     /// The budget left for a call made now: the explicit timeout, capped by
     /// this context's own deadline.
     fn budget(&self, explicit: Option<Duration>) -> Result<Duration, Error> {
@@ -291,6 +338,54 @@ impl CallBuilder<'_> {
                 "{service}.{entrypoint} did not answer within {budget:?}; raise the timeout or look at why it is slow (`weft logs {service}`)"
             ))),
         }
+    }
+}
+
+/// A publish being prepared; see [`Context::publish_with`].
+#[derive(Debug)]
+#[must_use = "nothing is published until `.send(&payload).await`"]
+pub struct PublishBuilder<'a> {
+    ctx: &'a Context,
+    topic: &'a str,
+    idempotency_key: Option<String>,
+}
+
+impl PublishBuilder<'_> {
+    /// Marks the event with a key: a publish with the same key as one the
+    /// host stored within its deduplication window is dropped, and answered
+    /// with the first one's id. Use it to retry a publish safely.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Publishes `payload` (any serde value; handlers decode it into their
+    /// event type) and returns the event's id once it is stored durably.
+    pub async fn send<T: Serialize + ?Sized>(self, payload: &T) -> Result<u64, Error> {
+        let topic = self.topic;
+        weft_core::name::validate(topic).map_err(|_| {
+            Error::invalid_argument(
+                "topic",
+                format!(
+                    "`{topic}` is not a valid topic: use 1 to 64 lowercase letters, digits, `_`, `-` or `.`, starting with a letter (like `orders.created`)"
+                ),
+            )
+        })?;
+        let payload = serde_json::to_value(payload).map_err(|e| {
+            Error::invalid_argument(
+                "payload",
+                format!("the event for `{topic}` cannot be encoded as JSON: {e}"),
+            )
+        })?;
+        self.ctx
+            .mesh
+            .publish(PublishArgs {
+                topic: topic.to_owned(),
+                payload,
+                idempotency_key: self.idempotency_key,
+                publisher: self.ctx.identity.as_deref().map(|i| i.service.clone()),
+            })
+            .await
     }
 }
 

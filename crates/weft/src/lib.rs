@@ -27,9 +27,59 @@
 //!
 //! Another service calls it with `ctx.call("die_roller", "roll_die", ()).await?`,
 //! a program with [`Client`], and a test with [`testing::Mesh`].
+//!
+//! # Events
+//!
+//! A service tells others what happened without waiting for them:
+//! [`Context::publish`] returns once the host stored the event durably, and
+//! every method marked `#[event_handler(topic = "..")]` receives it at least
+//! once. A handler that returns `Err` or panics gets the event again with
+//! backoff, up to `max_attempts` (default 5); then it goes to the dead
+//! letters (`weft events dead`, `weft events replay`).
+//!
+//! ```no_run
+//! use weft::prelude::*;
+//!
+//! /// A new order.
+//! #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! pub struct OrderCreated {
+//!     order: u64,
+//!     customer: String,
+//! }
+//!
+//! #[derive(Default)]
+//! pub struct Shop;
+//!
+//! // `publishes(..)` puts the topic and its payload schema in the docs.
+//! #[weft::service(name = "shop", publishes("orders.created" = OrderCreated))]
+//! impl Shop {
+//!     /// Places an order; returns the event's id.
+//!     #[entrypoint]
+//!     async fn order(&self, ctx: &Context, customer: String) -> weft::Result<u64> {
+//!         ctx.publish("orders.created", &OrderCreated { order: 7, customer }).await
+//!     }
+//!
+//!     /// Each order goes to one instance (`mode = "pool"`, the default);
+//!     /// orders of one customer one at a time, in publish order.
+//!     #[event_handler(topic = "orders.created", ordered_by = "customer", max_attempts = 10)]
+//!     async fn bill(&self, event: OrderCreated) -> weft::Result<()> {
+//!         Ok(())
+//!     }
+//!
+//!     /// Every instance sees every order.
+//!     #[event_handler(topic = "orders.created", mode = "broadcast")]
+//!     async fn warm_cache(&self, ctx: &Context, event: OrderCreated) {}
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> weft::Result<()> {
+//!     weft::serve(Shop).await
+//! }
+//! ```
 
 mod client;
 mod context;
+mod events;
 pub mod host_api;
 mod router;
 mod serve;
@@ -42,16 +92,16 @@ pub mod testing;
 pub mod __private;
 
 pub use client::{Client, ClientOptions};
-pub use context::{AsContext, CallBuilder, Context, DEFAULT_TIMEOUT, Identity};
+pub use context::{AsContext, CallBuilder, Context, DEFAULT_TIMEOUT, Identity, PublishBuilder};
 pub use serve::{DEFAULT_HOST, Server, serve};
 pub use service::{Dispatch, Incoming, Service};
 pub use weft_core::{Code, Error, Notification, Result, Severity, args, codec, name, spec};
-pub use weft_macros::{entrypoint, service};
+pub use weft_macros::{entrypoint, event_handler, service};
 pub use weft_registry::ServiceSummary;
 pub use weft_transport::Address;
 pub use weft_wire::Caller;
 
 /// What a service file needs: `use weft::prelude::*;`.
 pub mod prelude {
-    pub use crate::{AsContext, Context, Error, Result, Severity, entrypoint};
+    pub use crate::{AsContext, Context, Error, Result, Severity, entrypoint, event_handler};
 }

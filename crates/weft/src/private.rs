@@ -20,6 +20,7 @@ pub use ::bytes::Bytes;
 pub use ::futures::future::BoxFuture;
 pub use ::schemars;
 pub use ::serde;
+pub use ::serde_json::Value as JsonValue;
 pub use ::std;
 pub use ::std::boxed::Box;
 pub use ::std::string::String;
@@ -27,7 +28,9 @@ pub use ::std::sync::Arc;
 pub use ::std::vec::Vec;
 pub use weft_core::args::Args;
 pub use weft_core::codec::{self, Codec};
-pub use weft_core::spec::{EntrypointSpec, ParamSpec, Schema, ServiceSpec, schema_for};
+pub use weft_core::spec::{
+    EntrypointSpec, EventHandlerSpec, ParamSpec, Schema, ServiceSpec, TopicSpec, schema_for,
+};
 
 pub use crate::Error;
 pub use crate::context::{AsContext, CallBuilder, Context};
@@ -39,13 +42,102 @@ pub fn service_spec(
     name: &str,
     description: &str,
     entrypoints: Vec<EntrypointSpec>,
+    event_handlers: Vec<EventHandlerSpec>,
+    publishes: Vec<TopicSpec>,
 ) -> ServiceSpec {
     ServiceSpec {
         name: name.to_owned(),
         description: description.to_owned(),
         entrypoints,
-        event_handlers: Vec::new(),
-        publishes: Vec::new(),
+        event_handlers,
+        publishes,
+    }
+}
+
+/// One event handler's spec.
+pub fn event_handler_spec(
+    name: &str,
+    description: &str,
+    topic: &str,
+    mode: &str,
+    ordered_by: Option<&str>,
+    max_attempts: u32,
+    payload: Schema,
+) -> EventHandlerSpec {
+    EventHandlerSpec {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        topic: topic.to_owned(),
+        mode: mode.to_owned(),
+        ordered_by: ordered_by.map(str::to_owned),
+        max_attempts,
+        payload,
+    }
+}
+
+/// A published topic's spec; its description is the payload type's doc
+/// comment, which the schema carries.
+pub fn topic_spec(topic: &str, payload: Schema) -> TopicSpec {
+    TopicSpec {
+        topic: topic.to_owned(),
+        description: payload
+            .get("description")
+            .and_then(|d| d.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        payload,
+    }
+}
+
+/// What an event handler's event type must be: the runtime decodes it from
+/// the published JSON, and the docs show its schema.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the event of an event handler",
+    label = "events must implement `Deserialize` and `JsonSchema`, be `Send` and own their data (`'static`)",
+    note = "derive them: `#[derive(serde::Deserialize, schemars::JsonSchema)]`"
+)]
+pub trait EventType: Sized {
+    /// The event's schema.
+    fn __weft_schema() -> Schema;
+    /// Decodes a delivered event for the handler `handler` of `topic`.
+    fn __weft_decode(payload: JsonValue, topic: &str, handler: &str) -> Result<Self, Error>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: DeserializeOwned + JsonSchema + Send + 'static> EventType for T {
+    fn __weft_schema() -> Schema {
+        schema_for::<T>()
+    }
+
+    fn __weft_decode(payload: JsonValue, topic: &str, handler: &str) -> Result<T, Error> {
+        serde_json::from_value(payload).map_err(|e| {
+            Error::invalid_argument(
+                "event",
+                format!(
+                    "an event on `{topic}` does not decode as `{}`, the type the handler `{handler}` takes: {e}; \
+                     fix the publisher or the handler's type, then replay the event from the dead letters",
+                    short_type_name::<T>()
+                ),
+            )
+        })
+    }
+}
+
+/// What the payload type of a published topic must be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the payload of a published topic",
+    label = "published payloads must implement `Serialize` and `JsonSchema`",
+    note = "derive them: `#[derive(serde::Serialize, schemars::JsonSchema)]`"
+)]
+pub trait PublishedType {
+    /// The payload's schema.
+    fn __weft_schema() -> Schema;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + JsonSchema> PublishedType for T {
+    fn __weft_schema() -> Schema {
+        schema_for::<T>()
     }
 }
 

@@ -21,6 +21,10 @@ use crate::{Error, host_api};
 /// How often stale entries are pruned from the cache.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a publish may wait for the host to store the event: long
+/// enough for a group commit on a slow disk.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub(crate) struct Router {
     pub(crate) host: Address,
     pub(crate) cache: Arc<Cache>,
@@ -210,6 +214,29 @@ impl Mesh for Router {
             )
             .await?;
             Ok(())
+        }
+        .boxed()
+    }
+
+    fn publish(&self, event: host_api::PublishArgs) -> BoxFuture<'static, Result<u64, Error>> {
+        let pool = self.pool.clone();
+        let host = self.host.clone();
+        async move {
+            let topic = event.topic.clone();
+            let published: host_api::Published =
+                call_host_on(&pool, &host, host_api::PUBLISH, &event, PUBLISH_TIMEOUT)
+                    .await
+                    .map_err(|e| {
+                        if e.code() == Code::NotFound {
+                            Error::not_found(format!(
+                                "the weft host at {host} cannot store events on `{topic}`: {}; is it a host with the event log (upgrade `weft`)?",
+                                e.message()
+                            ))
+                        } else {
+                            e
+                        }
+                    })?;
+            Ok(published.id)
         }
         .boxed()
     }

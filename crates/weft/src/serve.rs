@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use weft_core::codec::Codec;
 use weft_core::name::Version;
 use weft_registry::{InstanceInfo, RegisterReply, RegisterRequest};
@@ -18,6 +18,7 @@ use weft_transport::{
 use weft_wire::Request;
 
 use crate::context::{Context, Identity};
+use crate::events::Subscriber;
 use crate::router::{Router, call_host_on};
 use crate::service::{Dispatch, DynService, Incoming, Service};
 use crate::{Error, host_api};
@@ -27,6 +28,14 @@ pub const DEFAULT_HOST: &str = "127.0.0.1:7400";
 
 /// Serves `service` with settings from the environment until SIGTERM or
 /// Ctrl-C, then deregisters and drains in-flight calls.
+///
+/// Each `#[event_handler]` of the service subscribes to its topic on the
+/// host once the instance is registered, and again after the host
+/// restarts. Each event runs as its own task (at most 16 at once per
+/// handler and instance) and is acknowledged when it is done: a handler
+/// that returns `Err` or panics has it delivered again. On SIGTERM the
+/// instance takes no new events, finishes and acknowledges the ones it has,
+/// then deregisters and drains its calls.
 ///
 /// | variable | meaning | default |
 /// |---|---|---|
@@ -139,8 +148,11 @@ impl Server {
         self
     }
 
-    /// Serves until the shutdown signal, then deregisters and drains.
+    /// Serves until the shutdown signal, then stops taking events, finishes
+    /// the ones in hand, deregisters and drains calls.
     pub async fn run(self) -> Result<(), Error> {
+        let spec = self.service.spec();
+        crate::events::check(&spec)?;
         let listener = Listener::bind(&self.listen).await.map_err(|e| {
             Error::unavailable(format!(
                 "cannot listen on {}: {e}; set WEFT_LISTEN to a free address",
@@ -160,19 +172,33 @@ impl Server {
         };
         let router = Router::start(self.host.clone(), connect.clone());
         let root = Context::root(router.clone(), Some(identity));
+        let has_handlers = !spec.event_handlers.is_empty();
         let info = InstanceInfo {
             id: self.instance.clone(),
             service: name.to_owned(),
             version: Version::parse(&self.version).expect("validated in from_env"),
             address: address.to_string(),
-            spec: self.service.spec(),
+            spec,
             pid: Some(std::process::id()),
             started_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
         };
-        let (stop_lease, lease_stopped) = spawn_lease_keeper(self.host.clone(), connect, info);
+        let (registered_tx, registered_rx) = watch::channel(false);
+        let (stop_lease, lease_stopped) =
+            spawn_lease_keeper(self.host.clone(), connect, info, registered_tx);
+        let (stop_events, events_stopped) = watch::channel(false);
+        let events = has_handlers.then(|| {
+            Arc::new(Subscriber {
+                service: self.service.clone(),
+                root: root.clone(),
+                pool: router.pool.clone(),
+                host: self.host.clone(),
+                instance: self.instance.clone(),
+            })
+            .start(registered_rx, events_stopped)
+        });
         tracing::info!(service = name, version = %self.version, %address, "serving");
         let handler = Arc::new(ServiceHandler {
             service: self.service.clone(),
@@ -184,6 +210,11 @@ impl Server {
         let shutdown = async move {
             shutdown.await;
             let _ = fired_tx.send(());
+            if let Some(events) = events {
+                tracing::info!("shutting down: finishing the events in hand");
+                let _ = stop_events.send(true);
+                let _ = events.await;
+            }
             tracing::info!("shutting down: deregistering, then draining in-flight calls");
             // Deregister first so callers stop choosing this instance
             // while it finishes the calls it has.
@@ -236,6 +267,7 @@ fn spawn_lease_keeper(
     host: Address,
     connect: ConnectOptions,
     info: InstanceInfo,
+    registered_tx: watch::Sender<bool>,
 ) -> (oneshot::Sender<()>, oneshot::Receiver<()>) {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel::<()>();
@@ -264,6 +296,7 @@ fn spawn_lease_keeper(
                                     tracing::info!(host = %host, "registered with the host");
                                     let every = Duration::from_millis(reply.lease_ttl_ms / 3).max(Duration::from_millis(50));
                                     registered = Some(reply);
+                                    registered_tx.send_replace(true);
                                     backoff = Duration::from_millis(50);
                                     every
                                 }

@@ -22,12 +22,29 @@ pub trait Service: Send + Sync + 'static {
     /// time by `WEFT_VERSION` (the host sets it when it deploys a version).
     const VERSION: &'static str;
 
-    /// The entrypoints with their schemas and docs.
+    /// The entrypoints, event handlers and published topics, with their
+    /// schemas and docs.
     fn spec() -> ServiceSpec;
 
     /// Starts handling one call. Unknown entrypoints answer
     /// [`Dispatch::NotFound`].
     fn dispatch(self: Arc<Self>, call: Incoming) -> Dispatch;
+
+    /// Starts handling one event with the event handler named `handler`
+    /// (one of `spec().event_handlers`); `None` when there is no such
+    /// handler. The future fails when the payload does not decode or the
+    /// handler returns `Err`; the runtime then has the event delivered again.
+    ///
+    /// The default has no event handlers.
+    fn dispatch_event(
+        self: Arc<Self>,
+        handler: &str,
+        ctx: Context,
+        payload: serde_json::Value,
+    ) -> Option<BoxFuture<'static, Result<(), Error>>> {
+        let _ = (handler, ctx, payload);
+        None
+    }
 }
 
 /// One call as the service sees it: which entrypoint, its arguments, and the
@@ -113,6 +130,12 @@ pub(crate) trait DynService: Send + Sync + 'static {
     fn version(&self) -> &'static str;
     fn spec(&self) -> ServiceSpec;
     fn dispatch(&self, call: Incoming) -> Dispatch;
+    fn dispatch_event(
+        &self,
+        handler: &str,
+        ctx: Context,
+        payload: serde_json::Value,
+    ) -> Option<BoxFuture<'static, Result<(), Error>>>;
 }
 
 impl<S: Service> DynService for Arc<S> {
@@ -127,5 +150,45 @@ impl<S: Service> DynService for Arc<S> {
     }
     fn dispatch(&self, call: Incoming) -> Dispatch {
         Service::dispatch(self.clone(), call)
+    }
+    fn dispatch_event(
+        &self,
+        handler: &str,
+        ctx: Context,
+        payload: serde_json::Value,
+    ) -> Option<BoxFuture<'static, Result<(), Error>>> {
+        Service::dispatch_event(self.clone(), handler, ctx, payload)
+    }
+}
+
+/// Runs one event through a service's handler: a handler that panics fails
+/// like one that returns `Err`, and errors name the handler.
+pub(crate) async fn handle_event(
+    service: &dyn DynService,
+    handler: &str,
+    ctx: Context,
+    payload: serde_json::Value,
+) -> Result<(), Error> {
+    use futures::FutureExt;
+
+    let name = service.name();
+    let Some(fut) = service.dispatch_event(handler, ctx, payload) else {
+        return Err(Error::not_found(format!(
+            "service `{name}` has no event handler `{handler}`"
+        )));
+    };
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r.map_err(|e| e.with_origin(name, handler)),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            Err(
+                Error::internal(format!("event handler {name}.{handler} panicked: {why}"))
+                    .with_origin(name, handler),
+            )
+        }
     }
 }

@@ -54,6 +54,7 @@ use weft_wire::Headers;
 
 use crate::Error;
 use crate::context::{AsContext, CallBuilder, Channel, Context, Identity, Mesh as MeshTrait};
+use crate::host_api::PublishArgs;
 use crate::service::{DynService, Incoming, Service};
 
 type MockFn = Arc<dyn Fn(serde_json::Value) -> Result<serde_json::Value, Error> + Send + Sync>;
@@ -65,6 +66,24 @@ struct Inner {
     calls: Mutex<Vec<RecordedCall>>,
     notifications: Mutex<Vec<Notification>>,
     notified: Notify,
+    published: Mutex<Vec<PublishedEvent>>,
+}
+
+/// An event a service (or the test, through [`Mesh::context`]) published
+/// in the mesh; see [`Mesh::published`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PublishedEvent {
+    /// The id the mesh answered: the event's position in its topic, from 1.
+    pub id: u64,
+    /// The topic.
+    pub topic: String,
+    /// The event, as JSON.
+    pub payload: serde_json::Value,
+    /// The publishing service, or `None` outside any service.
+    pub publisher: Option<String>,
+    /// The idempotency key it was published with.
+    pub idempotency_key: Option<String>,
 }
 
 /// A call that reached a mock.
@@ -162,6 +181,112 @@ impl Mesh {
         }
     }
 
+    /// Delivers an event to every handler of `topic` in the mesh's
+    /// services, one after the other, as the host would deliver it to one
+    /// of their instances, and returns how many handlers ran. Fails with
+    /// the first handler's error (a returned `Err`, a panic, or an event
+    /// that does not decode as the handler's type) once all have run.
+    ///
+    /// Only the test's own events go to handlers: what services publish is
+    /// recorded (see [`Mesh::published`]), not delivered, so a test sees
+    /// each step on its own.
+    ///
+    /// ```
+    /// use weft::prelude::*;
+    /// use weft::testing::Mesh;
+    ///
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct OrderCreated { order: u64 }
+    ///
+    /// #[derive(Default)]
+    /// struct Mailer;
+    ///
+    /// #[weft::service(name = "mailer")]
+    /// impl Mailer {
+    ///     /// Sends a confirmation for each new order.
+    ///     #[event_handler(topic = "orders.created")]
+    ///     async fn on_order(&self, ctx: &Context, event: OrderCreated) -> weft::Result<()> {
+    ///         ctx.publish("mails.sent", &serde_json::json!({ "order": event.order })).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mesh = Mesh::new();
+    /// mesh.add(Mailer);
+    /// let handled = mesh.publish("orders.created", &serde_json::json!({ "order": 7 })).await.unwrap();
+    /// assert_eq!(handled, 1);
+    /// assert_eq!(mesh.published_on("mails.sent"), vec![serde_json::json!({ "order": 7 })]);
+    /// # }
+    /// ```
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        payload: &T,
+    ) -> Result<usize, Error> {
+        let payload = serde_json::to_value(payload).map_err(|e| {
+            Error::invalid_argument(
+                "payload",
+                format!("the event for `{topic}` cannot be encoded as JSON: {e}"),
+            )
+        })?;
+        let mut services: Vec<Arc<dyn DynService>> =
+            self.inner.services.read().values().cloned().collect();
+        services.sort_by_key(|s| s.name());
+        let mut handled = 0;
+        let mut first_error = None;
+        for service in services {
+            let handlers: Vec<String> = service
+                .spec()
+                .event_handlers
+                .into_iter()
+                .filter(|h| h.topic == topic)
+                .map(|h| h.name)
+                .collect();
+            for handler in handlers {
+                let ctx = self.service_context(&*service);
+                let outcome =
+                    crate::service::handle_event(&*service, &handler, ctx, payload.clone()).await;
+                handled += 1;
+                if let Err(e) = outcome {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(handled),
+        }
+    }
+
+    /// Every event published in the mesh so far, in order.
+    pub fn published(&self) -> Vec<PublishedEvent> {
+        self.inner.published.lock().clone()
+    }
+
+    /// The payloads of the events published on `topic` so far, in order.
+    pub fn published_on(&self, topic: &str) -> Vec<serde_json::Value> {
+        self.inner
+            .published
+            .lock()
+            .iter()
+            .filter(|e| e.topic == topic)
+            .map(|e| e.payload.clone())
+            .collect()
+    }
+
+    /// The context a service's handler runs in, as instance `test`.
+    fn service_context(&self, service: &dyn DynService) -> Context {
+        Context::root(
+            Arc::new(self.clone()),
+            Some(Arc::new(Identity {
+                service: service.name().to_owned(),
+                version: service.version().to_owned(),
+                instance: "test".to_owned(),
+            })),
+        )
+    }
+
     /// Every call that reached a mock, in order.
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.inner.calls.lock().clone()
@@ -249,15 +374,7 @@ impl Channel for MeshChannel {
         let Some(service) = service else {
             return futures::future::ready(Err(not_registered(&headers.service))).boxed();
         };
-        let ctx = Context::root(
-            Arc::new(self.mesh.clone()),
-            Some(Arc::new(Identity {
-                service: service.name().to_owned(),
-                version: service.version().to_owned(),
-                instance: "test".to_owned(),
-            })),
-        )
-        .for_call(&headers);
+        let ctx = self.mesh.service_context(&*service).for_call(&headers);
         let incoming = Incoming::new(headers.entrypoint, Codec::Json, payload, ctx);
         match crate::serve::dispatch(&*service, incoming) {
             weft_transport::Reply::Unary(fut) => fut,
@@ -302,5 +419,27 @@ impl MeshTrait for Mesh {
         drop(all);
         self.inner.notified.notify_waiters();
         futures::future::ready(Ok(())).boxed()
+    }
+
+    fn publish(&self, event: PublishArgs) -> BoxFuture<'static, Result<u64, Error>> {
+        let mut all = self.inner.published.lock();
+        // Like the host: a publish with a key seen before is answered with
+        // the first one's id and not stored again.
+        if let Some(key) = &event.idempotency_key
+            && let Some(first) = all
+                .iter()
+                .find(|e| e.topic == event.topic && e.idempotency_key.as_ref() == Some(key))
+        {
+            return futures::future::ready(Ok(first.id)).boxed();
+        }
+        let id = all.iter().filter(|e| e.topic == event.topic).count() as u64 + 1;
+        all.push(PublishedEvent {
+            id,
+            topic: event.topic,
+            payload: event.payload,
+            publisher: event.publisher,
+            idempotency_key: event.idempotency_key,
+        });
+        futures::future::ready(Ok(id)).boxed()
     }
 }

@@ -36,7 +36,7 @@ pub mod shadowed {
     pub struct Shadowed;
 
     /// A service in a hostile module.
-    #[::weft::service(name = "shadowed")]
+    #[::weft::service(name = "shadowed", publishes("things.happened" = i64))]
     impl Shadowed {
         /// Adds.
         #[entrypoint]
@@ -54,6 +54,26 @@ pub mod shadowed {
         #[entrypoint]
         async fn fail(&self) -> ::core::result::Result<(), ::core::fmt::Error> {
             ::core::result::Result::Err(::core::fmt::Error)
+        }
+
+        /// Handles with a context.
+        #[event_handler(topic = "things.happened", ordered_by = "id")]
+        async fn on_thing(&self, ctx: &::weft::Context, event: i64) -> ::weft::Result<()> {
+            let _ = (ctx, event);
+            ::core::result::Result::Ok(())
+        }
+
+        /// Handles, failing.
+        #[event_handler(topic = "things.happened", mode = "broadcast")]
+        async fn on_thing_too(&self, event: i64) -> ::core::result::Result<(), ::core::fmt::Error> {
+            let _ = event;
+            ::core::result::Result::Err(::core::fmt::Error)
+        }
+
+        /// Handles, returning nothing.
+        #[event_handler(topic = "things.happened")]
+        async fn on_thing_quietly(&self, event: i64) {
+            let _ = event;
         }
     }
 }
@@ -87,4 +107,15 @@ async fn generated_code_ignores_the_users_names() {
     assert_eq!(err.code(), Code::Application);
     assert_eq!(err.kind(), Some("Error"));
     let _ = shadowed::ShadowedClient::new(&weft::testing::Mesh::new().context());
+    assert_eq!(spec.event_handlers.len(), 3);
+    assert_eq!(spec.publishes.len(), 1);
+    let service = Arc::new(shadowed::Shadowed);
+    let run = |handler: &str| {
+        let ctx = weft::testing::Mesh::new().context();
+        Service::dispatch_event(service.clone(), handler, ctx, serde_json::json!(5))
+            .expect("a generated handler")
+    };
+    run("on_thing").await.unwrap();
+    run("on_thing_quietly").await.unwrap();
+    assert_eq!(run("on_thing_too").await.unwrap_err().kind(), Some("Error"));
 }

@@ -1,0 +1,273 @@
+//! `events_probe`: a service with event handlers that exists only for the
+//! end-to-end tests of events. Each instance appends one line per handled
+//! event to `<WEFT_EVENTS_PROBE_DIR>/<instance>.log` (a line that is written
+//! survives a SIGKILL of the instance), so a test reads what every instance
+//! handled, including instances it killed.
+//!
+//! It runs as a separate process: the test binary re-executes itself with
+//! the ignored test [`node`] selected and `WEFT_EVENTS_PROBE_NODE=1` set
+//! (see [`EventsProbe::start`]).
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use weft::prelude::*;
+
+use crate::support::Host;
+
+/// The environment variable that makes [`node`] serve instead of returning.
+const NODE_ENV: &str = "WEFT_EVENTS_PROBE_NODE";
+
+/// The test filter that selects [`node`] in the test binary.
+const NODE_TEST: &str = "events_probe::node";
+
+/// Where instances write what they handled.
+const DIR_ENV: &str = "WEFT_EVENTS_PROBE_DIR";
+
+/// The service name.
+pub(crate) const SERVICE: &str = "events_probe";
+
+/// Topics, one per handler.
+pub(crate) const POOL: &str = "e2e.pool";
+pub(crate) const BROADCAST: &str = "e2e.broadcast";
+pub(crate) const ORDERED: &str = "e2e.ordered";
+pub(crate) const DEAD: &str = "e2e.dead";
+
+/// The event every handler takes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Job {
+    /// Which run of a test the event belongs to (`warmup`, `main`, ...).
+    pub(crate) tag: String,
+    /// The event's number within its tag.
+    pub(crate) n: u64,
+    /// The ordering key (for the ordered handler).
+    #[serde(default)]
+    pub(crate) key: String,
+    /// How long the handler takes; for the ordered handler, at most this
+    /// long (a pseudo-random part of it).
+    #[serde(default)]
+    pub(crate) ms: u64,
+    /// For the dead-letter handler: fail until the fix file exists.
+    #[serde(default)]
+    pub(crate) fail: bool,
+}
+
+/// The probe service.
+#[derive(Debug, Default)]
+pub(crate) struct EventsProbe;
+
+fn dir() -> PathBuf {
+    PathBuf::from(std::env::var_os(DIR_ENV).expect("WEFT_EVENTS_PROBE_DIR is set"))
+}
+
+fn now_us() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
+/// Appends one line to this instance's log in one write.
+fn record(ctx: &Context, line: String) {
+    static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let instance = ctx
+            .identity()
+            .map(|i| i.instance.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let path = dir().join(format!("{instance}.log"));
+        Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display())),
+        )
+    });
+    let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+    file.write_all(format!("{line}\n").as_bytes())
+        .expect("the probe log is writable");
+}
+
+/// Handles events for the end-to-end tests.
+#[weft::service(name = "events_probe")]
+impl EventsProbe {
+    /// Pool mode: each event on one instance.
+    #[event_handler(topic = "e2e.pool")]
+    async fn pooled(&self, ctx: &Context, job: Job) {
+        tokio::time::sleep(Duration::from_millis(job.ms)).await;
+        record(ctx, format!("pooled {} {}", job.tag, job.n));
+    }
+
+    /// Broadcast mode: each event on every instance.
+    #[event_handler(topic = "e2e.broadcast", mode = "broadcast")]
+    async fn everywhere(&self, ctx: &Context, job: Job) {
+        record(ctx, format!("everywhere {} {}", job.tag, job.n));
+    }
+
+    /// Per-key order, with a pseudo-random delay.
+    #[event_handler(topic = "e2e.ordered", ordered_by = "key")]
+    async fn ordered(&self, ctx: &Context, job: Job) {
+        let start = now_us();
+        let jitter = if job.ms == 0 {
+            0
+        } else {
+            u64::from(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0),
+            ) % (job.ms + 1)
+        };
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        let end = now_us();
+        record(
+            ctx,
+            format!("ordered {} {} {} {start} {end}", job.tag, job.n, job.key),
+        );
+    }
+
+    /// Fails while `fail` is set and the fix file does not exist.
+    #[event_handler(topic = "e2e.dead", max_attempts = 2)]
+    async fn flaky(&self, ctx: &Context, job: Job) -> weft::Result<()> {
+        if job.fail && !dir().join("fixed").exists() {
+            record(ctx, format!("failed {} {}", job.tag, job.n));
+            return Err(weft::Error::internal("the probe fails until it is fixed"));
+        }
+        record(ctx, format!("flaky {} {}", job.tag, job.n));
+        Ok(())
+    }
+}
+
+/// One line of an instance's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub(crate) instance: String,
+    pub(crate) handler: String,
+    pub(crate) tag: String,
+    pub(crate) n: u64,
+    /// For `ordered`: key, start and end (µs since the epoch).
+    pub(crate) key: String,
+    pub(crate) start_us: u128,
+    pub(crate) end_us: u128,
+}
+
+/// Every line every instance wrote under `dir`.
+pub(crate) fn lines(dir: &Path) -> Vec<Line> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(instance) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".log"))
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // A line cut short by a SIGKILL has no newline; skip it.
+        for raw in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+            let f: Vec<&str> = raw.split_whitespace().collect();
+            let (Some(handler), Some(tag), Some(n)) = (f.first(), f.get(1), f.get(2)) else {
+                continue;
+            };
+            out.push(Line {
+                instance: instance.to_owned(),
+                handler: (*handler).to_owned(),
+                tag: (*tag).to_owned(),
+                n: n.parse().unwrap_or(u64::MAX),
+                key: f.get(3).map(|s| (*s).to_owned()).unwrap_or_default(),
+                start_us: f.get(4).and_then(|s| s.parse().ok()).unwrap_or(0),
+                end_us: f.get(5).and_then(|s| s.parse().ok()).unwrap_or(0),
+            });
+        }
+    }
+    out
+}
+
+/// The distinct `n` handled by `handler` for `tag`, per instance.
+pub(crate) fn handled(dir: &Path, handler: &str, tag: &str) -> BTreeMap<String, HashSet<u64>> {
+    let mut per: BTreeMap<String, HashSet<u64>> = BTreeMap::new();
+    for l in lines(dir) {
+        if l.handler == handler && l.tag == tag {
+            per.entry(l.instance).or_default().insert(l.n);
+        }
+    }
+    per
+}
+
+/// The distinct `n` handled by `handler` for `tag` on any instance.
+pub(crate) fn handled_anywhere(dir: &Path, handler: &str, tag: &str) -> HashSet<u64> {
+    handled(dir, handler, tag).into_values().flatten().collect()
+}
+
+/// A probe instance process, SIGKILLed and reaped on drop.
+#[derive(Debug)]
+pub(crate) struct ProbeProc {
+    pub(crate) instance: String,
+    child: Child,
+}
+
+impl ProbeProc {
+    /// Starts instance `instance` of the probe against `host`, logging to `dir`.
+    pub(crate) fn start(host: &Host, instance: &str, dir: &Path) -> ProbeProc {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let mut cmd = Command::new(exe);
+        cmd.args(["--exact", NODE_TEST, "--ignored", "--nocapture"])
+            .env(NODE_ENV, "1")
+            .env(DIR_ENV, dir)
+            .env_remove("WEFT_LISTEN")
+            .env_remove("WEFT_VERSION")
+            .env("WEFT_HOST", &host.address)
+            .env("WEFT_INSTANCE", instance)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start probe {instance}: {e}"));
+        ProbeProc {
+            instance: instance.to_owned(),
+            child,
+        }
+    }
+
+    /// SIGKILLs the instance and reaps it.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProbeProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Serves the probe when started as a probe process; returns at once in a
+/// normal test run.
+#[test]
+#[ignore = "the events probe service process; the end-to-end tests start it"]
+fn node() {
+    if std::env::var_os(NODE_ENV).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the probe's runtime starts");
+    if let Err(e) = runtime.block_on(weft::serve(EventsProbe)) {
+        panic!("the events probe failed: {e}");
+    }
+}
