@@ -386,6 +386,7 @@ pub(crate) fn service_document(
             json!({ "post": operation(&spec.name, ep, &mut schemas, &errors) }),
         );
     }
+    let webhooks = event_webhooks(spec, &mut schemas);
     let mut description = spec.description.trim().to_owned();
     if !description.is_empty() {
         description.push_str("\n\n");
@@ -418,10 +419,83 @@ pub(crate) fn service_document(
         "paths": paths,
         "components": components,
     });
+    if !webhooks.is_empty() {
+        doc["webhooks"] = Value::Object(webhooks);
+    }
     if let Some(security) = security {
         doc["security"] = security;
     }
     doc
+}
+
+/// The service's events as OpenAPI webhooks: each event handler (what the
+/// service takes) and each topic it declares it publishes (what others may
+/// take), with the payload's schema. Events are not HTTP requests; webhooks
+/// are the place OpenAPI 3.1 has for messages that arrive by other ways, and
+/// the docs page shows them beside the entrypoints.
+fn event_webhooks(spec: &ServiceSpec, schemas: &mut Schemas) -> Map<String, Value> {
+    let mut hooks = Map::new();
+    for h in &spec.event_handlers {
+        let mode = match (&h.ordered_by, h.mode.as_str()) {
+            (Some(field), _) => format!(
+                "ordered by `{field}`: events with the same `{field}` are handled one at a time, in publish order"
+            ),
+            (None, "broadcast") => "broadcast: every instance handles every event".to_owned(),
+            (None, _) => "pool: each event is handled by one instance".to_owned(),
+        };
+        let mut description = h.description.trim().to_owned();
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str(&format!(
+            "Handles events published on `{topic}` (`ctx.publish(\"{topic}\", &event)`, or \
+             `weft events publish {topic} JSON`), at least once; {mode}. After {attempts} failed \
+             attempts an event goes to the dead letters (`weft events dead {topic}`).",
+            topic = h.topic,
+            attempts = h.max_attempts,
+        ));
+        hooks.insert(
+            format!("{} → {}", h.topic, h.name),
+            json!({ "post": {
+                "operationId": format!("on_{}", h.name),
+                "tags": [format!("{} events", spec.name)],
+                "summary": format!("Takes `{}` events", h.topic),
+                "description": description,
+                "requestBody": {
+                    "required": true,
+                    "description": format!("The event payload on `{}`.", h.topic),
+                    "content": { "application/json": { "schema": schemas.adopt(&h.payload) } }
+                },
+                "responses": { "200": { "description": "Handled (acknowledged to the host)." } }
+            } }),
+        );
+    }
+    for t in &spec.publishes {
+        let mut description = t.description.trim().to_owned();
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str(&format!(
+            "`{}` publishes these on `{}`; handle them with \
+             `#[event_handler(topic = \"{}\")]`.",
+            spec.name, t.topic, t.topic
+        ));
+        hooks.insert(
+            t.topic.clone(),
+            json!({ "post": {
+                "operationId": format!("publishes_{}", component_name(&t.topic)),
+                "tags": [format!("{} events", spec.name)],
+                "summary": format!("Publishes `{}`", t.topic),
+                "description": description,
+                "requestBody": {
+                    "required": true,
+                    "content": { "application/json": { "schema": schemas.adopt(&t.payload) } }
+                },
+                "responses": { "200": { "description": "Stored by the host." } }
+            } }),
+        );
+    }
+    hooks
 }
 
 /// The schema of a deployed version in `GET /api/v1/deployments`.
@@ -757,6 +831,57 @@ mod tests {
         );
         assert_eq!(doc["security"], json!([{ "bearer": [] }]));
         assert_refs_resolve(&doc);
+    }
+
+    #[test]
+    fn events_appear_as_webhooks_with_their_payloads() {
+        use weft::spec::{EventHandlerSpec, TopicSpec};
+        let order = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Order",
+            "type": "object",
+            "properties": { "customer": { "type": "string" }, "item": { "$ref": "#/$defs/Item" } },
+            "$defs": { "Item": { "type": "object", "properties": { "sku": { "type": "string" } } } }
+        });
+        let spec = ServiceSpec {
+            name: "shop".into(),
+            description: String::new(),
+            entrypoints: vec![],
+            event_handlers: vec![EventHandlerSpec {
+                name: "on_order".into(),
+                description: "Ships orders.".into(),
+                topic: "orders.created".into(),
+                mode: "ordered".into(),
+                ordered_by: Some("customer".into()),
+                max_attempts: 3,
+                payload: order.clone(),
+            }],
+            publishes: vec![TopicSpec {
+                topic: "orders.shipped".into(),
+                description: "An order left the warehouse.".into(),
+                payload: order,
+            }],
+        };
+        let doc = service_document(&spec, &Version::new(1, 0, 0), false);
+        assert_refs_resolve(&doc);
+        let handler = &doc["webhooks"]["orders.created → on_order"]["post"];
+        let text = handler["description"].as_str().unwrap();
+        assert!(text.starts_with("Ships orders."), "{text}");
+        assert!(text.contains("ordered by `customer`"), "{text}");
+        assert!(text.contains("After 3 failed attempts"), "{text}");
+        let payload = &handler["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(
+            payload["properties"]["item"]["$ref"],
+            "#/components/schemas/Item"
+        );
+        let published = &doc["webhooks"]["orders.shipped"]["post"];
+        assert!(
+            published["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("An order left the warehouse."),
+            "{published}"
+        );
     }
 
     #[test]
