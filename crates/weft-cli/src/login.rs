@@ -14,7 +14,7 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 use weft::Address;
 
-use crate::token::{Api, ApiArgs};
+use crate::manage::{HostApi, Target};
 use crate::{Failure, Result};
 
 /// Options of `weft login`.
@@ -94,12 +94,12 @@ pub(crate) async fn login(cmd: LoginCmd) -> Result<()> {
         ));
     }
     if !cmd.no_verify {
-        let api = Api::new(&ApiArgs {
+        let api = HostApi::new(&Target {
             host: cmd.host.clone(),
             token: Some(token.clone()),
             data_dir: None,
         })?;
-        api.send(Method::GET, "/api/v1/services", None).await?;
+        api.send_json(Method::GET, "/api/v1/services", None).await?;
     }
     let path = credentials_path()?;
     let mut credentials = load(&path)?;

@@ -193,6 +193,18 @@ impl HostApi {
         Err(self.problem(status, &bytes))
     }
 
+    /// Sends an optional JSON body and reads the JSON answer within
+    /// [`TIMEOUT`]; see [`HostApi::send`].
+    pub(crate) async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let body = body.map(|v| ("application/json", Bytes::from(v.to_string())));
+        self.send(method, path, body, TIMEOUT).await
+    }
+
     /// A failure from an `application/problem+json` answer.
     pub(crate) fn problem(&self, status: StatusCode, bytes: &[u8]) -> Failure {
         let problem: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);

@@ -6,39 +6,14 @@
 //! the admin token the host keeps in its data dir (`admin.token`).
 
 use std::io::Write as _;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use bytes::Bytes;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Method, Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
-use weft::Address;
+use serde_json::json;
 
-use crate::{Failure, Result, default_data_dir, login, table};
-
-/// How long one HTTP request to the host may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where and as whom to talk to the host's HTTP API.
-#[derive(Debug, Args)]
-pub(crate) struct ApiArgs {
-    /// The weft host to talk to.
-    #[arg(long, env = "WEFT_HOST", default_value = weft::DEFAULT_HOST, value_name = "ADDR")]
-    pub(crate) host: String,
-    /// The bearer token to send [default: the one `weft login` saved for the
-    /// host, else the host's admin.token when the host runs on this machine].
-    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    pub(crate) token: Option<String>,
-    /// The data dir of a host on this machine, to read its admin.token
-    /// [default: $XDG_DATA_HOME/weft or ~/.local/share/weft].
-    #[arg(long, value_name = "DIR")]
-    pub(crate) data_dir: Option<PathBuf>,
-}
+use crate::manage::{HostApi, Target};
+use crate::{Failure, Result, table};
 
 /// Options of `weft token`.
 #[derive(Debug, Args)]
@@ -60,7 +35,7 @@ enum TokenAction {
 #[derive(Debug, Args)]
 struct CreateCmd {
     #[command(flatten)]
-    api: ApiArgs,
+    api: Target,
     /// What the token allows: `call:*`, `call:SERVICE`,
     /// `call:SERVICE.ENTRYPOINT` or `admin`. Repeat for several.
     #[arg(long = "scope", value_name = "SCOPE", required = true)]
@@ -79,7 +54,7 @@ struct CreateCmd {
 #[derive(Debug, Args)]
 struct LsCmd {
     #[command(flatten)]
-    api: ApiArgs,
+    api: Target,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -88,7 +63,7 @@ struct LsCmd {
 #[derive(Debug, Args)]
 struct RevokeCmd {
     #[command(flatten)]
-    api: ApiArgs,
+    api: Target,
     /// The token's id, as `weft token ls` shows it.
     id: String,
 }
@@ -152,8 +127,8 @@ async fn create(cmd: CreateCmd) -> Result<()> {
     if let Some(secs) = cmd.expires {
         body["expires_in_secs"] = json!(secs);
     }
-    let answer = Api::new(&cmd.api)?
-        .send(Method::POST, "/api/v1/tokens", Some(body))
+    let answer = HostApi::new(&cmd.api)?
+        .send_json(Method::POST, "/api/v1/tokens", Some(body))
         .await?;
     let mut out = std::io::stdout().lock();
     if cmd.json {
@@ -178,8 +153,8 @@ async fn create(cmd: CreateCmd) -> Result<()> {
 }
 
 async fn ls(cmd: LsCmd) -> Result<()> {
-    let answer = Api::new(&cmd.api)?
-        .send(Method::GET, "/api/v1/tokens", None)
+    let answer = HostApi::new(&cmd.api)?
+        .send_json(Method::GET, "/api/v1/tokens", None)
         .await?;
     let mut out = std::io::stdout().lock();
     if cmd.json {
@@ -224,195 +199,11 @@ async fn revoke(cmd: RevokeCmd) -> Result<()> {
             cmd.id
         )));
     }
-    Api::new(&cmd.api)?
-        .send(Method::DELETE, &path, None)
+    HostApi::new(&cmd.api)?
+        .send_json(Method::DELETE, &path, None)
         .await?;
     println!("revoked {}", cmd.id);
     Ok(())
-}
-
-/// The host's HTTP API, with the token to send.
-#[derive(Debug)]
-pub(crate) struct Api {
-    address: Address,
-    token: Option<String>,
-    /// Where the token came from, for error messages.
-    source: String,
-}
-
-impl Api {
-    /// Resolves the host and the token to send it.
-    pub(crate) fn new(args: &ApiArgs) -> Result<Self> {
-        let address: Address = args
-            .host
-            .parse()
-            .map_err(|e: weft::Error| Failure(format!("--host: {}", e.message())))?;
-        let (token, source) = if let Some(t) = args.token.clone().filter(|t| !t.is_empty()) {
-            (Some(t), "--token".to_owned())
-        } else if let Some(t) = login::saved_token(&address)? {
-            (
-                Some(t),
-                format!("the token `weft login` saved for {address}"),
-            )
-        } else if let Some((t, file)) = local_admin_token(&address, args.data_dir.as_deref()) {
-            (
-                Some(t),
-                format!("the host's admin token in {}", file.display()),
-            )
-        } else {
-            (None, "no token".to_owned())
-        };
-        Ok(Api {
-            address,
-            token,
-            source,
-        })
-    }
-
-    /// Sends a request; answers with the JSON body of a success (`null`
-    /// when empty), or a failure that says what the host said and what to do.
-    pub(crate) async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let (status, bytes) = tokio::time::timeout(
-            HTTP_TIMEOUT,
-            http(&self.address, method, path, self.token.as_deref(), body),
-        )
-        .await
-        .map_err(|_| {
-            Failure(format!(
-                "the weft host at {} did not answer within {HTTP_TIMEOUT:?}",
-                self.address
-            ))
-        })??;
-        if status.is_success() {
-            if bytes.is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| Failure(format!("the host answered with invalid JSON: {e}")));
-        }
-        let problem: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let code = problem["code"].as_str().unwrap_or("error");
-        let detail = problem["detail"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        let mut msg = format!("{code} ({status}): {detail}");
-        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            msg.push_str(&format!(
-                "\nsent {}; pass --token, save one with `weft login {} --token ...`, \
-                 or run this on the host's machine (with its --data-dir) to use its admin.token",
-                self.source, self.address
-            ));
-        }
-        Err(Failure(msg))
-    }
-}
-
-/// The admin token of a host on this machine, from its data dir.
-fn local_admin_token(
-    address: &Address,
-    data_dir: Option<&std::path::Path>,
-) -> Option<(String, PathBuf)> {
-    let local = match address {
-        Address::Unix(_) => true,
-        Address::Tcp(hp) => {
-            let host = hp.rsplit_once(':').map_or(hp.as_str(), |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
-        }
-    };
-    if !local {
-        return None;
-    }
-    let dir = match data_dir {
-        Some(d) => d.to_owned(),
-        None => default_data_dir().ok()?,
-    };
-    let file = dir.join(weft_host::ADMIN_TOKEN_FILE);
-    let token = std::fs::read_to_string(&file).ok()?.trim().to_owned();
-    (!token.is_empty()).then_some((token, file))
-}
-
-/// One HTTP/1.1 request to the host.
-async fn http(
-    address: &Address,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Result<(StatusCode, Bytes)> {
-    let unreachable = |e: std::io::Error| {
-        Failure(format!(
-            "cannot reach the weft host at {address}: {e}; start it with `weft host` or pass --host"
-        ))
-    };
-    match address {
-        Address::Tcp(hp) => {
-            let stream = tokio::net::TcpStream::connect(hp.as_str())
-                .await
-                .map_err(unreachable)?;
-            exchange(stream, hp, method, path, token, body).await
-        }
-        Address::Unix(p) => {
-            let stream = tokio::net::UnixStream::connect(p)
-                .await
-                .map_err(unreachable)?;
-            exchange(stream, "localhost", method, path, token, body).await
-        }
-    }
-}
-
-async fn exchange<S>(
-    stream: S,
-    authority: &str,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Result<(StatusCode, Bytes)>
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let failed = |e: hyper::Error| Failure(format!("talking HTTP to the weft host failed: {e}"));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(failed)?;
-    let driver = tokio::spawn(conn);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, authority);
-    if let Some(t) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let body = match body {
-        Some(v) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            Bytes::from(v.to_string())
-        }
-        None => Bytes::new(),
-    };
-    let request = request
-        .body(Full::new(body))
-        .map_err(|e| Failure(format!("cannot build the request: {e}")))?;
-    let response = sender.send_request(request).await.map_err(failed)?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(failed)?
-        .to_bytes();
-    driver.abort();
-    Ok((status, bytes))
 }
 
 #[cfg(test)]

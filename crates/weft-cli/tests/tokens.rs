@@ -1,0 +1,136 @@
+//! Tokens as a user meets them: a host that requires them, `weft token`,
+//! `weft login`, and commands that then work (or say what to do).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Host, text};
+
+/// Runs `weft` as a user whose home (and so credentials file and default
+/// data dir) is `home`.
+async fn weft_as(home: &Path, host: &Host, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"));
+    cmd.args(args)
+        .env("WEFT_HOST", &host.address)
+        .env_remove("WEFT_TOKEN")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("`weft {}` did not finish", args.join(" ")))
+        .expect("weft runs")
+}
+
+#[tokio::test]
+async fn a_host_that_requires_tokens_is_usable_after_login() {
+    let host = Host::start_with(&["--auth", "required"]);
+    let home = tempfile::tempdir().unwrap();
+    let data_dir = host.data_dir.to_str().unwrap().to_owned();
+
+    // Without a token, both the HTTP API and the wire port say what to do.
+    let out = weft_as(home.path(), &host, &["ls"]).await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("token"), "{err}");
+    let out = weft_as(home.path(), &host, &["call", "nosuch", "x"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("WEFT_TOKEN"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // On the host's machine, `weft token` uses the host's admin.token.
+    let out = weft_as(
+        home.path(),
+        &host,
+        &[
+            "token",
+            "create",
+            "--scope",
+            "call:*",
+            "--data-dir",
+            &data_dir,
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("weft_"), "{created}");
+
+    // Logged in, every command sends it: the HTTP API and the wire.
+    let out = weft_as(
+        home.path(),
+        &host,
+        &["login", &host.address, "--token", &token],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let saved = std::fs::read_to_string(home.path().join("config/weft/credentials.json")).unwrap();
+    assert!(saved.contains(&token));
+    let out = weft_as(home.path(), &host, &["ls", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = weft_as(home.path(), &host, &["call", "nosuch", "x"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A login with a token the host does not know is refused.
+    let out = weft_as(
+        home.path(),
+        &host,
+        &["login", &host.address, "--token", "weft_0_0"],
+    )
+    .await;
+    assert!(!out.status.success());
+
+    // Managing tokens needs `admin`: the saved `call:*` token is refused,
+    // the host's admin token works.
+    let out = weft_as(home.path(), &host, &["token", "ls"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--scope admin"),
+        "{}",
+        text(&out.stderr)
+    );
+    let admin = std::fs::read_to_string(host.data_dir.join(weft_host::ADMIN_TOKEN_FILE))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = weft_as(
+        home.path(),
+        &host,
+        &["token", "ls", "--json", "--token", &admin],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&id));
+    let out = weft_as(
+        home.path(),
+        &host,
+        &["token", "revoke", &id, "--token", &admin],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Revoked, the saved token stops working at once.
+    let out = weft_as(home.path(), &host, &["ls"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not valid"),
+        "{}",
+        text(&out.stderr)
+    );
+}
