@@ -2,28 +2,27 @@
 //! systems it is compared with, on 127.0.0.1, printed as a table.
 //!
 //! ```text
-//! $ cargo run --release -p weft-bench              # full run: 3 reps of 1 s warm-up + 3 s
+//! $ cargo run --release -p weft-bench              # full run: 3 reps of every case, ~10 min
 //! $ cargo run --release -p weft-bench -- --quick   # smoke test, well under a minute
 //! $ cargo run --release -p weft-bench -- --json    # the same figures for scripts
+//! $ cargo run --release -p weft-bench -- --systems raw-tcp,weft,tarpc --scenarios concurrent
 //! ```
 //!
 //! Callers and callees always run in separate processes: the binary starts
-//! copies of itself with the hidden `__serve` subcommand (`__serve raw-tcp`,
-//! `__serve host`, `__serve weft-echo`), each of which prints its bound
-//! address on its first line of stdout. Every child is killed when the
-//! benchmark ends, fails or panics, and exits by itself when the benchmark
-//! process disappears (its stdin closes).
+//! copies of itself with the hidden `__serve` subcommand (`__serve --runtime
+//! multi-thread raw-tcp`, `.. host`, `.. weft-echo`, `.. tarpc`, ..), each of
+//! which prints its bound address on its first line of stdout. Every child
+//! is stopped when the benchmark ends, fails or panics, and exits by itself
+//! when the benchmark process disappears (its stdin closes).
 //!
-//! Systems (see [`systems::System`]):
+//! Systems (see [`systems::System`]): `raw-tcp` (the floor), `raw-unix`,
+//! `weft`, `weft-unix`, `tarpc`, `tonic`, `nats` (when nats-server is
+//! installed), and over HTTP/1.1 `gateway` (the weft host's gateway) and
+//! `axum` (a bare handler).
 //!
-//! - `raw-tcp`: length-prefixed ping-pong over plain tokio TCP, the floor;
-//! - `weft`: a weft host and an `echo` service, called through
-//!   `weft::Client`.
-//!
-//! Scenarios, each with 64-byte payloads: one call at a time, and
-//! `--concurrency` (64) calls in flight. For weft the in-flight calls share
-//! one `Client` (one multiplexed connection); for raw TCP each caller has a
-//! connection of its own. The method is in `docs/performance.md`.
+//! Cases: each tokio runtime flavour (callers and servers alike) × each
+//! payload size (64 B, 16 KiB) × one call at a time and `--concurrency` (64)
+//! calls in flight. The method is in `docs/performance.md`.
 
 mod cpu;
 mod measure;
@@ -37,25 +36,26 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-use crate::measure::{Plan, Scenario};
+use crate::measure::{Flavour, Plan, ScenarioKind};
 use crate::systems::System;
 
-/// Side-by-side benchmarks of weft against raw TCP on 127.0.0.1.
+/// Side-by-side benchmarks of weft against raw sockets, tarpc, tonic, NATS
+/// and axum on 127.0.0.1.
 #[derive(Debug, Parser)]
 #[command(name = "weft-bench", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     internal: Option<Internal>,
 
-    /// Measured time per scenario and repetition (`3s`, `300ms`, `2.5`).
-    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    /// Measured time per case and repetition (`2s`, `300ms`, `2.5`).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
     duration: Duration,
 
     /// Unmeasured warm-up before each measurement.
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
     warmup: Duration,
 
-    /// Repetitions of every scenario; systems are interleaved within each.
+    /// Repetitions of every case; systems are interleaved within each.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     reps: u32,
 
@@ -63,21 +63,38 @@ struct Cli {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..=4096))]
     concurrency: u32,
 
-    /// Payload size in bytes.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
-    payload: u32,
+    /// Payload sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "64,16384",
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    payloads: Vec<u32>,
 
-    /// The systems to measure, in this order (the first is the floor the
-    /// others are compared with).
-    #[arg(long, value_delimiter = ',', default_value = "raw-tcp,weft")]
+    /// The systems to measure, in this order. Ratios are to `raw-tcp` (the
+    /// floor) and to `weft`, when they are measured.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw-tcp,raw-unix,weft,weft-unix,tarpc,tonic,nats,gateway,axum"
+    )]
     systems: Vec<System>,
 
-    /// Smoke test: 1 repetition of 0.3 s after a 0.1 s warm-up (overrides
+    /// The scenarios: one call at a time, `--concurrency` calls in flight.
+    #[arg(long, value_delimiter = ',', default_value = "sequential,concurrent")]
+    scenarios: Vec<ScenarioKind>,
+
+    /// The tokio runtime flavours, of the callers and of the servers.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "current-thread,multi-thread"
+    )]
+    runtimes: Vec<Flavour>,
+
+    /// Smoke test: 1 repetition of 0.2 s after a 0.05 s warm-up (overrides
     /// --reps, --duration and --warmup).
     #[arg(long)]
     quick: bool,
 
-    /// Measure again (at most 10 times) any scenario during which other
+    /// Measure again (at most 10 times) any case during which other
     /// processes took more than this percentage of the machine's CPU. For
     /// shared machines; off by default.
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
@@ -94,6 +111,9 @@ enum Internal {
     /// benchmark itself).
     #[command(name = "__serve", hide = true)]
     Serve {
+        /// The tokio runtime flavour to serve on.
+        #[arg(long, value_enum, default_value = "multi-thread")]
+        runtime: Flavour,
         #[command(subcommand)]
         role: systems::Role,
     },
@@ -102,7 +122,7 @@ enum Internal {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.internal {
-        Some(Internal::Serve { role }) => systems::serve(role),
+        Some(Internal::Serve { role, runtime }) => systems::serve(role, runtime),
         None => bench(cli),
     };
     match result {
@@ -115,40 +135,34 @@ fn main() -> ExitCode {
 }
 
 fn bench(cli: Cli) -> anyhow::Result<()> {
-    let mut systems = cli.systems.clone();
-    systems.dedup();
+    let systems = dedup(cli.systems.clone());
     if systems.is_empty() {
         bail!("--systems names no system");
     }
-    let plan = if cli.quick {
-        Plan {
-            duration: Duration::from_millis(300),
-            warmup: Duration::from_millis(100),
-            reps: 1,
-            max_others_cpu: cli.max_others_cpu,
-            ..Plan::new(cli.payload as usize, cli.concurrency as usize)
-        }
+    let (duration, warmup, reps) = if cli.quick {
+        (Duration::from_millis(200), Duration::from_millis(50), 1)
     } else {
-        Plan {
-            duration: cli.duration,
-            warmup: cli.warmup,
-            reps: cli.reps,
-            max_others_cpu: cli.max_others_cpu,
-            ..Plan::new(cli.payload as usize, cli.concurrency as usize)
-        }
+        (cli.duration, cli.warmup, cli.reps)
+    };
+    let plan = Plan {
+        duration,
+        warmup,
+        reps,
+        payloads: dedup(cli.payloads.iter().map(|&p| p as usize).collect()),
+        concurrency: cli.concurrency as usize,
+        scenarios: dedup(cli.scenarios.clone()),
+        flavours: dedup(cli.runtimes.clone()),
+        max_others_cpu: cli.max_others_cpu,
     };
     let load = report::load_average();
     if let Some(warning) = report::busy_warning(load) {
         eprintln!("{warning}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    let outcome = runtime.block_on(run_plan(&plan, &systems))?;
+    let outcome = run_plan(&plan, &systems)?;
     let report = report::Report::new(
         &plan,
-        &systems,
+        &outcome.systems,
+        outcome.skipped.clone(),
         outcome.runs,
         load,
         report::Disturbance {
@@ -165,47 +179,72 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts every system's servers (so a broken one fails the run before any
-/// measuring), then measures each scenario `reps` times, systems interleaved.
-async fn run_plan(plan: &Plan, systems: &[System]) -> anyhow::Result<Outcome> {
-    let mut servers = Vec::with_capacity(systems.len());
-    for &system in systems {
-        eprintln!("starting {} servers", system.name());
-        let started = system
-            .start_server()
-            .await
-            .with_context(|| format!("the {} servers did not start", system.name()))?;
-        servers.push((system, started));
+/// `items` without repeats, in their first order.
+fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
     }
+    out
+}
+
+/// Starts every system's servers for every runtime flavour (so a broken one
+/// fails the run before any measuring), then measures each case `reps`
+/// times, systems interleaved. Every measurement runs on a runtime of its
+/// own, dropped after it, so no task of one system outlives its turn.
+fn run_plan(plan: &Plan, systems: &[System]) -> anyhow::Result<Outcome> {
+    let control = Flavour::CurrentThread.runtime()?;
+    let mut outcome = Outcome::default();
+    let mut servers = Vec::new();
+    for &system in systems {
+        for &flavour in &plan.flavours {
+            eprintln!("starting {} servers ({})", system.name(), flavour.name());
+            let started = control
+                .block_on(system.start_server(flavour))
+                .with_context(|| format!("the {} servers did not start", system.name()))?;
+            match started {
+                Ok(server) => servers.push((system, flavour, server)),
+                Err(why) => {
+                    eprintln!("note: skipping {}: {why}", system.name());
+                    outcome.skipped.push((system.name(), why));
+                    break;
+                }
+            }
+        }
+        if servers.iter().any(|(s, _, _)| *s == system) {
+            outcome.systems.push(system);
+        }
+    }
+    drop(control);
     // CPU used by these is the benchmark's own; anything else is other
     // work on the machine, reported beside the figures.
-    let mut own_pids = Vec::new();
-    for (_, server) in &servers {
-        own_pids.extend(server.pids());
-    }
-    let scenarios = [Scenario::Sequential, Scenario::Concurrent(plan.concurrency)];
-    let mut outcome = Outcome::default();
+    let own_pids: Vec<u32> = servers.iter().flat_map(|(_, _, s)| s.pids()).collect();
+    let cases = plan.cases();
     for rep in 0..plan.reps {
-        for scenario in scenarios {
-            // The systems of one scenario and repetition are measured back to
+        for &case in &cases {
+            // The systems of one case and repetition are measured back to
             // back and, when other work disturbed any of them, repeated
             // together, so that their ratios compare like with like.
             for attempt in 0..=MAX_REPEATS {
                 let mut group = Vec::with_capacity(servers.len());
-                for (system, server) in &servers {
+                for (system, _, server) in servers.iter().filter(|(_, f, _)| *f == case.flavour) {
                     eprintln!(
                         "rep {}/{}: {} {}",
                         rep + 1,
                         plan.reps,
                         system.name(),
-                        scenario.label()
+                        case.label()
                     );
                     server.check_alive()?;
-                    let run = measure::run(plan, *system, server, scenario, &own_pids)
-                        .await
+                    let runtime = case.flavour.runtime()?;
+                    let run = runtime
+                        .block_on(measure::run(plan, *system, server, case, &own_pids))
                         .with_context(|| {
-                            format!("measuring {} {} failed", system.name(), scenario.label())
+                            format!("measuring {} {} failed", system.name(), case.label())
                         })?;
+                    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
                     group.push(run);
                 }
                 let worst = group
@@ -239,12 +278,19 @@ async fn run_plan(plan: &Plan, systems: &[System]) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
+/// How long a measurement's runtime may take to stop its remaining tasks.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// How often a disturbed measurement is repeated before it is kept anyway.
 const MAX_REPEATS: u32 = 10;
 
 /// The measurements, and how many were disturbed by other work.
 #[derive(Debug, Default)]
 struct Outcome {
+    /// The systems measured, in order.
+    systems: Vec<System>,
+    /// The systems that could not be measured here, and why.
+    skipped: Vec<(&'static str, String)>,
     runs: Vec<measure::Run>,
     /// Groups measured again because other work took too much CPU.
     repeated: u32,

@@ -29,33 +29,88 @@ const MAX_CALLS_PER_CALLER: u64 = 1_000_000_000;
 /// What to measure and for how long.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Plan {
-    /// Measured window per scenario and repetition.
+    /// Measured window per case and repetition.
     pub(crate) duration: Duration,
     /// Unmeasured calls before the window.
     pub(crate) warmup: Duration,
-    /// Repetitions of each scenario.
+    /// Repetitions of each case.
     pub(crate) reps: u32,
-    /// Payload size in bytes.
-    pub(crate) payload: usize,
+    /// Payload sizes in bytes.
+    pub(crate) payloads: Vec<usize>,
     /// Callers in the concurrent scenario.
     pub(crate) concurrency: usize,
+    /// The scenarios to measure.
+    pub(crate) scenarios: Vec<ScenarioKind>,
+    /// The tokio runtime flavours of the callers and servers.
+    pub(crate) flavours: Vec<Flavour>,
     /// Repeat measurements during which other work took more than this
     /// percentage of the CPU.
     pub(crate) max_others_cpu: Option<f64>,
 }
 
 impl Plan {
-    /// The default timing for these sizes.
-    pub(crate) fn new(payload: usize, concurrency: usize) -> Plan {
-        Plan {
-            duration: Duration::from_secs(3),
-            warmup: Duration::from_secs(1),
-            reps: 3,
-            payload,
-            concurrency,
-            max_others_cpu: None,
+    /// Every case, in the order they are measured within a repetition.
+    pub(crate) fn cases(&self) -> Vec<Case> {
+        let mut cases = Vec::new();
+        for &flavour in &self.flavours {
+            for &payload in &self.payloads {
+                for &kind in &self.scenarios {
+                    let scenario = match kind {
+                        ScenarioKind::Sequential => Scenario::Sequential,
+                        ScenarioKind::Concurrent => Scenario::Concurrent(self.concurrency),
+                    };
+                    cases.push(Case {
+                        flavour,
+                        payload,
+                        scenario,
+                    });
+                }
+            }
+        }
+        cases
+    }
+}
+
+/// A tokio runtime flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Flavour {
+    /// Everything on the thread that calls `block_on`.
+    CurrentThread,
+    /// A worker per CPU, with work stealing (`#[tokio::main]`'s default).
+    MultiThread,
+}
+
+impl Flavour {
+    /// The name in tables, JSON and on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Flavour::CurrentThread => "current-thread",
+            Flavour::MultiThread => "multi-thread",
         }
     }
+
+    /// A new runtime of this flavour, with IO and timers.
+    pub(crate) fn runtime(self) -> anyhow::Result<tokio::runtime::Runtime> {
+        let mut builder = match self {
+            Flavour::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            Flavour::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        };
+        builder
+            .enable_all()
+            .build()
+            .with_context(|| format!("cannot start a {} tokio runtime", self.name()))
+    }
+}
+
+/// The scenarios `--scenarios` can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ScenarioKind {
+    /// One call at a time.
+    Sequential,
+    /// `--concurrency` calls in flight.
+    Concurrent,
 }
 
 /// How many calls are in flight.
@@ -84,11 +139,36 @@ impl Scenario {
     }
 }
 
+/// One combination of runtime flavour, payload size and scenario, measured
+/// for every system in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Case {
+    pub(crate) flavour: Flavour,
+    pub(crate) payload: usize,
+    pub(crate) scenario: Scenario,
+}
+
+impl Case {
+    /// `multi-thread, 64 B, 1 in flight`.
+    pub(crate) fn label(&self) -> String {
+        let size = if self.payload >= 1024 && self.payload.is_multiple_of(1024) {
+            format!("{} KiB", self.payload / 1024)
+        } else {
+            format!("{} B", self.payload)
+        };
+        format!(
+            "{} runtime, {size}, {}",
+            self.flavour.name(),
+            self.scenario.label()
+        )
+    }
+}
+
 /// The outcome of one measurement.
 #[derive(Debug, Clone)]
 pub(crate) struct Run {
     pub(crate) system: System,
-    pub(crate) scenario: Scenario,
+    pub(crate) case: Case,
     /// Calls started inside the window.
     pub(crate) calls: u64,
     pub(crate) p50_us: f64,
@@ -110,16 +190,17 @@ pub(crate) fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
-/// Measures one scenario of one system once.
+/// Measures one case of one system once, on the runtime it runs on (of the
+/// case's flavour).
 pub(crate) async fn run(
     plan: &Plan,
     system: System,
     server: &Server,
-    scenario: Scenario,
+    case: Case,
     other_pids: &[u32],
 ) -> anyhow::Result<Run> {
     let callers = system
-        .callers(server, scenario.callers(), &payload(plan.payload))
+        .callers(server, case.scenario.callers(), &payload(case.payload))
         .await?;
     // Every caller shares one window, fixed before any of them starts.
     let start = Instant::now() + plan.warmup;
@@ -176,7 +257,7 @@ pub(crate) async fn run(
         .map(|(_, client, server)| (client * 1e6 / calls as f64, server * 1e6 / calls as f64));
     Ok(Run {
         system,
-        scenario,
+        case,
         calls,
         p50_us: merged.value_at_quantile(0.50) as f64 / 1e3,
         p99_us: merged.value_at_quantile(0.99) as f64 / 1e3,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use tokio::sync::oneshot;
 
+use crate::measure::Flavour;
+
 /// How long a server may take to print its address. Generous because the
 /// host opens its store first, and a loaded CI machine can be slow.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,20 +33,26 @@ pub(crate) struct ServerProcess {
     child: Mutex<Child>,
     /// Held open so that the child notices (stdin EOF) when this process dies
     /// without running destructors, e.g. on SIGKILL, and exits by itself.
-    _stdin: Option<ChildStdin>,
+    stdin: Option<ChildStdin>,
     /// The start of the child's stderr, for error messages.
     stderr: Arc<Mutex<String>>,
 }
 
 impl ServerProcess {
-    /// Starts `weft-bench __serve <role> <args..>` and waits for its first
-    /// line of stdout, its bound address.
-    pub(crate) async fn start(role: &str, args: &[&str]) -> anyhow::Result<ServerProcess> {
+    /// Starts `weft-bench __serve --runtime <flavour> <role> <args..>` and
+    /// waits for its first line of stdout, its bound address.
+    pub(crate) async fn start(
+        role: &str,
+        flavour: Flavour,
+        args: &[&str],
+    ) -> anyhow::Result<ServerProcess> {
         let exe =
             std::env::current_exe().context("cannot find this executable to start a server")?;
         let mut command = Command::new(exe);
         command
             .arg("__serve")
+            .arg("--runtime")
+            .arg(flavour.name())
             .arg(role)
             .args(args)
             .stdin(Stdio::piped())
@@ -61,10 +69,10 @@ impl ServerProcess {
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut process = ServerProcess {
-            role: role.to_owned(),
+            role: format!("{role} ({})", flavour.name()),
             address: String::new(),
             child: Mutex::new(child),
-            _stdin: stdin,
+            stdin,
             stderr: stderr.clone(),
         };
 
@@ -107,6 +115,11 @@ impl ServerProcess {
                 STARTUP_TIMEOUT.as_secs()
             ))),
         }
+    }
+
+    /// The role and runtime flavour, for messages.
+    pub(crate) fn role(&self) -> &str {
+        &self.role
     }
 
     /// The address the server printed when it started.
@@ -159,11 +172,26 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        // Closing stdin asks the server to exit by itself, which lets it
+        // stop the processes it started in turn (nats-server); it is killed
+        // if it has not exited within a second.
+        drop(self.stdin.take());
         let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..EXIT_POLLS {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(EXIT_POLL);
+        }
         let _ = child.kill();
         let _ = child.wait();
     }
 }
+
+/// How often, and how many times, a server is checked for having exited
+/// after its stdin was closed: a second in all.
+const EXIT_POLL: Duration = Duration::from_millis(10);
+const EXIT_POLLS: u32 = 100;
 
 /// Keeps the first [`STDERR_KEEP`] bytes of a child's stderr and drains the rest.
 fn keep_stderr(mut pipe: impl Read, keep: &Mutex<String>) {
@@ -184,11 +212,13 @@ fn keep_stderr(mut pipe: impl Read, keep: &Mutex<String>) {
 /// In a server process: exits when the benchmark process goes away (stdin
 /// reaches EOF), so that no server is left running even if the benchmark
 /// was killed without a chance to clean up.
-pub(crate) fn exit_with_parent() -> anyhow::Result<()> {
+/// `before_exit` runs first, to stop this process's own children.
+pub(crate) fn exit_with_parent(before_exit: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("parent-watch".into())
-        .spawn(|| {
+        .spawn(move || {
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            before_exit();
             std::process::exit(0);
         })
         .context("cannot start a thread")?;

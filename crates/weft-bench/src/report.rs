@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::measure::{Plan, Run, Scenario};
+use crate::measure::{Case, Plan, Run, Scenario};
 use crate::systems::System;
 
 /// Everything a run measured, with the machine it ran on.
@@ -12,10 +12,15 @@ use crate::systems::System;
 pub(crate) struct Report {
     machine: Machine,
     method: Method,
-    /// The system the others are compared with.
-    floor: &'static str,
+    /// The system all are compared with, when measured.
+    floor: Option<&'static str>,
+    /// The weft system all are also compared with, when measured.
+    reference: Option<&'static str>,
+    /// Systems that could not be measured on this machine, and why.
+    skipped: Vec<(&'static str, String)>,
     disturbance: Disturbance,
     rows: Vec<Row>,
+    targets: Vec<Target>,
 }
 
 /// How other work on the machine was dealt with.
@@ -23,9 +28,9 @@ pub(crate) struct Report {
 pub(crate) struct Disturbance {
     /// `--max-others-cpu`, if given.
     pub(crate) limit_pct: Option<f64>,
-    /// Scenario groups measured again because other work exceeded the limit.
+    /// Case groups measured again because other work exceeded the limit.
     pub(crate) repeated: u32,
-    /// Scenario groups kept although other work exceeded the limit.
+    /// Case groups kept although other work exceeded the limit.
     pub(crate) kept: u32,
 }
 
@@ -44,17 +49,20 @@ struct Method {
     warmup_s: f64,
     duration_s: f64,
     reps: u32,
-    payload_bytes: usize,
     concurrency: usize,
     /// How each system's concurrent callers share connections.
     sharing: Vec<(&'static str, &'static str)>,
 }
 
-/// One system in one scenario, over all repetitions.
+/// One system in one case, over all repetitions.
 #[derive(Debug, Serialize)]
 struct Row {
     system: &'static str,
+    runtime: &'static str,
+    payload_bytes: usize,
     scenario: String,
+    #[serde(skip)]
+    case: Case,
     /// Calls measured in each repetition.
     calls: Vec<u64>,
     p50_us: Stat,
@@ -70,10 +78,41 @@ struct Row {
     client_cpu_per_call_us: Stat,
     /// CPU time per call of the system's server processes, in µs.
     server_cpu_per_call_us: Stat,
-    /// p50 over the floor's p50 in the same scenario and repetition.
-    p50_vs_floor: Stat,
-    /// calls/s over the floor's calls/s in the same scenario and repetition.
-    calls_per_s_vs_floor: Stat,
+    /// Figures over the floor's in the same case and repetition.
+    vs_floor: Option<Ratios>,
+    /// Figures over weft's (over TCP) in the same case and repetition.
+    vs_weft: Option<Ratios>,
+}
+
+/// A row's figures over another row's, repetition by repetition.
+#[derive(Debug, Clone, Serialize)]
+struct Ratios {
+    p50: Stat,
+    p99: Stat,
+    calls_per_s: Stat,
+}
+
+impl Ratios {
+    fn new(mine: &Row, other: &Row) -> Ratios {
+        Ratios {
+            p50: mine.p50_us.over(&other.p50_us),
+            p99: mine.p99_us.over(&other.p99_us),
+            calls_per_s: mine.calls_per_s.over(&other.calls_per_s),
+        }
+    }
+}
+
+/// A target from the issues, checked against this run's medians.
+#[derive(Debug, Serialize)]
+struct Target {
+    what: String,
+    case: String,
+    /// The ratio, per repetition.
+    ratio: Stat,
+    /// `at most` or `at least`.
+    bound: &'static str,
+    limit: f64,
+    met: bool,
 }
 
 /// A figure over repetitions: the median, the range, and each value.
@@ -103,6 +142,18 @@ impl Stat {
         }
     }
 
+    /// Each repetition's value over `other`'s in the same repetition: runs
+    /// measured moments apart, so a disturbance that spans both cancels out.
+    fn over(&self, other: &Stat) -> Stat {
+        Stat::new(
+            self.reps
+                .iter()
+                .zip(&other.reps)
+                .map(|(m, o)| m / o)
+                .collect(),
+        )
+    }
+
     /// `31.2 (30.8–33.0)`, or just the median for one repetition.
     fn show(&self, decimals: usize) -> String {
         if self.reps.len() > 1 {
@@ -123,52 +174,41 @@ impl Report {
     pub(crate) fn new(
         plan: &Plan,
         systems: &[System],
+        skipped: Vec<(&'static str, String)>,
         runs: Vec<Run>,
         load_at_start: Option<f64>,
         disturbance: Disturbance,
     ) -> Report {
-        let floor = systems[0];
-        let scenarios = [Scenario::Sequential, Scenario::Concurrent(plan.concurrency)];
+        let floor = systems.iter().copied().find(|&s| s == System::RawTcp);
+        let reference = systems.iter().copied().find(|&s| s == System::Weft);
         let mut rows = Vec::new();
-        for scenario in scenarios {
-            // Runs are in the order they were measured, so the n-th run of
-            // every system here belongs to the n-th repetition.
-            let of = |system: System| -> Vec<&Run> {
-                runs.iter()
-                    .filter(|r| r.system == system && r.scenario == scenario)
-                    .collect()
-            };
-            let floor_runs = of(floor);
+        for case in plan.cases() {
+            let first = rows.len();
             for &system in systems {
-                let mine = of(system);
-                // Each repetition's ratio compares runs measured moments
-                // apart, so a disturbance that spans both cancels out.
-                let paired = |figure: fn(&Run) -> f64| {
-                    Stat::new(
-                        mine.iter()
-                            .zip(&floor_runs)
-                            .map(|(m, f)| figure(m) / figure(f))
-                            .collect(),
-                    )
-                };
-                let p50 = Stat::new(mine.iter().map(|r| r.p50_us).collect());
-                let p99 = Stat::new(mine.iter().map(|r| r.p99_us).collect());
-                let rate = Stat::new(mine.iter().map(|r| r.calls_per_s).collect());
-                let p999 = Stat::new(mine.iter().map(|r| r.p999_us).collect());
-                let max = Stat::new(mine.iter().map(|r| r.max_us).collect());
-                let mean = Stat::new(mine.iter().map(|r| r.mean_us).collect());
+                // Runs are in the order they were measured, so the n-th run
+                // of every system here belongs to the n-th repetition.
+                let mine: Vec<&Run> = runs
+                    .iter()
+                    .filter(|r| r.system == system && r.case == case)
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let stat =
+                    |figure: fn(&Run) -> f64| Stat::new(mine.iter().map(|r| figure(r)).collect());
                 rows.push(Row {
                     system: system.name(),
-                    scenario: scenario.label(),
+                    runtime: case.flavour.name(),
+                    payload_bytes: case.payload,
+                    scenario: case.scenario.label(),
+                    case,
                     calls: mine.iter().map(|r| r.calls).collect(),
-                    p50_vs_floor: paired(|r| r.p50_us),
-                    calls_per_s_vs_floor: paired(|r| r.calls_per_s),
-                    p50_us: p50,
-                    p99_us: p99,
-                    p999_us: p999,
-                    max_us: max,
-                    mean_us: mean,
-                    calls_per_s: rate,
+                    p50_us: stat(|r| r.p50_us),
+                    p99_us: stat(|r| r.p99_us),
+                    p999_us: stat(|r| r.p999_us),
+                    max_us: stat(|r| r.max_us),
+                    mean_us: stat(|r| r.mean_us),
+                    calls_per_s: stat(|r| r.calls_per_s),
                     client_cpu_per_call_us: Stat::new(
                         mine.iter()
                             .filter_map(|r| r.cpu_per_call_us.map(|c| c.0))
@@ -184,22 +224,39 @@ impl Report {
                             .filter_map(|r| r.others_cpu.map(|s| s * 100.0))
                             .collect(),
                     ),
+                    vs_floor: None,
+                    vs_weft: None,
                 });
             }
+            let find = |rows: &[Row], s: Option<System>| {
+                s.and_then(|s| rows[first..].iter().position(|r| r.system == s.name()))
+                    .map(|i| i + first)
+            };
+            let floor_row = find(&rows, floor);
+            let weft_row = find(&rows, reference);
+            for i in first..rows.len() {
+                let vs_floor = floor_row.map(|f| Ratios::new(&rows[i], &rows[f]));
+                let vs_weft = weft_row.map(|w| Ratios::new(&rows[i], &rows[w]));
+                rows[i].vs_floor = vs_floor;
+                rows[i].vs_weft = vs_weft;
+            }
         }
+        let targets = targets(&rows);
         Report {
             machine: Machine::this(load_at_start),
             method: Method {
                 warmup_s: plan.warmup.as_secs_f64(),
                 duration_s: plan.duration.as_secs_f64(),
                 reps: plan.reps,
-                payload_bytes: plan.payload,
                 concurrency: plan.concurrency,
                 sharing: systems.iter().map(|s| (s.name(), s.sharing())).collect(),
             },
-            floor: floor.name(),
+            floor: floor.map(System::name),
+            reference: reference.map(System::name),
+            skipped,
             disturbance,
             rows,
+            targets,
         }
     }
 
@@ -218,8 +275,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "method: {} B payload, {:.1} s warm-up + {:.1} s measured, {} rep(s), systems interleaved; median (min–max) over reps; ratios per rep against the floor",
-            m.payload_bytes, m.warmup_s, m.duration_s, m.reps
+            "method: {:.2} s warm-up + {:.2} s measured, {} rep(s), systems interleaved; median (min–max) over reps",
+            m.warmup_s, m.duration_s, m.reps
         );
         for (system, sharing) in &m.sharing {
             let _ = writeln!(
@@ -228,30 +285,45 @@ impl Report {
                 m.concurrency
             );
         }
-        let _ = writeln!(out);
+        for (system, why) in &self.skipped {
+            let _ = writeln!(out, "  {system}: not measured: {why}");
+        }
         let header = [
             "SYSTEM",
-            "SCENARIO",
             "p50 µs",
             "p99 µs",
-            "mean µs",
             "calls/s",
-            "p50 vs floor",
-            "calls/s vs floor",
-            "CPU µs/call client+server",
+            "p50 ×tcp",
+            "p50 ×weft",
+            "p99 ×tcp",
+            "p99 ×weft",
+            "calls/s ×tcp",
+            "calls/s ×weft",
+            "CPU µs/call cl+srv",
             "others' CPU %",
         ];
-        let mut cells: Vec<[String; 10]> = vec![header.map(str::to_owned)];
+        const COLUMNS: usize = 12;
+        let mut blocks: Vec<(String, Vec<[String; COLUMNS]>)> = Vec::new();
         for row in &self.rows {
-            cells.push([
+            let label = row.case.label();
+            if blocks.last().is_none_or(|(l, _)| *l != label) {
+                blocks.push((label.clone(), Vec::new()));
+            }
+            let ratio = |r: &Option<Ratios>, pick: fn(&Ratios) -> &Stat| {
+                r.as_ref()
+                    .map_or_else(|| "-".to_owned(), |r| format!("{:.2}", pick(r).median))
+            };
+            let cells = [
                 row.system.to_owned(),
-                row.scenario.clone(),
                 row.p50_us.show(1),
                 row.p99_us.show(1),
-                row.mean_us.show(1),
                 row.calls_per_s.show(0),
-                row.p50_vs_floor.show(2),
-                row.calls_per_s_vs_floor.show(2),
+                ratio(&row.vs_floor, |r| &r.p50),
+                ratio(&row.vs_weft, |r| &r.p50),
+                ratio(&row.vs_floor, |r| &r.p99),
+                ratio(&row.vs_weft, |r| &r.p99),
+                ratio(&row.vs_floor, |r| &r.calls_per_s),
+                ratio(&row.vs_weft, |r| &r.calls_per_s),
                 if row.client_cpu_per_call_us.reps.is_empty() {
                     "-".to_owned()
                 } else {
@@ -265,23 +337,23 @@ impl Report {
                 } else {
                     row.others_cpu_pct.show(0)
                 },
-            ]);
+            ];
+            if let Some((_, rows)) = blocks.last_mut() {
+                rows.push(cells);
+            }
         }
-        let widths: Vec<usize> = (0..10)
-            .map(|c| {
-                cells
-                    .iter()
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in &cells {
+        let all = std::iter::once(&header.map(str::to_owned))
+            .chain(blocks.iter().flat_map(|(_, rows)| rows))
+            .map(|r| r.iter().map(|c| c.chars().count()).collect::<Vec<_>>())
+            .fold(vec![0; COLUMNS], |w, r| {
+                w.iter().zip(r).map(|(a, b)| (*a).max(b)).collect()
+            });
+        let line = |cells: &[String]| {
             let mut line = String::new();
-            for (c, cell) in row.iter().enumerate() {
-                let pad = widths[c] - cell.chars().count();
-                // Text columns align left, figures right.
-                if c < 2 {
+            for (c, cell) in cells.iter().enumerate() {
+                let pad = all[c] - cell.chars().count();
+                // Names align left, figures right.
+                if c == 0 {
                     line.push_str(cell);
                     line.push_str(&" ".repeat(pad));
                 } else {
@@ -290,12 +362,18 @@ impl Report {
                 }
                 line.push_str("  ");
             }
-            let _ = writeln!(out, "{}", line.trim_end());
+            line.trim_end().to_owned()
+        };
+        for (label, rows) in &blocks {
+            let _ = writeln!(out, "\n{label}");
+            let _ = writeln!(out, "{}", line(&header.map(str::to_owned)));
+            for row in rows {
+                let _ = writeln!(out, "{}", line(row));
+            }
         }
         let _ = writeln!(
             out,
-            "\nfloor: {}; \"vs floor\" divides each repetition's figure by the floor's in that repetition",
-            self.floor
+            "\n×tcp, ×weft: the figure over raw-tcp's (the floor) and over weft's (over TCP), repetition by repetition (medians; ranges in --json)"
         );
         let _ = writeln!(
             out,
@@ -308,7 +386,7 @@ impl Report {
         if let Some(limit) = self.disturbance.limit_pct {
             let _ = writeln!(
                 out,
-                "  with --max-others-cpu {limit}: {} scenario(s) measured again, {} kept although above the limit",
+                "  with --max-others-cpu {limit}: {} case(s) measured again, {} kept although above the limit",
                 self.disturbance.repeated, self.disturbance.kept
             );
         }
@@ -316,8 +394,100 @@ impl Report {
             out,
             "CPU µs/call: user+system CPU time of the calling process and of the system's server processes per call (medians)"
         );
+        if !self.targets.is_empty() {
+            let _ = writeln!(out, "\ntargets (median of the per-repetition ratios):");
+            for t in &self.targets {
+                let _ = writeln!(
+                    out,
+                    "  {:<4} {} {} {:.2}, {}: {}",
+                    if t.met { "met" } else { "MISS" },
+                    t.what,
+                    t.bound,
+                    t.limit,
+                    t.case,
+                    t.ratio.show(2),
+                );
+            }
+        }
         out
     }
+}
+
+/// The targets of issues 6 and 4, wherever this run measured both sides.
+fn targets(rows: &[Row]) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let find = |case: Case, system: System| {
+        rows.iter()
+            .find(|r| r.case == case && r.system == system.name())
+    };
+    let mut add = |what: &str, case: Case, ratio: Stat, at_most: bool, limit: f64| {
+        let met = if at_most {
+            ratio.median <= limit
+        } else {
+            ratio.median >= limit
+        };
+        targets.push(Target {
+            what: what.to_owned(),
+            case: case.label(),
+            ratio,
+            bound: if at_most { "at most" } else { "at least" },
+            limit,
+            met,
+        });
+    };
+    let mut cases: Vec<Case> = Vec::new();
+    for row in rows {
+        if !cases.contains(&row.case) {
+            cases.push(row.case);
+        }
+    }
+    for case in cases {
+        let weft = find(case, System::Weft);
+        match case.scenario {
+            Scenario::Sequential => {
+                if let (Some(w), Some(f)) = (weft, find(case, System::RawTcp)) {
+                    add(
+                        "weft p50 / raw-tcp p50",
+                        case,
+                        w.p50_us.over(&f.p50_us),
+                        true,
+                        1.5,
+                    );
+                }
+            }
+            Scenario::Concurrent(_) => {
+                if let (Some(w), Some(t)) = (weft, find(case, System::Tarpc)) {
+                    add(
+                        "weft calls/s / tarpc calls/s",
+                        case,
+                        w.calls_per_s.over(&t.calls_per_s),
+                        false,
+                        1.0,
+                    );
+                }
+                if let (Some(w), Some(t)) = (weft, find(case, System::Tonic)) {
+                    add(
+                        "weft calls/s / tonic calls/s",
+                        case,
+                        w.calls_per_s.over(&t.calls_per_s),
+                        false,
+                        4.0,
+                    );
+                }
+                if let (Some(g), Some(a)) = (find(case, System::Gateway), find(case, System::Axum))
+                {
+                    add(
+                        "gateway req/s / bare axum req/s",
+                        case,
+                        g.calls_per_s.over(&a.calls_per_s),
+                        false,
+                        0.7,
+                    );
+                }
+            }
+        }
+    }
+    targets
 }
 
 impl Machine {

@@ -1,6 +1,8 @@
-//! weft over TCP: a host process and an `echo` service process, called with
+//! weft: a host process and an `echo` service process, called with
 //! `weft::Client` exactly as a user's program would. The host is off the
-//! hot path once the client's registry cache knows the echo instance.
+//! hot path once the client's registry cache knows the echo instance. The
+//! echo service listens on TCP or on a Unix socket; the host always on TCP,
+//! where it also serves the HTTP gateway (see `http.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, ensure};
 use serde::Serialize;
 
+use crate::measure::Flavour;
 use crate::process::{ServerProcess, announce};
 
 /// How long the echo service may take to become callable through the host.
@@ -50,7 +53,9 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) async fn start() -> anyhow::Result<Server> {
+    /// Starts a host and an echo service whose instance listens on TCP, or
+    /// on a Unix socket in the host's data dir.
+    pub(crate) async fn start(flavour: Flavour, unix: bool) -> anyhow::Result<Server> {
         let data_dir = tempfile::Builder::new()
             .prefix("weft-bench-host-")
             .tempdir()
@@ -59,11 +64,21 @@ impl Server {
             .path()
             .to_str()
             .context("the temp dir's path is not UTF-8")?;
-        let host =
-            ServerProcess::start("host", &["--listen", "127.0.0.1:0", "--data-dir", dir]).await?;
+        let host = ServerProcess::start(
+            "host",
+            flavour,
+            &["--listen", "127.0.0.1:0", "--data-dir", dir],
+        )
+        .await?;
+        let listen = if unix {
+            format!("unix://{dir}/echo.sock")
+        } else {
+            "127.0.0.1:0".to_owned()
+        };
         let echo = ServerProcess::start(
             "weft-echo",
-            &["--host", host.address(), "--listen", "127.0.0.1:0"],
+            flavour,
+            &["--host", host.address(), "--listen", &listen],
         )
         .await?;
         let server = Server {
@@ -117,6 +132,11 @@ impl Server {
 
     pub(crate) fn pids(&self) -> Vec<u32> {
         vec![self.host.pid(), self.echo.pid()]
+    }
+
+    /// The host's address, where its HTTP gateway also listens.
+    pub(crate) fn host_address(&self) -> &str {
+        self.host.address()
     }
 
     /// `n` callers sharing one `weft::Client`, hence one multiplexed
