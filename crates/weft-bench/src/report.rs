@@ -102,7 +102,7 @@ impl Ratios {
     }
 }
 
-/// A target from the issues, checked against this run's medians.
+/// A performance target, checked against this run's medians.
 #[derive(Debug, Serialize)]
 struct Target {
     what: String,
@@ -413,7 +413,7 @@ impl Report {
     }
 }
 
-/// The targets of issues 6 and 4, wherever this run measured both sides.
+/// The performance targets, wherever this run measured both sides.
 fn targets(rows: &[Row]) -> Vec<Target> {
     let mut targets = Vec::new();
     let find = |case: Case, system: System| {
