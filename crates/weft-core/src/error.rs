@@ -150,6 +150,9 @@ impl From<Error> for Repr {
     }
 }
 
+/// The kind of an [`Code::Unavailable`] error for a call that was not run.
+const NOT_RUN: &str = "not_run";
+
 /// `Result` with weft's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -191,6 +194,20 @@ impl Error {
     /// [`Code::Unavailable`].
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(Code::Unavailable, message)
+    }
+
+    /// [`Code::Unavailable`] for a call that was certainly not run (the
+    /// callee was shutting down before it started it): safe to send again,
+    /// idempotent or not.
+    pub fn not_run(message: impl Into<String>) -> Self {
+        let mut e = Self::new(Code::Unavailable, message);
+        e.origin_mut().kind = Some(NOT_RUN.to_owned());
+        e
+    }
+
+    /// Whether the call certainly did not run (see [`Error::not_run`]).
+    pub fn is_not_run(&self) -> bool {
+        self.code == Code::Unavailable && self.kind() == Some(NOT_RUN)
     }
 
     /// [`Code::Cancelled`].

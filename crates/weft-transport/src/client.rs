@@ -619,7 +619,7 @@ impl Shared {
     }
 
     fn go_away(&self, last_id: u64, reason: &str) {
-        let err = Error::unavailable(format!(
+        let err = Error::not_run(format!(
             "{} is going away ({reason}); the call was not run: retry",
             self.peer
         ));

@@ -209,7 +209,7 @@ impl ServerConn {
     fn on_request(self: &Arc<Self>, request: Request, handler: &dyn Handler, peer: &PeerInfo) {
         let id = request.id;
         if self.calls.lock().draining {
-            return self.send_error(id, &Error::unavailable(SHUTTING_DOWN));
+            return self.send_error(id, &Error::not_run(SHUTTING_DOWN));
         }
         let timeout = request.headers.timeout;
         let reply = handler.call(request, self.codec, peer);

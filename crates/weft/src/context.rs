@@ -18,6 +18,9 @@ use weft_wire::{Caller, Headers};
 use crate::Error;
 use crate::host_api::PublishArgs;
 
+/// How many times a call that certainly did not run is sent.
+const MAX_NOT_RUN_RETRIES: u32 = 5;
+
 /// How long a call may take when neither the caller nor its own caller says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -310,10 +313,44 @@ impl CallBuilder<'_> {
     async fn send_encoded<A: EncodeArgs>(&self, args: A) -> Result<(Codec, Bytes), Error> {
         let version = self.version.clone()?;
         let budget = self.ctx.budget(self.timeout)?;
-        let ctx = self.ctx;
         let (service, entrypoint) = (self.service, self.entrypoint);
         let work = async {
-            let channel = ctx.mesh.route(service, &version).await?;
+            // A callee that was shutting down did not run the call: send it
+            // again (each route picks afresh) so that a rolling restart
+            // fails no call. Bounded, and within the budget.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.send_once(&version, budget, &args).await {
+                    Err(e) if e.is_not_run() && attempt < MAX_NOT_RUN_RETRIES => {
+                        tracing::debug!(service, entrypoint, error = %e, "sending again");
+                        // Give the registry's `down` event a moment to
+                        // arrive, so that the next route avoids that instance.
+                        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout(budget, work).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::deadline_exceeded(format!(
+                "{service}.{entrypoint} did not answer within {budget:?}; raise the timeout or look at why it is slow (`weft logs {service}`)"
+            ))),
+        }
+    }
+
+    /// One attempt: resolve, encode, send.
+    async fn send_once<A: EncodeArgs>(
+        &self,
+        version: &VersionSelector,
+        budget: Duration,
+        args: &A,
+    ) -> Result<(Codec, Bytes), Error> {
+        let ctx = self.ctx;
+        let (service, entrypoint) = (self.service, self.entrypoint);
+        {
+            let channel = ctx.mesh.route(service, version).await?;
             let codec = channel.codec();
             let payload = args.encode_args(codec)?;
             let headers = Headers {
@@ -331,12 +368,6 @@ impl CallBuilder<'_> {
                 auth: None,
             };
             channel.send(headers, payload).await.map(|b| (codec, b))
-        };
-        match tokio::time::timeout(budget, work).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::deadline_exceeded(format!(
-                "{service}.{entrypoint} did not answer within {budget:?}; raise the timeout or look at why it is slow (`weft logs {service}`)"
-            ))),
         }
     }
 }
