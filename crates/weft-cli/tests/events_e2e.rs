@@ -212,7 +212,7 @@ async fn ordered_by_keeps_per_key_order_over_four_instances() {
             let (a, b) = (&pair[0], &pair[1]);
             assert!(
                 a.n < b.n,
-                "key {key}: event {} was handled after event {} though published before it",
+                "key {key}: event {} was handled after event {} though published before it: {a:?} then {b:?}",
                 b.n,
                 a.n
             );

@@ -532,3 +532,44 @@ async fn a_torn_tail_is_truncated_and_nothing_acknowledged_is_lost() {
     assert_eq!(publish(&conn, "torn", json!({})).await.id, 11);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_subscribing_at_once_share_one_group() {
+    const SUBSCRIBERS: usize = 16;
+    const EVENTS: u64 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let host = RunningHost::start(dir.path()).await;
+    let conn = host.connect().await;
+    // The topic exists, so that the subscriptions race only for the group.
+    publish(&conn, "race", json!({ "n": 0 })).await;
+    let mut subs = futures::future::join_all((0..SUBSCRIBERS).map(|i| {
+        let host = &host;
+        async move {
+            let mut s = Subscriber::new(host, "race", &format!("i{i}"), pool(), 1000).await;
+            // Subscribing happens when the host reads the request: wait for
+            // its first answer, or a short while.
+            let first = s.maybe_next(Duration::from_millis(100)).await;
+            (s, first)
+        }
+    }))
+    .await;
+    for n in 1..EVENTS {
+        publish(&conn, "race", json!({ "n": n })).await;
+    }
+    let mut seen: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, (s, first)) in subs.iter_mut().enumerate() {
+        if let Some(d) = first.take() {
+            seen.entry(d.id).or_default().push(i);
+        }
+        while let Some(d) = s.maybe_next(Duration::from_millis(100)).await {
+            seen.entry(d.id).or_default().push(i);
+        }
+    }
+    let twice: BTreeMap<&u64, &Vec<usize>> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "pool mode delivers each event to one subscriber; these went to several: {twice:?}"
+    );
+    assert_eq!(seen.len() as u64, EVENTS, "every event is delivered");
+    host.stop().await;
+}

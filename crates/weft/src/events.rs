@@ -161,6 +161,7 @@ impl Subscriber {
                     };
                     let mut stream =
                         conn.call_stream(host_headers(host_api::SUBSCRIBE, None), payload);
+                    tracing::debug!(handler = %sub.handler, topic = %sub.topic, "subscribed");
                     loop {
                         tokio::select! {
                             biased;
@@ -171,6 +172,7 @@ impl Subscriber {
                                     backoff = Duration::from_millis(50);
                                     match codec::decode::<Delivery>(conn.codec(), &bytes) {
                                         Ok(d) => {
+                                            tracing::trace!(handler = %sub.handler, id = d.id, attempt = d.attempt, "delivery");
                                             in_flight.spawn(self.clone().handle(sub.clone(), d));
                                         }
                                         Err(e) => tracing::error!(
@@ -256,7 +258,10 @@ impl Subscriber {
             )
             .await
             {
-                Ok(()) => return,
+                Ok(()) => {
+                    tracing::trace!(handler = %ack.handler, id = ack.id, "acknowledged");
+                    return;
+                }
                 // The host no longer waits for this delivery (it restarted,
                 // or gave the event to another instance): it redelivers.
                 Err(e) if e.code() == Code::NotFound => return,

@@ -228,7 +228,7 @@ impl ProbeProc {
             .env_remove("WEFT_VERSION")
             .env("WEFT_HOST", &host.address)
             .env("WEFT_INSTANCE", instance)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", crate::support::test_log())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -27,6 +27,13 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 /// How often bounded polling loops look again.
 pub(crate) const POLL: Duration = Duration::from_millis(100);
 
+/// The log filter of the processes tests start: `WEFT_TEST_LOG` when set
+/// (for example `weft=debug,weft_host=debug` to see a failing test's
+/// story), `warn` otherwise.
+pub(crate) fn test_log() -> String {
+    std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "warn".to_owned())
+}
+
 /// Environment variables that would leak the developer's setup into a child.
 const WEFT_ENV: [&str; 4] = ["WEFT_HOST", "WEFT_LISTEN", "WEFT_VERSION", "WEFT_INSTANCE"];
 
@@ -120,7 +127,7 @@ impl Host {
         cmd.args(["host", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", test_log())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -248,7 +255,7 @@ impl Service {
         cmd.env("WEFT_HOST", &host.address)
             .env("WEFT_INSTANCE", instance)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", test_log())
             .stdin(Stdio::null())
             // The test harness of a probe process reports on stdout.
             .stdout(Stdio::null())

@@ -232,13 +232,22 @@ impl Core {
     /// A subscription ended: what it had in flight is delivered again, to
     /// another subscription, at once (it counts as an attempt).
     pub(crate) fn unsubscribe(&mut self, id: u64, now: Instant) {
-        self.subs.remove(&id);
+        let instance = self.subs.remove(&id).map(|s| s.instance);
         let lost: Vec<(u64, u32)> = self
             .in_flight
             .iter()
             .filter(|(_, f)| f.sub == id)
             .map(|(&e, f)| (e, f.attempt))
             .collect();
+        if !lost.is_empty() {
+            tracing::info!(
+                topic = %self.record.topic,
+                group = %self.name(),
+                instance = instance.as_deref().unwrap_or("?"),
+                events = lost.len(),
+                "a subscription ended with events in flight; delivering them again"
+            );
+        }
         for (event, attempt) in lost {
             self.in_flight.remove(&event);
             self.fail(

@@ -295,7 +295,12 @@ impl EventLog {
                 continue;
             };
             let count = dead_counts.get(&key).copied().unwrap_or(0);
-            log.spawn_group(key, topic, Core::new(record, count));
+            log.spawn_group(
+                &mut log.inner.groups.lock(),
+                key,
+                topic,
+                Core::new(record, count),
+            );
         }
         let weak = Arc::downgrade(&log.inner);
         tokio::spawn(async move {
@@ -401,7 +406,15 @@ impl EventLog {
         }
     }
 
-    fn spawn_group(&self, key: String, topic: Arc<Topic>, core: Core) -> Arc<GroupHandle> {
+    /// Starts a group's task and lists it in `groups` (the locked map, so
+    /// that checking for a group and starting it is one step).
+    fn spawn_group(
+        &self,
+        groups: &mut BTreeMap<String, Arc<GroupHandle>>,
+        key: String,
+        topic: Arc<Topic>,
+        core: Core,
+    ) -> Arc<GroupHandle> {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(info(&core, topic.last_id())));
         let handle = Arc::new(GroupHandle {
@@ -420,7 +433,7 @@ impl EventLog {
             key.clone(),
         ));
         *handle.task.lock() = Some(task);
-        self.inner.groups.lock().insert(key, handle.clone());
+        groups.insert(key, handle.clone());
         handle
     }
 
@@ -469,8 +482,12 @@ impl EventLog {
             replaying: Vec::new(),
         };
         let key = group_key(&sub.topic, &group_name(&record));
-        let existing = self.inner.groups.lock().get(&key).cloned();
-        let handle = match existing {
+        // Under the lock from the look-up to the start: two instances
+        // subscribing at once must not each start the group (two groups
+        // would each deliver every event, and acknowledgements would reach
+        // only one of them).
+        let mut groups = self.inner.groups.lock();
+        let handle = match groups.get(&key).cloned() {
             Some(h) => h,
             None => {
                 let position = if sub.mode == DeliveryMode::Broadcast {
@@ -480,9 +497,10 @@ impl EventLog {
                 };
                 let mut core = Core::new(GroupRecord { position, ..record }, 0);
                 core.dirty = true;
-                self.spawn_group(key, topic, core)
+                self.spawn_group(&mut groups, key, topic, core)
             }
         };
+        drop(groups);
         let id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         handle.tx.send(Msg::Subscribe(id, sub, tx)).map_err(|_| {
@@ -757,6 +775,10 @@ async fn run_group(
                         core.record.max_attempts = sub.max_attempts.max(1);
                         core.dirty = true;
                     }
+                    tracing::debug!(
+                        topic = %core.record.topic, group = %core.name(), instance = %sub.instance,
+                        subscription = id, "subscribed"
+                    );
                     core.subscribe(
                         id,
                         Sub {
@@ -767,7 +789,13 @@ async fn run_group(
                         },
                     );
                 }
-                Msg::Unsubscribe(id) => core.unsubscribe(id, now),
+                Msg::Unsubscribe(id) => {
+                    tracing::debug!(
+                        topic = %core.record.topic, group = %core.name(), subscription = id,
+                        "unsubscribed"
+                    );
+                    core.unsubscribe(id, now)
+                }
                 Msg::Ack(id, error, reply) => {
                     if core.ack(id, error, now, last) {
                         replies.push(reply);
