@@ -84,6 +84,44 @@ struct HostCmd {
     /// listening beyond loopback) or `off`.
     #[arg(long, default_value = "auto", value_name = "MODE")]
     auth: weft_host::AuthMode,
+    /// Delete events older than this (`7d`, `12h`); kept forever unless set.
+    #[arg(long, value_name = "DURATION", value_parser = token::parse_duration)]
+    events_max_age: Option<u64>,
+    /// Keep at most this much per topic (`10G`, `512M`), deleting the
+    /// oldest events first; unbounded unless set.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    events_max_bytes: Option<u64>,
+    /// A publish repeating an idempotency key seen within this long is
+    /// dropped (answered with the first event's id).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = token::parse_duration)]
+    events_dedup_window: u64,
+}
+
+/// Parses `10G`, `512M`, `64K`, `1T` (powers of 1024, an optional `B` or
+/// `iB` after the unit) or plain bytes.
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad =
+        || format!("`{text}` is not a size; write it like 10G, 512M, 64K or a number of bytes");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit = unit.to_ascii_uppercase();
+    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err(format!("`{text}` is nothing; give a positive size")),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("`{text}` is too large")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +276,9 @@ async fn host(cmd: HostCmd) -> Result<()> {
     }
     let mut config = HostConfig::new(listen, data_dir.clone());
     config.lease_ttl = Duration::from_secs_f64(cmd.lease_ttl);
+    config.events.max_age = cmd.events_max_age.map(Duration::from_secs);
+    config.events.max_bytes = cmd.events_max_bytes;
+    config.events.dedup_window = Duration::from_secs(cmd.events_dedup_window);
     let host = Host::bind(config.auth(cmd.auth)).await?;
     {
         // Tests and scripts read the port from this line: keep its shape.
@@ -441,6 +482,40 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_parse_in_powers_of_1024() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("2tb"), Ok(2 << 40));
+        for bad in ["", "G", "0", "1.5G", "10X", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_flags_set_the_event_log() {
+        let cli = Cli::try_parse_from([
+            "weft",
+            "host",
+            "--events-max-age",
+            "7d",
+            "--events-max-bytes",
+            "1G",
+        ])
+        .unwrap();
+        let Command::Host(cmd) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(cmd.events_max_age, Some(7 * 86_400));
+        assert_eq!(cmd.events_max_bytes, Some(1 << 30));
+        assert_eq!(cmd.events_dedup_window, 600);
+        let err = Cli::try_parse_from(["weft", "host", "--events-max-bytes", "lots"]).unwrap_err();
+        assert!(err.to_string().contains("not a size"), "{err}");
     }
 
     #[test]

@@ -27,7 +27,10 @@ struct RunningHost {
 
 impl RunningHost {
     async fn start(dir: &Path) -> RunningHost {
-        let config = HostConfig::new("127.0.0.1:0".parse().unwrap(), dir);
+        RunningHost::start_with(HostConfig::new("127.0.0.1:0".parse().unwrap(), dir)).await
+    }
+
+    async fn start_with(config: HostConfig) -> RunningHost {
         let host = Host::bind(config).await.unwrap();
         let address = host.local_address();
         let (tx, rx) = oneshot::channel::<()>();
@@ -571,5 +574,71 @@ async fn instances_subscribing_at_once_share_one_group() {
         "pool mode delivers each event to one subscriber; these went to several: {twice:?}"
     );
     assert_eq!(seen.len() as u64, EVENTS, "every event is delivered");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_broadcast_group_of_an_instance_that_left_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut config = HostConfig::new("127.0.0.1:0".parse().unwrap(), dir.path());
+        config.events = config
+            .events
+            .clone()
+            .broadcast_idle(Duration::from_millis(300));
+        RunningHost::start_with(config)
+    };
+    let groups = |body: &str| -> Vec<String> {
+        let topics: Value = serde_json::from_str(body).unwrap();
+        topics
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["groups"].as_array().unwrap().iter())
+            .map(|g| g["group"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let host = start().await;
+    let conn = host.connect().await;
+    let broadcast = json!({ "mode": "broadcast" });
+    let mut stays = Subscriber::new(&host, "b", "stays", broadcast.clone(), 10).await;
+    let leaves = Subscriber::new(&host, "b", "leaves", broadcast.clone(), 10).await;
+    let pooled = Subscriber::new(&host, "b", "p", pool(), 10).await;
+    publish(&conn, "b", json!({ "n": 1 })).await;
+    let d = stays.next().await;
+    stays.ack(d.id, None).await;
+    let (_, body) = http(&host, "GET", "/api/v1/events/topics", None).await;
+    assert_eq!(
+        groups(&body),
+        ["svc.handle", "svc.handle@leaves", "svc.handle@stays"]
+    );
+
+    // The instance leaves; the others stay subscribed.
+    drop(leaves);
+    let mut left = groups(&body);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, body) = http(&host, "GET", "/api/v1/events/topics", None).await;
+        left = groups(&body);
+        if left.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        left,
+        ["svc.handle", "svc.handle@stays"],
+        "the departed instance's broadcast group is removed after the idle time"
+    );
+    // The others are untouched, and the removal is stored.
+    publish(&conn, "b", json!({ "n": 2 })).await;
+    assert_eq!(stays.next().await.id, 2);
+    drop((stays, pooled, conn));
+    host.stop().await;
+    let host = start().await;
+    let (_, body) = http(&host, "GET", "/api/v1/events/topics", None).await;
+    assert!(
+        !groups(&body).contains(&"svc.handle@leaves".to_owned()),
+        "{body}"
+    );
     host.stop().await;
 }

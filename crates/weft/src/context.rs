@@ -83,6 +83,22 @@ pub struct Context {
     pub(crate) identity: Option<Arc<Identity>>,
     pub(crate) traceparent: Option<Arc<str>>,
     pub(crate) caller: Option<Arc<Caller>>,
+    pub(crate) event: Option<Arc<EventInfo>>,
+}
+
+/// The event an event handler is handling; see [`Context::event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventInfo {
+    /// The topic it was published on.
+    pub topic: String,
+    /// Its id in the topic: ids grow by one per event, in publish order.
+    pub id: u64,
+    /// 1 for the first delivery; more when it is delivered again after a
+    /// failure or a lost instance.
+    pub attempt: u32,
+    /// When the host stored it, in milliseconds since the Unix epoch.
+    pub published_ms: u64,
 }
 
 impl fmt::Debug for Context {
@@ -91,6 +107,7 @@ impl fmt::Debug for Context {
             .field("deadline", &self.deadline)
             .field("identity", &self.identity)
             .field("caller", &self.caller)
+            .field("event", &self.event)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +120,15 @@ impl Context {
             identity,
             traceparent: None,
             caller: None,
+            event: None,
+        }
+    }
+
+    /// A context for handling one event.
+    pub(crate) fn for_event(&self, event: EventInfo) -> Self {
+        Context {
+            event: Some(Arc::new(event)),
+            ..self.clone()
         }
     }
 
@@ -114,6 +140,7 @@ impl Context {
             identity: self.identity.clone(),
             traceparent: headers.traceparent.as_deref().map(Arc::from),
             caller: headers.caller.clone().map(Arc::new),
+            event: None,
         }
     }
 
@@ -125,6 +152,30 @@ impl Context {
     /// The instance that made this call, when it was another service.
     pub fn caller(&self) -> Option<&Caller> {
         self.caller.as_deref()
+    }
+
+    /// The event being handled, inside an event handler: its topic, id and
+    /// delivery attempt. Handlers that must not act twice on one event (it
+    /// arrives at least once) can key their work on `topic` and `id`.
+    ///
+    /// ```
+    /// use weft::prelude::*;
+    ///
+    /// # #[derive(Debug, Default)] struct Mailer;
+    /// #[weft::service(name = "mailer")]
+    /// impl Mailer {
+    ///     #[event_handler(topic = "orders.created")]
+    ///     async fn on_order(&self, ctx: &Context, order: serde_json::Value) -> Result<()> {
+    ///         let event = ctx.event().expect("inside an event handler");
+    ///         if event.attempt > 1 {
+    ///             tracing::info!(id = event.id, attempt = event.attempt, "delivered again");
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn event(&self) -> Option<&EventInfo> {
+        self.event.as_deref()
     }
 
     /// The instance running this call, when it runs inside a served service.

@@ -16,7 +16,7 @@ use weft_core::spec::{EventHandlerSpec, ServiceSpec};
 use weft_transport::{Address, Pool};
 
 use crate::Error;
-use crate::context::Context;
+use crate::context::{Context, EventInfo};
 use crate::host_api::{self, Ack, Delivery, DeliveryMode, Subscription};
 use crate::router::{call_host_on, host_headers};
 use crate::service::{DynService, handle_event};
@@ -221,13 +221,13 @@ impl Subscriber {
 
     /// Runs one delivery and acknowledges its outcome.
     async fn handle(self: Arc<Self>, sub: Arc<Subscription>, delivery: Delivery) {
-        let outcome = handle_event(
-            &*self.service,
-            &sub.handler,
-            self.root.clone(),
-            delivery.payload,
-        )
-        .await;
+        let ctx = self.root.for_event(EventInfo {
+            topic: delivery.topic.clone(),
+            id: delivery.id,
+            attempt: delivery.attempt,
+            published_ms: delivery.published_ms,
+        });
+        let outcome = handle_event(&*self.service, &sub.handler, ctx, delivery.payload).await;
         let error = match outcome {
             Ok(()) => None,
             Err(e) => {

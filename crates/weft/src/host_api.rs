@@ -50,7 +50,7 @@ pub struct NotificationsArgs {
     pub limit: Option<usize>,
 }
 
-/// `publish {topic, payload, key, idempotency_key}` → [`Published`], once
+/// `publish {PublishArgs}` (`topic`, `payload`, `idempotency_key`, `publisher`) → [`Published`], once
 /// the event is durably stored (fsync'd).
 pub const PUBLISH: &str = "publish";
 /// `subscribe {Subscription}` → a stream of [`Delivery`]: the events this

@@ -92,7 +92,9 @@ pub mod testing;
 pub mod __private;
 
 pub use client::{Client, ClientOptions};
-pub use context::{AsContext, CallBuilder, Context, DEFAULT_TIMEOUT, Identity, PublishBuilder};
+pub use context::{
+    AsContext, CallBuilder, Context, DEFAULT_TIMEOUT, EventInfo, Identity, PublishBuilder,
+};
 pub use serve::{DEFAULT_HOST, Server, serve};
 pub use service::{Dispatch, Incoming, Service};
 pub use weft_core::{Code, Error, Notification, Result, Severity, args, codec, name, spec};

@@ -53,7 +53,9 @@ use weft_core::name::VersionSelector;
 use weft_wire::Headers;
 
 use crate::Error;
-use crate::context::{AsContext, CallBuilder, Channel, Context, Identity, Mesh as MeshTrait};
+use crate::context::{
+    AsContext, CallBuilder, Channel, Context, EventInfo, Identity, Mesh as MeshTrait,
+};
 use crate::host_api::PublishArgs;
 use crate::service::{DynService, Incoming, Service};
 
@@ -67,6 +69,8 @@ struct Inner {
     notifications: Mutex<Vec<Notification>>,
     notified: Notify,
     published: Mutex<Vec<PublishedEvent>>,
+    /// The last id of each topic's events the test delivered.
+    delivered: Mutex<HashMap<String, u64>>,
 }
 
 /// An event a service (or the test, through [`Mesh::context`]) published
@@ -233,6 +237,20 @@ impl Mesh {
         let mut services: Vec<Arc<dyn DynService>> =
             self.inner.services.read().values().cloned().collect();
         services.sort_by_key(|s| s.name());
+        let id = {
+            let mut last = self.inner.delivered.lock();
+            let id = last.entry(topic.to_owned()).or_default();
+            *id += 1;
+            *id
+        };
+        let event = EventInfo {
+            topic: topic.to_owned(),
+            id,
+            attempt: 1,
+            published_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
         let mut handled = 0;
         let mut first_error = None;
         for service in services {
@@ -244,7 +262,7 @@ impl Mesh {
                 .map(|h| h.name)
                 .collect();
             for handler in handlers {
-                let ctx = self.service_context(&*service);
+                let ctx = self.service_context(&*service).for_event(event.clone());
                 let outcome =
                     crate::service::handle_event(&*service, &handler, ctx, payload.clone()).await;
                 handled += 1;

@@ -47,6 +47,8 @@ impl std::fmt::Display for BillingError {
 pub struct Billing {
     seen: Mutex<Vec<(String, u64)>>,
     audits: AtomicU32,
+    /// (order, event id, attempt) of each event `bill` handled.
+    billed: Mutex<Vec<(u64, u64, u32)>>,
 }
 
 /// Bills orders.
@@ -59,6 +61,10 @@ impl Billing {
     #[event_handler(topic = "orders.created", ordered_by = "customer", max_attempts = 3)]
     async fn bill(&self, ctx: &Context, event: OrderCreated) -> weft::Result<()> {
         self.seen.lock().push(("bill".into(), event.order));
+        if let Some(e) = ctx.event() {
+            assert_eq!(e.topic, "orders.created");
+            self.billed.lock().push((event.order, e.id, e.attempt));
+        }
         ctx.publish("invoices.sent", &InvoiceSent { order: event.order })
             .await?;
         Ok(())
@@ -89,6 +95,13 @@ impl Billing {
     async fn audits(&self) -> u32 {
         self.audits.load(Ordering::SeqCst)
     }
+
+    /// What `bill` saw of each event: (order, event id, attempt).
+    #[entrypoint]
+    async fn billed(&self, ctx: &Context) -> Vec<(u64, u64, u32)> {
+        assert!(ctx.event().is_none(), "a call is not an event");
+        self.billed.lock().clone()
+    }
 }
 
 fn order(order: u64, customer: &str) -> Value {
@@ -105,7 +118,7 @@ async fn dispatch(service: &Arc<Billing>, handler: &str, payload: Value) -> weft
 #[test]
 fn spec_lists_handlers_and_published_topics() {
     let spec = Billing::spec();
-    assert_eq!(spec.entrypoints.len(), 1);
+    assert_eq!(spec.entrypoints.len(), 2);
     let names: Vec<_> = spec
         .event_handlers
         .iter()
@@ -213,6 +226,13 @@ async fn the_mesh_records_what_services_publish() {
     assert_eq!(all[1].publisher.as_deref(), Some("billing"));
     // What the test itself publishes is delivered, not recorded.
     assert!(mesh.published_on("orders.created").is_empty());
+    // Handlers see each event's id in its topic and the attempt.
+    assert_eq!(
+        mesh.call::<_, Vec<(u64, u64, u32)>>("billing", "billed", ())
+            .await
+            .unwrap(),
+        [(7, 1, 1), (8, 2, 1)]
+    );
 }
 
 #[tokio::test]

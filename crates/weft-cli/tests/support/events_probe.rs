@@ -136,7 +136,9 @@ impl EventsProbe {
     #[event_handler(topic = "e2e.dead", max_attempts = 2)]
     async fn flaky(&self, ctx: &Context, job: Job) -> weft::Result<()> {
         if job.fail && !dir().join("fixed").exists() {
-            record(ctx, format!("failed {} {}", job.tag, job.n));
+            // The attempt in the key's place: the host counts them.
+            let attempt = ctx.event().map_or(0, |e| e.attempt);
+            record(ctx, format!("failed {} {} {attempt}", job.tag, job.n));
             return Err(weft::Error::internal("the probe fails until it is fixed"));
         }
         record(ctx, format!("flaky {} {}", job.tag, job.n));

@@ -28,10 +28,10 @@ mod segment;
 mod store;
 mod topic;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
@@ -71,6 +71,10 @@ pub struct EventsConfig {
     /// A segment file is closed and a new one started at about this size;
     /// retention deletes whole segments.
     pub segment_bytes: u64,
+    /// A broadcast group (one per instance) with no subscriber for this
+    /// long is removed: its instance left. An instance that comes back
+    /// later starts from the newest event, as a new instance does.
+    pub broadcast_idle: Duration,
 }
 
 impl Default for EventsConfig {
@@ -80,6 +84,7 @@ impl Default for EventsConfig {
             max_bytes: None,
             dedup_window: Duration::from_secs(600),
             segment_bytes: 64 * 1024 * 1024,
+            broadcast_idle: Duration::from_secs(600),
         }
     }
 }
@@ -106,6 +111,12 @@ impl EventsConfig {
     /// Sets the segment size.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes.max(1024);
+        self
+    }
+
+    /// Sets how long a broadcast group waits for its instance to come back.
+    pub fn broadcast_idle(mut self, idle: Duration) -> Self {
+        self.broadcast_idle = idle;
         self
     }
 }
@@ -427,7 +438,7 @@ impl EventLog {
             core,
             topic,
             rx,
-            stats,
+            Arc::downgrade(&handle),
             state,
             self.inner.clone(),
             key.clone(),
@@ -500,12 +511,14 @@ impl EventLog {
                 self.spawn_group(&mut groups, key, topic, core)
             }
         };
-        drop(groups);
         let id = self.inner.next_sub.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
+        // Sent under the lock too: a group that retires (it takes the lock
+        // and finds no message waiting) never drops a subscription.
         handle.tx.send(Msg::Subscribe(id, sub, tx)).map_err(|_| {
             Error::unavailable("the host is shutting down; subscribe again once it is back")
         })?;
+        drop(groups);
         /// Tells the group when the stream is dropped.
         struct Release(mpsc::UnboundedSender<Msg>, u64);
         impl Drop for Release {
@@ -671,12 +684,21 @@ impl EventLog {
         }
         let groups = self.inner.groups.lock();
         let mut n = 0;
+        let mut gone = BTreeSet::new();
         for d in chosen {
-            if let Some(g) = groups.get(&group_key(&d.topic, &d.group))
-                && g.tx.send(Msg::Replay(d.id)).is_ok()
-            {
-                n += 1;
+            match groups.get(&group_key(&d.topic, &d.group)) {
+                Some(g) if g.tx.send(Msg::Replay(d.id)).is_ok() => n += 1,
+                Some(_) => {}
+                None => {
+                    gone.insert(d.group);
+                }
             }
+        }
+        if n == 0 && !gone.is_empty() {
+            return Err(Error::not_found(format!(
+                "no consumer group to deliver to: {} left (a broadcast group ends when its instance has been gone for a while); the dead letters stay for inspection",
+                gone.into_iter().collect::<Vec<_>>().join(", ")
+            )));
         }
         Ok(n)
     }
@@ -728,22 +750,53 @@ fn info(core: &Core, last_id: u64) -> GroupInfo {
     }
 }
 
+/// Takes a group out of the log's map, unless a message waits for it (a
+/// subscription sent under the same lock, or anything else): then it goes on.
+fn retire(
+    inner: &Inner,
+    me: &Weak<GroupHandle>,
+    key: &str,
+    rx: &mpsc::UnboundedReceiver<Msg>,
+) -> bool {
+    let mut groups = inner.groups.lock();
+    if !rx.is_empty() {
+        return false;
+    }
+    let Some(me) = me.upgrade() else {
+        return false;
+    };
+    if groups.get(key).is_some_and(|h| Arc::ptr_eq(h, &me)) {
+        groups.remove(key);
+    }
+    true
+}
+
 /// A group's task: reacts to subscriptions, acknowledgements, new events
 /// and retry timers; stores what changed before answering acknowledgements.
 async fn run_group(
     mut core: Core,
     topic: Arc<Topic>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
-    stats: Arc<Mutex<GroupInfo>>,
+    me: Weak<GroupHandle>,
     state: Option<StateWriter>,
     inner: Arc<Inner>,
     key: String,
 ) {
+    let Some(stats) = me.upgrade().map(|h| h.stats.clone()) else {
+        return;
+    };
+    let broadcast = core.record.instance.is_some();
     let mut durable = topic.durable();
     let mut replies: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
     let mut stopped: Option<oneshot::Sender<()>> = None;
+    // Since when a broadcast group has had no subscriber.
+    let mut idle_since = broadcast.then(Instant::now);
     loop {
-        let timer = core.next_timer();
+        let retire_at = idle_since.map(|t| t + inner.config.broadcast_idle);
+        let timer = match (core.next_timer(), retire_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut msgs = Vec::new();
         tokio::select! {
             m = rx.recv() => match m {
@@ -867,6 +920,24 @@ async fn run_group(
             }
         }
         *stats.lock() = info(&core, last);
+        if broadcast && stopped.is_none() {
+            if !core.instances().is_empty() {
+                idle_since = None;
+            } else if idle_since.is_none() {
+                idle_since = Some(now);
+            } else if retire_at.is_some_and(|at| at <= now) && retire(&inner, &me, &key, &rx) {
+                tracing::info!(
+                    topic = %core.record.topic, group = %core.name(), idle = ?inner.config.broadcast_idle,
+                    "removed the broadcast group of an instance that left"
+                );
+                if let Some(s) = &state {
+                    let (done, wait) = oneshot::channel();
+                    s.submit(vec![Op::DelGroup(key.clone())], vec![done]);
+                    let _ = wait.await;
+                }
+                return;
+            }
+        }
         if let Some(tx) = stopped.take() {
             // Wait until what was submitted is stored.
             if let Some(s) = &state {

@@ -19,6 +19,8 @@ const DEAD: TableDefinition<'_, &str, &str> = TableDefinition::new("dead");
 #[derive(Debug)]
 pub(crate) enum Op {
     Group(String, GroupRecord),
+    /// A group that ended (a broadcast group whose instance left).
+    DelGroup(String),
     PutDead(String, DeadLetter),
     DelDead(String),
 }
@@ -133,6 +135,11 @@ fn commit(db: &Database, ops: Vec<Op>) -> Result<(), Error> {
                     let json = serde_json::to_string(&record).map_err(|e| failed("encode", e))?;
                     groups
                         .insert(key.as_str(), json.as_str())
+                        .map_err(|e| failed("write", e))?;
+                }
+                Op::DelGroup(key) => {
+                    groups
+                        .remove(key.as_str())
                         .map_err(|e| failed("write", e))?;
                 }
                 Op::PutDead(key, d) => {
