@@ -56,10 +56,49 @@ impl LogRing {
         }
     }
 
+    /// A ring that starts with the newest lines of the log files already in
+    /// `dir` (from before a host restart, or from an earlier deploy of the
+    /// version), so that `weft logs` shows them too.
+    pub(crate) fn load(dir: PathBuf) -> Self {
+        let ring = LogRing::new(dir);
+        let mut old: Vec<(u64, String, &'static str, String)> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&ring.dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some(instance) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".log"))
+                    .map(str::to_owned)
+                else {
+                    continue;
+                };
+                let Ok(text) = read_tail(&path, RELOAD_BYTES) else {
+                    continue;
+                };
+                old.extend(text.lines().filter_map(|l| {
+                    let (time_ms, stream, text) = parse_file_line(l)?;
+                    Some((time_ms, instance.clone(), stream, text.to_owned()))
+                }));
+            }
+        }
+        // Stable: each file's lines keep their order within a second.
+        old.sort_by_key(|l| l.0);
+        let skip = old.len().saturating_sub(RING_LINES);
+        for (time_ms, instance, stream, text) in old.into_iter().skip(skip) {
+            ring.push_at(time_ms, &instance, stream, text);
+        }
+        ring
+    }
+
     pub(crate) fn push(&self, instance: &str, stream: &str, line: String) -> LogLine {
+        self.push_at(now_ms(), instance, stream, line)
+    }
+
+    fn push_at(&self, time_ms: u64, instance: &str, stream: &str, line: String) -> LogLine {
         let line = LogLine {
             seq: SEQ.fetch_add(1, Ordering::Relaxed),
-            time_ms: now_ms(),
+            time_ms,
             instance: instance.to_owned(),
             stream: stream.to_owned(),
             line,
@@ -102,6 +141,42 @@ impl LogRing {
     pub(crate) fn file(&self, instance: &str) -> PathBuf {
         self.dir.join(format!("{instance}.log"))
     }
+}
+
+/// How much of the end of each log file [`LogRing::load`] reads.
+const RELOAD_BYTES: u64 = 1024 * 1024;
+
+/// The last `max` bytes of the file at `path`, from the first whole line.
+fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(max);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes)?;
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if start > 0 {
+        // The first line is cut.
+        let cut = text.find('\n').map_or(text.len(), |i| i + 1);
+        text.drain(..cut);
+    }
+    Ok(text)
+}
+
+/// Reads back a line [`pump`] wrote: `2026-11-22T11:56:18Z stdout: text`.
+fn parse_file_line(line: &str) -> Option<(u64, &'static str, &str)> {
+    let (time, rest) = line.split_once(' ')?;
+    let (stream, text) = rest.split_once(": ").or_else(|| {
+        // An empty line was written as `stdout: ` and read back trimmed.
+        rest.strip_suffix(':').map(|s| (s, ""))
+    })?;
+    let stream = match stream {
+        "stdout" => "stdout",
+        "stderr" => "stderr",
+        _ => return None,
+    };
+    Some((crate::supervisor::parse_rfc3339(time)?, stream, text))
 }
 
 /// Copies lines from `pipe` into the ring and the instance's log file until
@@ -159,6 +234,63 @@ pub(crate) async fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_ring_reads_back_the_files_in_its_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s-1.0.0-1.log"),
+            "2026-11-22T11:56:18Z stdout: first\n\
+             2026-11-22T11:56:20Z stderr: third: with a colon\n\
+             garbage\n\
+             2026-11-22T11:56:21Z stdout:\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("s-1.0.0-2.log"),
+            "2026-11-22T11:56:19Z stdout: second\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a log\n").unwrap();
+        let ring = LogRing::load(dir.path().to_owned());
+        let (lines, _) = ring.tail(10);
+        let seen: Vec<(&str, &str, &str)> = lines
+            .iter()
+            .map(|l| (l.instance.as_str(), l.stream.as_str(), l.line.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("s-1.0.0-1", "stdout", "first"),
+                ("s-1.0.0-2", "stdout", "second"),
+                ("s-1.0.0-1", "stderr", "third: with a colon"),
+                ("s-1.0.0-1", "stdout", ""),
+            ]
+        );
+        assert_eq!(
+            lines[0].time_ms,
+            crate::supervisor::parse_rfc3339("2026-11-22T11:56:18Z").unwrap()
+        );
+        // New lines come after the old ones.
+        ring.push("s-1.0.0-3", "stdout", "fourth".into());
+        assert_eq!(ring.tail(1).0[0].line, "fourth");
+        assert_eq!(ring.last_of("s-1.0.0-1", 1), [""]);
+        // A directory that does not exist yet is an empty ring.
+        assert!(LogRing::load(dir.path().join("none")).tail(10).0.is_empty());
+    }
+
+    #[test]
+    fn the_tail_of_a_big_file_starts_at_a_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let text: String = (0..1000)
+            .map(|i| format!("2026-11-22T11:56:18Z stdout: line {i}\n"))
+            .collect();
+        std::fs::write(&path, &text).unwrap();
+        let tail = read_tail(&path, 100).unwrap();
+        assert!(tail.starts_with("2026-"), "{tail:?}");
+        assert!(tail.ends_with("line 999\n"), "{tail:?}");
+    }
 
     #[test]
     fn the_ring_keeps_the_newest_lines() {

@@ -218,6 +218,36 @@ pub(crate) fn rfc3339(ms: u64) -> String {
     )
 }
 
+/// Reads back what [`rfc3339`] wrote (`2026-11-22T11:56:18Z`), in
+/// milliseconds since the Unix epoch.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(secs).ok().map(|s| s * 1000)
+}
+
 fn io_failed(what: String, e: std::io::Error) -> Error {
     Error::internal(format!(
         "{what}: {e}; check that the host's data dir is writable and the disk is not full"
@@ -266,7 +296,7 @@ impl Supervisor {
     }
 
     fn ring(&self, service: &str, version: &Version) -> Arc<LogRing> {
-        Arc::new(LogRing::new(
+        Arc::new(LogRing::load(
             self.data_dir
                 .join("logs")
                 .join(service)
@@ -1108,5 +1138,22 @@ mod tests {
     fn times_are_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_348_578_999), "2026-11-22T11:56:18Z");
+    }
+
+    #[test]
+    fn times_read_back() {
+        for ms in [0, 951_782_400_000, 1_795_348_578_000, 4_107_542_399_000] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms), "{}", rfc3339(ms));
+        }
+        for bad in [
+            "",
+            "2026-11-22 11:56:18Z",
+            "2026-13-22T11:56:18Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T11:56:18",
+            "+026-11-22T11:56:18Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }
