@@ -203,6 +203,8 @@ fn deploy_and_run_versions_from_the_cli() {
             "./die_roller_service",
             "--instances",
             "2",
+            "--env",
+            "RUST_LOG=info",
         ],
     );
     assert!(out.status.success(), "{}", both(&out));
@@ -260,6 +262,13 @@ fn deploy_and_run_versions_from_the_cli() {
     assert_eq!(called_version(&host, dir, Some("1.0.0")), "1.0.0");
 
     // A host restart: every deployment and the main version come back.
+    let serving = |host: &Host| {
+        let out = host.weft(dir, &["logs", "die_roller", "1.1.0", "-n", "1000"]);
+        assert!(out.status.success(), "{}", both(&out));
+        text(&out.stdout).matches("serving").count()
+    };
+    let before = serving(&host);
+    assert!(before >= 2, "each instance logs that it is serving");
     host.stop();
     let listen = host.address.clone();
     let host = Host::start(&listen, data.path());
@@ -275,8 +284,10 @@ fn deploy_and_run_versions_from_the_cli() {
     });
     assert_eq!(called_version(&host, dir, None), "1.1.0");
     assert_eq!(called_version(&host, dir, Some("1.0.0")), "1.0.0");
-    let out = host.weft(dir, &["logs", "die_roller", "1.1.0", "-n", "5"]);
-    assert!(out.status.success(), "{}", both(&out));
+    // The logs from before the restart are still there, then the new ones.
+    poll("the restarted instances' logs", || {
+        (serving(&host) >= before + 2).then_some(())
+    });
 
     // Stopping every version.
     let out = host.weft(dir, &["kill", "die_roller", "--all"]);

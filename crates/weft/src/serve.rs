@@ -65,8 +65,27 @@ pub const DEFAULT_HOST: &str = "127.0.0.1:7400";
 ///     weft::serve(Echo).await
 /// }
 /// ```
+///
+/// It also prints the service's logs (its `tracing` events and weft's) on
+/// stderr, filtered by `RUST_LOG` (`info` by default), unless the program
+/// installed a subscriber of its own first; under `weft host` they are what
+/// `weft logs` shows.
 pub async fn serve<S: Service>(service: S) -> Result<(), Error> {
+    log_to_stderr();
     Server::from_env(service)?.run().await
+}
+
+/// Installs a `tracing` subscriber that writes to stderr, if none is set.
+fn log_to_stderr() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Fails when the program set one already: then that one is used.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// A service about to be served, with its settings.
