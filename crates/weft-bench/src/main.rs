@@ -6,11 +6,13 @@
 //! $ cargo run --release -p weft-bench -- --quick   # smoke test, well under a minute
 //! $ cargo run --release -p weft-bench -- --json    # the same figures for scripts
 //! $ cargo run --release -p weft-bench -- --systems raw-tcp,weft,tarpc --scenarios concurrent
+//! $ cargo run --release -p weft-bench -- --systems weft-events,jetstream   # the events suite only
 //! ```
 //!
 //! Callers and callees always run in separate processes: the binary starts
 //! copies of itself with the hidden `__serve` subcommand (`__serve --runtime
-//! multi-thread raw-tcp`, `.. host`, `.. weft-echo`, `.. tarpc`, ..), each of
+//! multi-thread raw-tcp`, `.. host`, `.. weft-echo`, `.. tarpc`,
+//! `.. weft-events-handler`, `.. jetstream`, ..), each of
 //! which prints its bound address on its first line of stdout. Every child
 //! is stopped when the benchmark ends, fails or panics, and exits by itself
 //! when the benchmark process disappears (its stdin closes).
@@ -22,9 +24,19 @@
 //!
 //! Cases: each tokio runtime flavour (callers and servers alike) × each
 //! payload size (64 B, 16 KiB) × one call at a time and `--concurrency` (64)
-//! calls in flight. The method is in `docs/performance.md`.
+//! calls in flight.
+//!
+//! The events suite (systems `weft-events`: a weft host and an event
+//! handler service; `jetstream`: nats-server with JetStream file storage and
+//! a pull consumer, when nats-server is installed) measures, for each
+//! runtime flavour, durable publishes/s one at a time and with
+//! `--event-batches` (64, 256) publishes in flight, and publish-to-handler
+//! latency at `--event-rate` (500) publishes/s; it reports weft over
+//! JetStream for each. `--quick`, `--reps`, `--duration`, `--warmup` and
+//! `--runtimes` apply to it too. The method is in `docs/performance.md`.
 
 mod cpu;
+mod events;
 mod measure;
 mod process;
 mod report;
@@ -73,9 +85,19 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "raw-tcp,raw-unix,weft,weft-unix,tarpc,tonic,nats,gateway,axum"
+        default_value = "raw-tcp,raw-unix,weft,weft-unix,tarpc,tonic,nats,gateway,axum,weft-events,jetstream"
     )]
     systems: Vec<System>,
+
+    /// Publishes in flight in the events suite's batch figures.
+    #[arg(long, value_delimiter = ',', default_value = "64,256",
+          value_parser = clap::value_parser!(u32).range(2..=4096))]
+    event_batches: Vec<u32>,
+
+    /// Publishes per second in the events suite's publish-to-handler
+    /// latency figure: moderate, so that it measures latency, not queueing.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    event_rate: u32,
 
     /// The scenarios: one call at a time, `--concurrency` calls in flight.
     #[arg(long, value_delimiter = ',', default_value = "sequential,concurrent")]
@@ -158,26 +180,64 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     if let Some(warning) = report::busy_warning(load) {
         eprintln!("{warning}");
     }
-    let outcome = run_plan(&plan, &systems)?;
-    let report = report::Report::new(
-        &plan,
-        &outcome.systems,
-        outcome.skipped.clone(),
-        outcome.runs,
-        load,
-        report::Disturbance {
-            limit_pct: plan.max_others_cpu,
-            repeated: outcome.repeated,
-            kept: outcome.kept_disturbed,
-        },
-    );
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let (event_systems, call_systems): (Vec<System>, Vec<System>) =
+        systems.into_iter().partition(|s| s.is_events());
+    let report = if call_systems.is_empty() {
+        None
     } else {
-        print!("{}", report.table());
+        let outcome = run_plan(&plan, &call_systems)?;
+        Some(report::Report::new(
+            &plan,
+            &outcome.systems,
+            outcome.skipped.clone(),
+            outcome.runs,
+            load,
+            report::Disturbance {
+                limit_pct: plan.max_others_cpu,
+                repeated: outcome.repeated,
+                kept: outcome.kept_disturbed,
+            },
+        ))
+    };
+    let events_report = if event_systems.is_empty() {
+        None
+    } else {
+        let events_plan = events::Plan {
+            warmup,
+            duration,
+            reps,
+            flavours: plan.flavours.clone(),
+            batches: dedup(cli.event_batches.iter().map(|&n| n as usize).collect()),
+            rate: cli.event_rate,
+            pad: EVENT_PAD,
+        };
+        let outcome = events::run(&events_plan, &event_systems)?;
+        Some(events::Report::new(&events_plan, outcome))
+    };
+    if cli.json {
+        // The events figures ride beside the call figures, under `events`.
+        let mut json = match &report {
+            Some(r) => serde_json::to_value(r)?,
+            None => serde_json::json!({}),
+        };
+        if let (Some(e), Some(object)) = (&events_report, json.as_object_mut()) {
+            object.insert("events".to_owned(), serde_json::to_value(e)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        if let Some(r) = &report {
+            print!("{}", r.table());
+        }
+        if let Some(e) = &events_report {
+            print!("{}", e.table());
+        }
     }
     Ok(())
 }
+
+/// Bytes of filler in every event of the events suite: with the stamp's
+/// fields, about 130 bytes of JSON.
+const EVENT_PAD: usize = 64;
 
 /// `items` without repeats, in their first order.
 fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {

@@ -8,6 +8,7 @@ use parking_lot::RwLock;
 use weft_core::Error;
 use weft_core::name::{Version, VersionSelector};
 use weft_core::spec::ServiceSpec;
+use weft_transport::Address;
 
 use crate::balance::pick_two;
 use crate::select;
@@ -63,12 +64,14 @@ struct ServiceState {
     main: Option<Kept<Version>>,
     /// Derived from `instances` on every change, so that `resolve` only
     /// clones an `Arc`. Only versions with instances appear.
-    versions: BTreeMap<Version, Arc<[Arc<InstanceInfo>]>>,
+    versions: BTreeMap<Version, Arc<[Candidate]>>,
 }
 
 #[derive(Debug)]
 struct Slot {
     info: Arc<InstanceInfo>,
+    /// `info.address`, parsed once here rather than on every call.
+    address: Option<Address>,
     /// Set for instances missing from a restarted host's snapshot.
     stale_until: Option<Instant>,
 }
@@ -88,13 +91,24 @@ impl<T> Kept<T> {
     }
 }
 
+/// One instance a call may go to, with its address parsed when the cache
+/// learned of it, so that routing a call parses nothing.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The instance as it registered.
+    pub info: Arc<InstanceInfo>,
+    /// `info.address` parsed; `None` when it does not parse (the instance
+    /// cannot be called).
+    pub address: Option<Address>,
+}
+
 /// The outcome of [`Cache::resolve`]: the version chosen and its instances.
 ///
 /// Cloning it is cheap: the instance list is shared with the cache.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     version: Version,
-    instances: Arc<[Arc<InstanceInfo>]>,
+    candidates: Arc<[Candidate]>,
 }
 
 impl Resolved {
@@ -103,14 +117,24 @@ impl Resolved {
         &self.version
     }
 
+    /// The candidate instances, with their parsed addresses; never empty.
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
     /// The candidate instances; never empty.
-    pub fn instances(&self) -> &[Arc<InstanceInfo>] {
-        &self.instances
+    pub fn instances(&self) -> impl ExactSizeIterator<Item = &Arc<InstanceInfo>> {
+        self.candidates.iter().map(|c| &c.info)
     }
 
     /// One instance, chosen by [`pick_two`] on `load` (e.g. outstanding calls).
     pub fn pick(&self, load: impl Fn(&InstanceInfo) -> usize) -> &Arc<InstanceInfo> {
-        pick_two(&self.instances, |i| load(i)).unwrap_or(&self.instances[0])
+        &self.pick_candidate(|c| load(&c.info)).info
+    }
+
+    /// One candidate, chosen by [`pick_two`] on `load`.
+    pub fn pick_candidate(&self, load: impl Fn(&Candidate) -> usize) -> &Candidate {
+        pick_two(&self.candidates, load).unwrap_or(&self.candidates[0])
     }
 }
 
@@ -214,7 +238,7 @@ impl Cache {
         let (version, instances) = select::choose(service, main, &svc.versions, selector)?;
         Ok(Resolved {
             version: version.clone(),
-            instances: instances.clone(),
+            candidates: instances.clone(),
         })
     }
 
@@ -235,7 +259,7 @@ impl Cache {
     /// The spec of the version of `service` that `selector` resolves to.
     pub fn spec(&self, service: &str, selector: &VersionSelector) -> Option<ServiceSpec> {
         let resolved = self.resolve(service, selector).ok()?;
-        Some(resolved.instances[0].spec.clone())
+        Some(resolved.candidates[0].info.spec.clone())
     }
 
     /// The epoch of the last snapshot applied, if any.
@@ -328,6 +352,7 @@ impl State {
             .insert(
                 info.id.clone(),
                 Slot {
+                    address: info.address.parse().ok(),
                     info: Arc::new(info),
                     stale_until: None,
                 },
@@ -351,12 +376,15 @@ impl State {
 
 impl ServiceState {
     fn rebuild(&mut self) {
-        let mut versions: BTreeMap<Version, Vec<Arc<InstanceInfo>>> = BTreeMap::new();
+        let mut versions: BTreeMap<Version, Vec<Candidate>> = BTreeMap::new();
         for slot in self.instances.values() {
             versions
                 .entry(slot.info.version.clone())
                 .or_default()
-                .push(slot.info.clone());
+                .push(Candidate {
+                    info: slot.info.clone(),
+                    address: slot.address.clone(),
+                });
         }
         self.versions = versions
             .into_iter()
@@ -409,8 +437,8 @@ mod tests {
         let r = cache
             .resolve(service, &sel(selector))
             .map_err(|e| e.message().to_owned())?;
-        assert!(!r.instances().is_empty());
-        let mut ids: Vec<_> = r.instances().iter().map(|i| i.id.clone()).collect();
+        assert!(r.instances().len() > 0);
+        let mut ids: Vec<_> = r.instances().map(|i| i.id.clone()).collect();
         ids.sort();
         Ok((r.version().to_string(), ids))
     }
@@ -626,11 +654,35 @@ mod tests {
     }
 
     #[test]
+    fn addresses_are_parsed_once_when_learned() {
+        let cache = cache_with(&[("a1", "a", "1.0.0")], &[]);
+        let mut bad = instance("a2", "a", "1.0.0");
+        bad.address = "ftp://nowhere".into();
+        cache.apply(WatchEvent::Up { instance: bad }, Instant::now());
+        let r = cache.resolve("a", &VersionSelector::Main).unwrap();
+        let by_id = |id: &str| {
+            r.candidates()
+                .iter()
+                .find(|c| c.info.id == id)
+                .unwrap()
+                .address
+                .clone()
+        };
+        assert_eq!(by_id("a1"), Some("tcp://127.0.0.1:4002".parse().unwrap()));
+        assert_eq!(by_id("a2"), None);
+        // The picker never prefers an instance it cannot call while another is idle.
+        for _ in 0..50 {
+            let c = r.pick_candidate(|c| if c.address.is_some() { 0 } else { usize::MAX });
+            assert_eq!(c.info.id, "a1");
+        }
+    }
+
+    #[test]
     fn resolve_shares_the_precomputed_list() {
         let cache = cache_with(&[("a1", "a", "1.0.0"), ("a2", "a", "1.0.0")], &[]);
         let first = cache.resolve("a", &VersionSelector::Main).unwrap();
         let second = cache.resolve("a", &sel("1.0.0")).unwrap();
-        assert!(Arc::ptr_eq(&first.instances, &second.instances));
+        assert!(Arc::ptr_eq(&first.candidates, &second.candidates));
         let picked = first.pick(|i| usize::from(i.id == "a1"));
         assert_eq!(picked.id, "a2");
     }

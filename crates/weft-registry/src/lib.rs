@@ -55,7 +55,7 @@ mod select;
 mod types;
 
 pub use balance::pick_two;
-pub use cache::{Cache, DEFAULT_GRACE, Resolved};
+pub use cache::{Cache, Candidate, DEFAULT_GRACE, Resolved};
 pub use registry::{Registry, WATCH_CAPACITY};
 pub use types::{
     InstanceInfo, RegisterReply, RegisterRequest, ServiceSummary, VersionSummary, WatchEvent,
@@ -132,7 +132,7 @@ mod tests {
         registry.set_main("a", Version::new(2, 0, 0)).unwrap();
         assert!(!forward(&registry, &mut rx, &cache, t0));
         let resolved = cache.resolve("a", &VersionSelector::Main).unwrap();
-        assert_eq!(resolved.instances()[0].id, "a2");
+        assert_eq!(resolved.candidates()[0].info.id, "a2");
 
         // a2 stops renewing its lease; a1 keeps it.
         registry.keepalive("a1", t0 + ttl / 2).unwrap();

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use weft_core::Error;
 use weft_wire::{
     Codec, CodecSet, DEFAULT_MAX_FRAME_SIZE, Decoded, Frame, FrameDecoder, Headers,
@@ -21,7 +22,7 @@ use weft_wire::{
 
 use crate::Address;
 use crate::io::{ReadIo, Stream};
-use crate::writer::{SendError, Writer};
+use crate::writer::{Flush, SendError, Writer};
 
 /// Bytes read per syscall at least; the read buffer grows by this much when full.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
@@ -111,6 +112,8 @@ struct Shared {
     closed: AtomicBool,
     closed_notify: Notify,
     last_pong: AtomicU64,
+    /// Tells the deadline task that `calls.timer_at` moved earlier.
+    rearm: Notify,
 }
 
 struct Calls {
@@ -118,6 +121,10 @@ struct Calls {
     next_id: u64,
     /// Set once no new call may start; the error new calls get.
     closed: Option<Error>,
+    /// When the deadline task wakes next to expire calls: no later than the earliest
+    /// deadline of a call in flight. One timer for the connection instead of one per call:
+    /// deadlines mostly come in increasing order, so it rarely moves.
+    timer_at: Option<Instant>,
 }
 
 /// Hashes call ids (sequential integers) with one multiply: SipHash is needless work
@@ -143,6 +150,7 @@ enum Slot {
     Unary {
         result: Option<Result<Bytes, Error>>,
         waker: Option<Waker>,
+        deadline: Option<Instant>,
     },
     Stream {
         items: VecDeque<Result<Bytes, Error>>,
@@ -172,7 +180,7 @@ impl Slot {
             return None;
         }
         match self {
-            Slot::Unary { result, waker } => {
+            Slot::Unary { result, waker, .. } => {
                 *result = Some(match event {
                     Event::Response(p) | Event::Item(p) => Ok(p),
                     Event::End => Err(Error::internal(
@@ -285,9 +293,46 @@ impl Connection {
     /// (and set `headers.timeout` so the server gives up too). If the connection dies the
     /// future resolves with [`Unavailable`](weft_core::Code::Unavailable) naming the peer.
     pub fn call(&self, headers: Headers, payload: Bytes) -> ResponseFuture {
+        self.call_unary(headers, payload, None)
+    }
+
+    /// [`call`](Self::call) with a deadline: once `deadline` passes without an answer, the
+    /// future resolves with [`DeadlineExceeded`](weft_core::Code::DeadlineExceeded) and a
+    /// cancel for the call is sent. Cheaper than a timeout around [`call`](Self::call):
+    /// the connection keeps one timer for all its calls. Set `headers.timeout` too, so
+    /// that the server gives up as well.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: weft_transport::Connection) -> Result<(), weft_core::Error> {
+    /// use std::time::Duration;
+    /// use weft_wire::Headers;
+    ///
+    /// let budget = Duration::from_secs(2);
+    /// let mut headers = Headers::new("greeter", "hello");
+    /// headers.timeout = Some(budget);
+    /// let deadline = tokio::time::Instant::now() + budget;
+    /// let reply = conn.call_with_deadline(headers, "{}".into(), deadline).await?;
+    /// # drop(reply); Ok(()) }
+    /// ```
+    pub fn call_with_deadline(
+        &self,
+        headers: Headers,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> ResponseFuture {
+        self.call_unary(headers, payload, Some(deadline))
+    }
+
+    fn call_unary(
+        &self,
+        headers: Headers,
+        payload: Bytes,
+        deadline: Option<Instant>,
+    ) -> ResponseFuture {
         let slot = Slot::Unary {
             result: None,
             waker: None,
+            deadline,
         };
         match self.start(headers, payload, slot) {
             Ok(id) => ResponseFuture {
@@ -330,23 +375,35 @@ impl Connection {
 
     fn start(&self, headers: Headers, payload: Bytes, slot: Slot) -> Result<u64, Error> {
         let shared = &self.inner.shared;
-        let id = {
+        let (id, flush, rearm) = {
             let mut calls = shared.calls.lock();
             if let Some(e) = &calls.closed {
                 return Err(e.clone());
             }
             let id = calls.next_id;
             calls.next_id += 1;
+            let mut rearm = false;
+            if let Slot::Unary {
+                deadline: Some(d), ..
+            } = &slot
+                && calls.timer_at.is_none_or(|t| *d < t)
+            {
+                calls.timer_at = Some(*d);
+                rearm = true;
+            }
             // The slot exists before the request leaves, so the answer always finds it.
             calls.slots.insert(id, slot);
-            id
+            (id, flush_for(calls.slots.len()), rearm)
         };
+        if rearm {
+            shared.rearm.notify_one();
+        }
         let frame = Frame::Request(Request {
             id,
             headers,
             payload,
         });
-        match shared.writer.send(&frame) {
+        match shared.writer.send(frame, flush) {
             Ok(()) => Ok(id),
             Err(e) => {
                 shared.calls.lock().slots.remove(&id);
@@ -389,6 +446,16 @@ impl Connection {
             // A failed write is noticed by the reader too, which then closes the connection.
             notified.await;
         }
+    }
+}
+
+/// How soon a frame must leave when `in_flight` calls (this one included) share the
+/// connection: alone, at once (latency); among others, with theirs (one write for many).
+fn flush_for(in_flight: usize) -> Flush {
+    if in_flight <= 1 {
+        Flush::Now
+    } else {
+        Flush::Soon
     }
 }
 
@@ -474,14 +541,18 @@ async fn handshake_with(
             slots: HashMap::default(),
             next_id: 1,
             closed: None,
+            timer_at: None,
         }),
         closed: AtomicBool::new(false),
         closed_notify: Notify::new(),
         last_pong: AtomicU64::new(0),
+        rearm: Notify::new(),
     });
     let decoder = FrameDecoder::new(max_frame_size);
-    let mut tasks =
-        vec![tokio::spawn(read_loop(Arc::clone(&shared), rd, buf, decoder)).abort_handle()];
+    let mut tasks = vec![
+        tokio::spawn(read_loop(Arc::clone(&shared), rd, buf, decoder)).abort_handle(),
+        tokio::spawn(deadline_loop(Arc::clone(&shared))).abort_handle(),
+    ];
     if let Some(every) = opts.ping_interval {
         tasks.push(tokio::spawn(ping_loop(Arc::clone(&shared), every)).abort_handle());
     }
@@ -528,6 +599,31 @@ async fn read_loop(
     shared.shutdown(&why);
 }
 
+/// Fails the calls whose deadline passed, sleeping until the earliest one in between.
+async fn deadline_loop(shared: Arc<Shared>) {
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    let mut armed = None;
+    loop {
+        let at = shared.calls.lock().timer_at;
+        let Some(at) = at else {
+            shared.rearm.notified().await;
+            continue;
+        };
+        if armed != Some(at) {
+            sleep.as_mut().reset(at);
+            armed = Some(at);
+        }
+        tokio::select! {
+            () = &mut sleep => {
+                armed = None;
+                shared.expire(Instant::now());
+            }
+            () = shared.rearm.notified() => {}
+        }
+    }
+}
+
 async fn ping_loop(shared: Arc<Shared>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -543,7 +639,11 @@ async fn ping_loop(shared: Arc<Shared>, every: Duration) {
             return;
         }
         sent += 1;
-        if shared.writer.send(&Frame::Ping { data: sent }).is_err() {
+        if shared
+            .writer
+            .send(Frame::Ping { data: sent }, Flush::Now)
+            .is_err()
+        {
             return;
         }
     }
@@ -567,12 +667,53 @@ impl Shared {
                 self.deliver(id, Event::Failed(err));
             }
             Frame::Ping { data } => {
-                let _ = self.writer.send(&Frame::Pong { data });
+                let _ = self.writer.send(Frame::Pong { data }, Flush::Now);
             }
             Frame::Pong { data } => self.last_pong.store(data, Ordering::Release),
             Frame::GoAway { last_id, reason } => self.go_away(last_id, &reason),
             Frame::Request(_) | Frame::Cancel { .. } => {
                 tracing::debug!(peer = %self.peer, "ignoring a request-side frame sent by the server");
+            }
+        }
+    }
+
+    /// Fails every unary call whose deadline is `now` or earlier and cancels it on the
+    /// server; sets when to look again.
+    fn expire(self: &Arc<Self>, now: Instant) {
+        let mut expired = Vec::new();
+        let mut wakers = Vec::new();
+        {
+            let mut calls = self.calls.lock();
+            let mut next: Option<Instant> = None;
+            for (id, slot) in calls.slots.iter_mut() {
+                let Slot::Unary {
+                    deadline: Some(deadline),
+                    result: None,
+                    ..
+                } = slot
+                else {
+                    continue;
+                };
+                if *deadline <= now {
+                    expired.push(*id);
+                    let err = Error::deadline_exceeded(format!(
+                        "{} did not answer within the call's deadline; the call was cancelled",
+                        self.peer
+                    ));
+                    wakers.extend(slot.deliver(Event::Failed(err)));
+                } else {
+                    next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
+                }
+            }
+            calls.timer_at = next;
+        }
+        for w in wakers {
+            w.wake();
+        }
+        let flush = flush_for(expired.len());
+        for id in expired {
+            if self.writer.send(Frame::Cancel { id }, flush).is_err() {
+                break;
             }
         }
     }
@@ -666,7 +807,7 @@ impl Future for ResponseFuture {
         };
         let mut calls = conn.shared.calls.lock();
         let result = match calls.slots.get_mut(&self.id) {
-            Some(Slot::Unary { result, waker }) => match result.take() {
+            Some(Slot::Unary { result, waker, .. }) => match result.take() {
                 Some(r) => r,
                 None => {
                     match waker {
@@ -699,12 +840,16 @@ impl Shared {
     /// The caller lost interest in call `id`: free its slot and, if the server may still be
     /// working on it, tell the server to stop.
     fn abandon(self: &Arc<Self>, id: u64) {
-        let slot = self.calls.lock().slots.remove(&id);
+        let (slot, in_flight) = {
+            let mut calls = self.calls.lock();
+            let slot = calls.slots.remove(&id);
+            (slot, calls.slots.len() + 1)
+        };
         if let Some(slot) = slot
             && !slot.finished()
             && !self.writer.is_failed()
         {
-            let _ = self.writer.send(&Frame::Cancel { id });
+            let _ = self.writer.send(Frame::Cancel { id }, flush_for(in_flight));
         }
     }
 }

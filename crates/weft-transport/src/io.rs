@@ -255,15 +255,30 @@ impl WriteIo {
         }
     }
 
-    pub(crate) fn poll_write(
+    /// [`try_write`](Self::try_write) of several buffers in one syscall.
+    pub(crate) fn try_write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            WriteIo::Tcp(s) => s.try_write_vectored(bufs),
+            WriteIo::Unix(s) => s.try_write_vectored(bufs),
+            WriteIo::Memory(s) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                match Pin::new(s).poll_write_vectored(&mut cx, bufs) {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn poll_write_vectored(
         &mut self,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self {
-            WriteIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            WriteIo::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            WriteIo::Memory(s) => Pin::new(s).poll_write(cx, buf),
+            WriteIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            WriteIo::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            WriteIo::Memory(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 

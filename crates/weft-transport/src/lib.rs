@@ -31,11 +31,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A [`Connection`] carries many calls at once: a call's request is written from the
-//! caller's own thread (frames of concurrent callers coalesce into one write), and a reader
-//! task per connection wakes each caller directly when its answer arrives. On the server,
-//! [`serve_connection`] reads requests, runs each as its own task, enforces deadlines,
-//! honours cancels, and drains gracefully on shutdown.
+//! A [`Connection`] carries many calls at once: on an idle connection a call's request is
+//! written from the caller's own thread; while other calls are in flight the frames of all
+//! callers are written together once the scheduler has run them (one syscall for many
+//! calls). A reader task per connection wakes each caller directly when its answer
+//! arrives. On the server, [`serve_connection`] reads requests, answers at once those
+//! whose handler completes on its first poll (one write for a whole read batch), runs the
+//! others as tasks of their own, enforces deadlines, honours cancels, and drains
+//! gracefully on shutdown.
 
 mod address;
 mod client;

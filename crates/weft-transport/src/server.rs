@@ -4,6 +4,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -22,7 +23,7 @@ use weft_wire::{
 
 use crate::client::READ_CHUNK;
 use crate::io::Stream;
-use crate::writer::{SendError, Writer};
+use crate::writer::{Flush, SendError, Writer};
 use crate::{Address, Listener};
 
 /// How long a client may take to send its preface.
@@ -49,9 +50,11 @@ const SHUTTING_DOWN: &str = "the instance is shutting down; retry";
 /// ```
 pub trait Handler: Send + Sync + 'static {
     /// Called on the connection's reader task for every request: must return at once
-    /// (do the work in the returned future, which runs as its own task). The future is
-    /// dropped when the caller cancels, the deadline in `request.headers.timeout` passes,
-    /// or the connection dies.
+    /// (do the work in the returned future). A unary future is polled once right away on
+    /// the reader task, and answered at once if it is ready; otherwise it goes on as a
+    /// task of its own, as a stream always does. So a handler must not block in its first
+    /// poll any more than anywhere else. The future is dropped when the caller cancels,
+    /// the deadline in `request.headers.timeout` passes, or the connection dies.
     fn call(&self, request: Request, codec: Codec, peer: &PeerInfo) -> Reply;
 
     /// The connection `peer.conn_id` closed (the host uses this to evict an instance whose
@@ -147,8 +150,10 @@ struct ServerConn {
 #[derive(Default)]
 struct InFlight {
     /// Running call tasks by call id, with a sequence number so a finishing task never
-    /// removes a newer task that reused its id.
-    tasks: HashMap<u64, (u64, AbortHandle)>,
+    /// removes a newer task that reused its id. The handle is `None` while the task is
+    /// being spawned (outside the lock: a runtime that is shutting down drops the task,
+    /// and with it its `Finish`, inside `spawn`).
+    tasks: HashMap<u64, (u64, Option<AbortHandle>)>,
     next_seq: u64,
     draining: bool,
 }
@@ -174,17 +179,29 @@ impl Drop for Finish {
     }
 }
 
+/// Aborts a call task taken out of [`InFlight::tasks`]; never under its lock, because
+/// aborting may drop the task, whose `Finish` takes the lock.
+fn abort(entry: Option<(u64, Option<AbortHandle>)>) {
+    if let Some((_, Some(task))) = entry {
+        task.abort();
+    }
+}
+
+fn panicked() -> Error {
+    Error::internal("the handler panicked; see the service's logs")
+}
+
 impl ServerConn {
-    fn send_error(&self, id: u64, err: &Error) {
+    fn send_error(&self, id: u64, err: &Error, flush: Flush) {
         let payload = weft_core::codec::encode(self.codec, err).unwrap_or_default();
-        let _ = self.writer.send(&Frame::Error { id, payload });
+        let _ = self.writer.send(Frame::Error { id, payload }, flush);
     }
 
     /// Sends an answer frame; one over the frame limit becomes an error for the caller.
     /// Returns whether the frame was sent.
-    fn send_answer(&self, frame: &Frame) -> bool {
+    fn send_answer(&self, frame: Frame, flush: Flush) -> bool {
         let id = frame.id();
-        match self.writer.send(frame) {
+        match self.writer.send(frame, flush) {
             Ok(()) => true,
             Err(SendError::Encode(WireError::FrameTooLarge { len, max })) => {
                 self.send_error(
@@ -192,6 +209,7 @@ impl ServerConn {
                     &Error::resource_exhausted(format!(
                         "the reply of {len} bytes exceeds the {max}-byte frame limit; return less data (page or stream it) or raise max_frame_size on both sides"
                     )),
+                    flush,
                 );
                 false
             }
@@ -199,6 +217,7 @@ impl ServerConn {
                 self.send_error(
                     id,
                     &Error::internal(format!("cannot encode the reply: {e}")),
+                    flush,
                 );
                 false
             }
@@ -206,17 +225,64 @@ impl ServerConn {
         }
     }
 
+    fn send_result(&self, id: u64, result: Result<Bytes, Error>, flush: Flush) {
+        match result {
+            Ok(payload) => {
+                self.send_answer(Frame::Response { id, payload }, flush);
+            }
+            Err(e) => self.send_error(id, &e, flush),
+        }
+    }
+
+    /// How soon an answer from a call task must leave: at once when it is the only call
+    /// running, else with the others' answers.
+    fn task_flush(&self) -> Flush {
+        if self.calls.lock().tasks.len() <= 1 {
+            Flush::Now
+        } else {
+            Flush::Soon
+        }
+    }
+
+    /// Starts answering `request`; called by the reader, which flushes the writer after
+    /// each batch of frames it read.
     fn on_request(self: &Arc<Self>, request: Request, handler: &dyn Handler, peer: &PeerInfo) {
         let id = request.id;
-        if self.calls.lock().draining {
-            return self.send_error(id, &Error::not_run(SHUTTING_DOWN));
-        }
+        let older = {
+            let mut calls = self.calls.lock();
+            if calls.draining {
+                drop(calls);
+                return self.send_error(id, &Error::not_run(SHUTTING_DOWN), Flush::Held);
+            }
+            calls.tasks.remove(&id)
+        };
+        // The client reused the id of a call in flight: it no longer waits for that one.
+        abort(older);
         let timeout = request.headers.timeout;
-        let reply = handler.call(request, self.codec, peer);
-        let mut calls = self.calls.lock();
-        let seq = calls.next_seq;
-        calls.next_seq += 1;
-        // Spawned under the lock, so the task's `Finish` cannot run before the insert.
+        let reply = match handler.call(request, self.codec, peer) {
+            // Most handlers complete without waiting for anything: answer them here, with
+            // the rest of the batch, instead of spawning a task each. A pending future
+            // goes on in its task, which polls it again with its own waker.
+            Reply::Unary(mut fut) => {
+                let mut cx = std::task::Context::from_waker(Waker::noop());
+                match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))) {
+                    Ok(Poll::Ready(result)) => return self.send_result(id, result, Flush::Held),
+                    Ok(Poll::Pending) => Reply::Unary(fut),
+                    Err(_) => return self.send_error(id, &panicked(), Flush::Held),
+                }
+            }
+            stream @ Reply::Stream(_) => stream,
+        };
+        // The entry exists before the task does, so its `Finish` always finds it.
+        let seq = {
+            let mut calls = self.calls.lock();
+            let seq = calls.next_seq;
+            calls.next_seq += 1;
+            let older = calls.tasks.insert(id, (seq, None));
+            drop(calls);
+            abort(older);
+            seq
+        };
         let task = tokio::spawn(run_call(
             Finish {
                 conn: Arc::clone(self),
@@ -226,48 +292,52 @@ impl ServerConn {
             reply,
             timeout,
         ));
-        if let Some((_, older)) = calls.tasks.insert(id, (seq, task.abort_handle())) {
-            // The client reused the id of a call in flight: it no longer waits for that one.
-            older.abort();
+        let mut calls = self.calls.lock();
+        match calls.tasks.get_mut(&id) {
+            Some((s, handle)) if *s == seq => *handle = Some(task.abort_handle()),
+            // Cancelled, replaced or aborted while it was spawned (or already done).
+            _ => {
+                drop(calls);
+                task.abort();
+            }
         }
     }
 
     fn cancel(&self, id: u64) {
-        if let Some((_, task)) = self.calls.lock().tasks.remove(&id) {
-            task.abort();
-        }
+        let task = self.calls.lock().tasks.remove(&id);
+        abort(task);
     }
 
     fn abort_all(&self) {
-        for (_, (_, task)) in self.calls.lock().tasks.drain() {
-            task.abort();
+        let tasks: Vec<_> = self.calls.lock().tasks.drain().collect();
+        for (_, task) in tasks {
+            abort(Some(task));
         }
     }
 
     async fn answer(&self, id: u64, reply: Reply) {
-        let panicked = || Error::internal("the handler panicked; see the service's logs");
         match reply {
-            Reply::Unary(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(Ok(payload)) => {
-                    self.send_answer(&Frame::Response { id, payload });
-                }
-                Ok(Err(e)) => self.send_error(id, &e),
-                Err(_) => self.send_error(id, &panicked()),
-            },
+            Reply::Unary(fut) => {
+                let result = AssertUnwindSafe(fut)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(panicked()));
+                self.send_result(id, result, self.task_flush());
+            }
             Reply::Stream(mut items) => loop {
                 self.writer.writable().await;
                 match AssertUnwindSafe(items.next()).catch_unwind().await {
                     Ok(Some(Ok(payload))) => {
-                        if !self.send_answer(&Frame::StreamItem { id, payload }) {
+                        if !self.send_answer(Frame::StreamItem { id, payload }, self.task_flush()) {
                             return;
                         }
                     }
-                    Ok(Some(Err(e))) => return self.send_error(id, &e),
+                    Ok(Some(Err(e))) => return self.send_error(id, &e, self.task_flush()),
                     Ok(None) => {
-                        let _ = self.writer.send(&Frame::StreamEnd { id });
+                        let _ = self.writer.send(Frame::StreamEnd { id }, self.task_flush());
                         return;
                     }
-                    Err(_) => return self.send_error(id, &panicked()),
+                    Err(_) => return self.send_error(id, &panicked(), self.task_flush()),
                 }
             },
         }
@@ -289,6 +359,7 @@ async fn run_call(finish: Finish, reply: Reply, timeout: Option<Duration>) {
                     &Error::deadline_exceeded(format!(
                         "the call did not complete within its {t:?} deadline; the handler was stopped"
                     )),
+                    conn.task_flush(),
                 );
             }
         }
@@ -423,7 +494,7 @@ pub async fn serve_connection(
                     }
                     Frame::Cancel { id } => conn.cancel(id),
                     Frame::Ping { data } => {
-                        let _ = conn.writer.send(&Frame::Pong { data });
+                        let _ = conn.writer.send(Frame::Pong { data }, Flush::Held);
                     }
                     Frame::Pong { .. } | Frame::GoAway { .. } => {}
                     other => {
@@ -438,16 +509,20 @@ pub async fn serve_connection(
                             &Error::resource_exhausted(format!(
                                 "request of {len} bytes exceeds the {max}-byte frame limit; send a smaller payload or raise max_frame_size on both sides"
                             )),
+                            Flush::Held,
                         );
                     }
                 }
                 Ok(None) => break,
                 Err(e) if e.is_fatal() => {
                     let reason = e.to_string();
-                    let _ = conn.writer.send(&Frame::GoAway {
-                        last_id,
-                        reason: reason.clone(),
-                    });
+                    let _ = conn.writer.send(
+                        Frame::GoAway {
+                            last_id,
+                            reason: reason.clone(),
+                        },
+                        Flush::Now,
+                    );
                     break 'conn Err(Error::new(
                         Code::InvalidArgument,
                         format!("closed the connection from {}: {reason}", peer.remote),
@@ -461,11 +536,13 @@ pub async fn serve_connection(
                             }
                             _ => Error::internal(e.to_string()),
                         };
-                        conn.send_error(id, &err);
+                        conn.send_error(id, &err, Flush::Held);
                     }
                 }
             }
         }
+        // One write for every answer the batch produced.
+        conn.writer.flush();
         if going_away && conn.calls.lock().tasks.is_empty() {
             break Ok(());
         }
@@ -477,7 +554,7 @@ pub async fn serve_connection(
             () = &mut shutdown, if !going_away => {
                 going_away = true;
                 conn.calls.lock().draining = true;
-                let _ = conn.writer.send(&Frame::GoAway { last_id, reason: SHUTTING_DOWN.into() });
+                let _ = conn.writer.send(Frame::GoAway { last_id, reason: SHUTTING_DOWN.into() }, Flush::Now);
             }
             () = conn.drained.notified(), if going_away => {}
             r = rd.read_buf(&mut buf) => match r {

@@ -123,6 +123,111 @@ async fn a_thousand_concurrent_calls_on_one_connection() {
     server.stop().await;
 }
 
+async fn mixed_calls(conn: &Connection) {
+    let calls = (0..300).map(|i| {
+        let (entrypoint, payload) = match i % 5 {
+            0 => ("echo", Bytes::from(format!("small {i}"))),
+            // Large payloads are queued by reference and written with vectored writes,
+            // between small frames.
+            1 => ("echo", Bytes::from(vec![b'a' + (i % 26) as u8; 20_000 + i])),
+            2 => ("yield", Bytes::from(format!("later {i}"))),
+            3 => ("yield", Bytes::from(vec![b'z'; 5_000 + i])),
+            _ => ("panic", Bytes::new()),
+        };
+        let call = conn.call(h(entrypoint), payload.clone());
+        async move { (entrypoint, payload, call.await) }
+    });
+    for (entrypoint, sent, got) in futures::future::join_all(calls).await {
+        if entrypoint == "panic" {
+            let err = got.unwrap_err();
+            assert_eq!(err.code(), Code::Internal, "{err}");
+            assert!(err.message().contains("panicked"), "{err}");
+        } else {
+            assert_eq!(got.unwrap(), sent, "{entrypoint}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn handlers_ready_at_once_and_later_large_and_small_payloads_all_arrive() {
+    let (handler, _events) = handler();
+    let server = TestServer::tcp(handler).await;
+    let conn = connect(&server.addr).await;
+    within("mixed calls", mixed_calls(&conn)).await;
+    assert_eq!(conn.outstanding(), 0);
+    let err = conn.call(h("panic_later"), Bytes::new()).await.unwrap_err();
+    assert!(err.message().contains("panicked"), "{err}");
+    assert_echo(&conn).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_calls_from_two_threads() {
+    let (handler, _events) = handler();
+    let server = TestServer::tcp(handler).await;
+    let conn = connect(&server.addr).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let conn = conn.clone();
+            tokio::spawn(async move { mixed_calls(&conn).await })
+        })
+        .collect();
+    for task in tasks {
+        within("mixed calls", task).await.unwrap();
+    }
+    assert_eq!(conn.outstanding(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn mixed_calls_over_memory() {
+    let (handler, _events) = handler();
+    let (client, server) = memory_pair();
+    let served = tokio::spawn(serve_connection(
+        server,
+        BytesMut::new(),
+        handler,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    let conn = Connection::handshake(client, &ConnectOptions::default())
+        .await
+        .unwrap();
+    within("mixed calls", mixed_calls(&conn)).await;
+    assert_eq!(conn.outstanding(), 0);
+    served.abort();
+}
+
+#[tokio::test]
+async fn the_client_deadline_fails_the_call_and_cancels_the_handler() {
+    let (handler, mut events) = handler();
+    let server = TestServer::tcp(handler).await;
+    let conn = connect(&server.addr).await;
+    // No server-side timeout: only the client's deadline can end these.
+    let now = tokio::time::Instant::now();
+    let far = conn.call_with_deadline(h("hang"), "far".into(), now + Duration::from_secs(60));
+    let near = conn.call_with_deadline(h("hang"), "near".into(), now + Duration::from_millis(30));
+    let err = within("deadline", near).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    assert!(now.elapsed() >= Duration::from_millis(30));
+    // The handler of the call that timed out is stopped; the other one goes on.
+    assert_eq!(within("drop", events.dropped.recv()).await.unwrap(), "near");
+    assert_eq!(conn.outstanding(), 1);
+    drop(far);
+    assert_eq!(within("drop", events.dropped.recv()).await.unwrap(), "far");
+    // A call that answers in time is not affected by its deadline.
+    let reply = conn
+        .call_with_deadline(
+            h("echo"),
+            "ok".into(),
+            tokio::time::Instant::now() + Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&reply[..], b"ok");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn server_streaming() {
     let (handler, _events) = handler();
@@ -219,6 +324,13 @@ async fn oversized_frames_get_resource_exhausted_and_the_connection_goes_on() {
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
     assert!(err.message().contains("frame limit"), "{err}");
+    // Large payloads take another write path; the same limit holds.
+    let err = conn
+        .call(h("echo"), Bytes::from(vec![b'x'; 10_000]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("request of 10"), "{err}");
     // A reply over the limit is an error for the caller, not a broken connection.
     let err = conn.call(h("big"), "5000".into()).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use weft_core::codec::{self, Codec};
 use weft_core::name::VersionSelector;
-use weft_core::{Notification, Severity, args};
+use weft_core::{Code, Notification, Severity, args};
 use weft_wire::{Caller, Headers};
 
 use crate::Error;
@@ -40,6 +40,23 @@ pub struct Identity {
 pub(crate) trait Channel: Send + Sync {
     fn codec(&self) -> Codec;
     fn send(&self, headers: Headers, payload: Bytes) -> BoxFuture<'static, Result<Bytes, Error>>;
+
+    /// [`send`](Self::send) that fails with `DeadlineExceeded` once
+    /// `deadline` passes, dropping (so cancelling) the call. Channels with
+    /// a cheaper way than a timer per call override it.
+    fn send_until(
+        &self,
+        headers: Headers,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let call = self.send(headers, payload);
+        Box::pin(async move {
+            tokio::time::timeout_at(deadline, call)
+                .await
+                .unwrap_or_else(|_| Err(Error::deadline_exceeded("the call's deadline passed")))
+        })
+    }
 }
 
 /// The network (or the in-process test mesh) a context calls through.
@@ -361,65 +378,91 @@ impl CallBuilder<'_> {
     }
 
     /// Sends the call and returns the reply undecoded, with its codec.
+    ///
+    /// The deadline costs no timer of its own in the common case: routing
+    /// to a connected instance completes at once, and the connection
+    /// enforces the deadline of the call itself with one timer for all its
+    /// calls.
     async fn send_encoded<A: EncodeArgs>(&self, args: A) -> Result<(Codec, Bytes), Error> {
         let version = self.version.clone()?;
         let budget = self.ctx.budget(self.timeout)?;
+        let deadline = Instant::now() + budget;
         let (service, entrypoint) = (self.service, self.entrypoint);
-        let work = async {
-            // A callee that was shutting down did not run the call: send it
-            // again (each route picks afresh) so that a rolling restart
-            // fails no call. Bounded, and within the budget.
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.send_once(&version, budget, &args).await {
-                    Err(e) if e.is_not_run() && attempt < MAX_NOT_RUN_RETRIES => {
-                        tracing::debug!(service, entrypoint, error = %e, "sending again");
-                        // Give the registry's `down` event a moment to
-                        // arrive, so that the next route avoids that instance.
-                        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
-                    }
-                    other => return other,
-                }
-            }
-        };
-        match tokio::time::timeout(budget, work).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::deadline_exceeded(format!(
+        let late = || {
+            Error::deadline_exceeded(format!(
                 "{service}.{entrypoint} did not answer within {budget:?}; raise the timeout or look at why it is slow (`weft logs {service}`)"
-            ))),
+            ))
+        };
+        // A callee that was shutting down did not run the call: send it
+        // again (each route picks afresh) so that a rolling restart fails no
+        // call. Bounded, and within the budget.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once(&version, budget, deadline, &args).await {
+                Err(e) if e.is_not_run() && attempt < MAX_NOT_RUN_RETRIES => {
+                    tracing::debug!(service, entrypoint, error = %e, "sending again");
+                    // Give the registry's `down` event a moment to arrive, so
+                    // that the next route avoids that instance.
+                    let wake = Instant::now() + Duration::from_millis(20 * u64::from(attempt));
+                    tokio::time::sleep_until(wake.min(deadline)).await;
+                    if wake >= deadline {
+                        return Err(late());
+                    }
+                }
+                Err(e) if e.code() == Code::DeadlineExceeded && Instant::now() >= deadline => {
+                    return Err(late());
+                }
+                other => return other,
+            }
         }
     }
 
-    /// One attempt: resolve, encode, send.
+    /// One attempt: resolve, encode, send; all before `deadline`.
     async fn send_once<A: EncodeArgs>(
         &self,
         version: &VersionSelector,
         budget: Duration,
+        deadline: Instant,
         args: &A,
     ) -> Result<(Codec, Bytes), Error> {
         let ctx = self.ctx;
         let (service, entrypoint) = (self.service, self.entrypoint);
-        {
-            let channel = ctx.mesh.route(service, version).await?;
-            let codec = channel.codec();
-            let payload = args.encode_args(codec)?;
-            let headers = Headers {
-                service: service.to_owned(),
-                entrypoint: entrypoint.to_owned(),
-                version: version.to_header(),
-                timeout: Some(budget),
-                traceparent: ctx.traceparent.as_deref().map(str::to_owned),
-                caller: ctx.identity.as_deref().map(|i| Caller {
-                    service: i.service.clone(),
-                    version: i.version.clone(),
-                    instance: i.instance.clone(),
-                }),
-                idempotency_key: self.idempotency_key.clone(),
-                auth: None,
-            };
-            channel.send(headers, payload).await.map(|b| (codec, b))
-        }
+        let channel = {
+            let mut route = ctx.mesh.route(service, version);
+            // Routing to a connected instance is ready at once; only a dial
+            // needs a timer.
+            match futures::poll!(route.as_mut()) {
+                std::task::Poll::Ready(r) => r?,
+                std::task::Poll::Pending => tokio::time::timeout_at(deadline, route)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::deadline_exceeded(
+                            "the deadline passed while connecting",
+                        ))
+                    })?,
+            }
+        };
+        let codec = channel.codec();
+        let payload = args.encode_args(codec)?;
+        let headers = Headers {
+            service: service.to_owned(),
+            entrypoint: entrypoint.to_owned(),
+            version: version.to_header(),
+            timeout: Some(budget),
+            traceparent: ctx.traceparent.as_deref().map(str::to_owned),
+            caller: ctx.identity.as_deref().map(|i| Caller {
+                service: i.service.clone(),
+                version: i.version.clone(),
+                instance: i.instance.clone(),
+            }),
+            idempotency_key: self.idempotency_key.clone(),
+            auth: None,
+        };
+        channel
+            .send_until(headers, payload, deadline)
+            .await
+            .map(|b| (codec, b))
     }
 }
 

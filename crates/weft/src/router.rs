@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use weft_core::codec::{self, Codec};
 use weft_core::name::VersionSelector;
 use weft_core::{Code, Notification};
-use weft_registry::{Cache, WatchEvent, pick_two};
+use weft_registry::{Cache, WatchEvent};
 use weft_transport::{Address, ConnectOptions, Connection, Pool};
 use weft_wire::Headers;
 
@@ -157,6 +157,17 @@ impl Channel for ConnChannel {
     fn send(&self, headers: Headers, payload: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
         self.0.call(headers, payload).boxed()
     }
+
+    fn send_until(
+        &self,
+        headers: Headers,
+        payload: Bytes,
+        deadline: tokio::time::Instant,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
+        self.0
+            .call_with_deadline(headers, payload, deadline)
+            .boxed()
+    }
 }
 
 impl Mesh for Router {
@@ -174,21 +185,25 @@ impl Mesh for Router {
                     Ok(r) => r,
                     Err(e) => return Err(last_err.unwrap_or(e)),
                 };
-                let instances = resolved.instances();
-                let Some(chosen) = pick_two(instances, |i| {
-                    i.address
-                        .parse::<Address>()
-                        .map(|a| self.pool.outstanding(&a))
-                        .unwrap_or(usize::MAX)
-                }) else {
-                    break;
+                let chosen = resolved.pick_candidate(|c| {
+                    c.address
+                        .as_ref()
+                        .map_or(usize::MAX, |a| self.pool.outstanding(a))
+                });
+                let parsed: Address;
+                let address = match &chosen.address {
+                    Some(a) => a,
+                    None => {
+                        // Fails, saying why the registered address does not parse.
+                        parsed = chosen.info.address.parse()?;
+                        &parsed
+                    }
                 };
-                let address: Address = chosen.address.parse()?;
-                match self.pool.get(&address).await {
+                match self.pool.get(address).await {
                     Ok(conn) => return Ok(Arc::new(ConnChannel(conn)) as Arc<dyn Channel>),
                     Err(e) if e.code() == Code::Unavailable => {
-                        tracing::debug!(instance = %chosen.id, error = %e, "instance unreachable; dropping it from the cache");
-                        self.cache.remove_instance(&chosen.id);
+                        tracing::debug!(instance = %chosen.info.id, error = %e, "instance unreachable; dropping it from the cache");
+                        self.cache.remove_instance(&chosen.info.id);
                         last_err = Some(e);
                     }
                     Err(e) => return Err(e),

@@ -8,7 +8,7 @@
 //! pays no boxing for any system.
 
 mod http;
-mod nats_echo;
+pub(crate) mod nats_echo;
 mod raw;
 mod tarpc_echo;
 mod tonic_echo;
@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::events;
 use crate::measure::Flavour;
 
 /// A system under test.
@@ -45,6 +46,12 @@ pub(crate) enum System {
     Gateway,
     /// HTTP/1.1 to a bare axum handler answering the same JSON.
     Axum,
+    /// weft's event log: durable publishes through a weft host, and an
+    /// event handler service (the events suite).
+    WeftEvents,
+    /// NATS JetStream with file storage, and a pull consumer (the events
+    /// suite; when nats-server is installed).
+    Jetstream,
 }
 
 impl System {
@@ -60,7 +67,15 @@ impl System {
             System::Nats => "nats",
             System::Gateway => "gateway",
             System::Axum => "axum",
+            System::WeftEvents => "weft-events",
+            System::Jetstream => "jetstream",
         }
+    }
+
+    /// Whether the system belongs to the events suite, not to the call
+    /// benchmarks.
+    pub(crate) fn is_events(self) -> bool {
+        matches!(self, System::WeftEvents | System::Jetstream)
     }
 
     /// How the concurrent scenario's callers share connections, for the
@@ -76,6 +91,10 @@ impl System {
             System::Nats => "callers share one async_nats::Client (one connection)",
             System::Gateway | System::Axum => {
                 "one HTTP/1.1 keep-alive connection per caller (hyper client)"
+            }
+            System::WeftEvents => "publishers share one weft::Client (one connection to the host)",
+            System::Jetstream => {
+                "publishers share one async_nats::Client and its jetstream::Context"
             }
         }
     }
@@ -104,6 +123,9 @@ impl System {
             },
             System::Gateway => Server::Gateway(weft_echo::Server::start(flavour, false).await?),
             System::Axum => Server::Axum(http::AxumServer::start(flavour).await?),
+            System::WeftEvents | System::Jetstream => {
+                anyhow::bail!("{} is measured by the events suite", self.name())
+            }
         }))
     }
 
@@ -138,6 +160,12 @@ impl System {
             (System::Axum, Server::Axum(s)) => {
                 all(http::callers(s.address(), n, payload).await?, Caller::Http)
             }
+            (System::WeftEvents, Server::WeftEvents(s)) => {
+                all(s.callers(n, payload).await?, Caller::WeftPublish)
+            }
+            (System::Jetstream, Server::Jetstream(s)) => {
+                all(s.callers(n, payload).await?, Caller::JetstreamPublish)
+            }
             _ => anyhow::bail!(
                 "the {} callers were given another system's server",
                 self.name()
@@ -167,6 +195,10 @@ pub(crate) enum Server {
     Gateway(weft_echo::Server),
     /// See [`System::Axum`].
     Axum(http::AxumServer),
+    /// See [`System::WeftEvents`].
+    WeftEvents(events::weft::Server),
+    /// See [`System::Jetstream`].
+    Jetstream(events::JetstreamServer),
 }
 
 impl Server {
@@ -179,6 +211,8 @@ impl Server {
             Server::Tonic(s) => s.check_alive(),
             Server::Nats(s) => s.check_alive(),
             Server::Axum(s) => s.check_alive(),
+            Server::WeftEvents(s) => s.check_alive(),
+            Server::Jetstream(s) => s.check_alive(),
         }
     }
 
@@ -191,6 +225,8 @@ impl Server {
             Server::Tonic(s) => s.pids(),
             Server::Nats(s) => s.pids(),
             Server::Axum(s) => s.pids(),
+            Server::WeftEvents(s) => s.pids(),
+            Server::Jetstream(s) => s.pids(),
         }
     }
 }
@@ -212,6 +248,10 @@ pub(crate) enum Caller {
     Nats(nats_echo::Caller),
     /// See [`System::Gateway`] and [`System::Axum`].
     Http(http::Caller),
+    /// See [`System::WeftEvents`]: publishes and waits until durable.
+    WeftPublish(events::weft::Caller),
+    /// See [`System::Jetstream`]: publishes and waits for the ack.
+    JetstreamPublish(events::JetstreamCaller),
 }
 
 impl Caller {
@@ -225,6 +265,8 @@ impl Caller {
             Caller::Tonic(c) => c.call().await,
             Caller::Nats(c) => c.call().await,
             Caller::Http(c) => c.call().await,
+            Caller::WeftPublish(c) => c.call().await,
+            Caller::JetstreamPublish(c) => c.call().await,
         }
     }
 }
@@ -286,12 +328,31 @@ pub(crate) enum Role {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// Serves the weft event handler service of the events suite.
+    WeftEventsHandler {
+        /// The host to register with.
+        #[arg(long)]
+        host: String,
+        /// Where to accept calls.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// Starts nats-server with JetStream and consumes the latency stream.
+    Jetstream {
+        /// The nats-server executable.
+        #[arg(long)]
+        nats_server: PathBuf,
+        /// JetStream's store directory.
+        #[arg(long)]
+        store_dir: PathBuf,
+    },
 }
 
 /// Runs a server role on a runtime of `flavour` until the benchmark process
 /// closes this process's stdin or goes away.
 pub(crate) fn serve(role: Role, flavour: Flavour) -> anyhow::Result<()> {
-    // The NATS responder's nats-server, stopped before this process exits.
+    // The nats-server of the NATS responder or the JetStream consumer,
+    // stopped before this process exits.
     let child = Arc::new(Mutex::new(None));
     let stop = child.clone();
     crate::process::exit_with_parent(move || nats_echo::kill(&stop))?;
@@ -306,6 +367,13 @@ pub(crate) fn serve(role: Role, flavour: Flavour) -> anyhow::Result<()> {
             Role::Tonic { listen } => tonic_echo::serve(&listen).await,
             Role::NatsEcho { nats_server } => nats_echo::serve(&nats_server, child).await,
             Role::Axum { listen } => http::serve_axum(&listen).await,
+            Role::WeftEventsHandler { host, listen } => {
+                events::weft::serve_handler(&host, &listen).await
+            }
+            Role::Jetstream {
+                nats_server,
+                store_dir,
+            } => events::serve_jetstream(&nats_server, &store_dir, child).await,
         }
     })
 }

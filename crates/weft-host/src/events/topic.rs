@@ -253,10 +253,13 @@ impl Topic {
         *self.durable.borrow()
     }
 
-    /// The oldest retained id (the next id when the topic is empty).
+    /// The oldest retained id; for a topic with nothing on disk, the first
+    /// id not yet durable. (Not `next_id`: an event may be on its way to the
+    /// disk, and a group that started after it must still get it.)
     pub(crate) fn first_id(&self) -> u64 {
+        let last = self.last_id();
         let state = self.state.lock();
-        state.segments.first().map_or(state.next_id, |s| s.base)
+        state.segments.first().map_or(last + 1, |s| s.base)
     }
 
     /// Statistics for `GET /api/v1/events/topics`.
@@ -265,7 +268,7 @@ impl Topic {
         let state = self.state.lock();
         let now_s = now_ms / 1000;
         TopicStats {
-            first_id: state.segments.first().map_or(state.next_id, |s| s.base),
+            first_id: state.segments.first().map_or(last_id + 1, |s| s.base),
             last_id,
             bytes: state.bytes,
             rate_per_min: state
@@ -309,19 +312,25 @@ impl Topic {
             return Ok(Enqueued::Duplicate(*id));
         }
         let id = state.next_id;
-        let record = Record {
+        // Encoded (and checksummed) here, on the publisher's task, rather
+        // than on the writer thread, which every publish waits for in turn.
+        let mut encoded = Vec::new();
+        Record {
             id,
             published_ms: now_ms,
             key: key.clone(),
             payload: bytes,
-        };
+        }
+        .encode_into(&mut encoded);
         let (tx, rx) = oneshot::channel();
         // Sent under the lock, so the writer sees ids in order.
         writer
             .tx
             .send(WriteReq {
                 topic: self.clone(),
-                record,
+                id,
+                published_ms: now_ms,
+                encoded,
                 event: Arc::new(Event {
                     id,
                     published_ms: now_ms,
@@ -432,10 +441,11 @@ impl Topic {
     }
 
     /// Appends a batch of records (in id order) with one write per segment
-    /// and one fdatasync, then makes them visible.
-    fn append(&self, reqs: &[WriteReq]) -> Result<(), Error> {
+    /// and one fdatasync, then makes them visible. Returns the events it
+    /// pushed out of the recent cache, to be freed after answering.
+    fn append(&self, reqs: &[WriteReq]) -> Result<Vec<Arc<Event>>, Error> {
         let mut active = self.active.lock();
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(reqs.iter().map(|r| r.encoded.len()).sum());
         // Segments this batch created: (base, path, read handle, the final
         // length of the segment it closed).
         let mut created: Vec<(u64, PathBuf, File, u64)> = Vec::new();
@@ -445,8 +455,8 @@ impl Topic {
         let result: Result<(), Error> = (|| {
             for req in reqs {
                 let before = buf.len();
-                req.record.encode_into(&mut buf);
-                let rec_len = (buf.len() - before) as u64;
+                buf.extend_from_slice(&req.encoded);
+                let rec_len = req.encoded.len() as u64;
                 let offset = active.as_ref().map_or(0, |a| a.len) + before as u64;
                 if active.is_none() || (offset > 0 && offset + rec_len > self.segment_bytes) {
                     let record = buf.split_off(before);
@@ -460,7 +470,7 @@ impl Topic {
                         closed = a.len;
                     }
                     buf = record;
-                    let path = self.dir.join(segment_name(req.record.id));
+                    let path = self.dir.join(segment_name(req.id));
                     let file = OpenOptions::new()
                         .create(true)
                         .append(true)
@@ -468,7 +478,7 @@ impl Topic {
                         .map_err(|e| io_failed("create", &path, e))?;
                     sync_dir(&self.dir).map_err(|e| io_failed("sync", &self.dir, e))?;
                     let read = File::open(&path).map_err(|e| io_failed("open", &path, e))?;
-                    created.push((req.record.id, path, read, closed));
+                    created.push((req.id, path, read, closed));
                     *active = Some(Active { file, len: 0 });
                     placed.push((true, 0));
                 } else {
@@ -495,7 +505,7 @@ impl Topic {
             }
             self.state.lock().failed = Some(e.message().to_owned());
             self.durable.send_modify(|_| {});
-            return result;
+            return Err(e.clone());
         }
         let final_len = active.as_ref().map_or(0, |a| a.len);
         drop(active);
@@ -517,12 +527,12 @@ impl Topic {
             }
             if let Some(seg) = state.segments.last_mut() {
                 seg.offsets.push(offset);
-                seg.last_ms = req.record.published_ms;
+                seg.last_ms = req.published_ms;
                 seg.len = final_len;
             }
         }
         state.bytes = state.segments.iter().map(|s| s.len).sum();
-        let now_s = reqs.last().map_or(0, |r| r.record.published_ms / 1000);
+        let now_s = reqs.last().map_or(0, |r| r.published_ms / 1000);
         match state.rate.back_mut() {
             Some((s, count)) if *s == now_s => *count += reqs.len() as u64,
             _ => state.rate.push_back((now_s, reqs.len() as u64)),
@@ -530,17 +540,21 @@ impl Topic {
         while state.rate.front().is_some_and(|(s, _)| *s + 60 <= now_s) {
             state.rate.pop_front();
         }
+        // Events pushed out of the cache are freed by the caller once the
+        // publishes are answered: publishers wait for this lock in
+        // `enqueue`, and for their answer.
+        let mut evicted = Vec::new();
         for req in reqs {
             state.recent.push_back(req.event.clone());
             if state.recent.len() > RECENT {
-                state.recent.pop_front();
+                evicted.extend(state.recent.pop_front());
             }
         }
         drop(state);
         if let Some(last) = reqs.last() {
-            self.durable.send_replace(last.record.id);
+            self.durable.send_replace(last.id);
         }
-        Ok(())
+        Ok(evicted)
     }
 }
 
@@ -548,7 +562,10 @@ impl Topic {
 #[derive(Debug)]
 pub(crate) struct WriteReq {
     topic: Arc<Topic>,
-    record: Record,
+    id: u64,
+    published_ms: u64,
+    /// The record as it goes into the segment file.
+    encoded: Vec<u8>,
     event: Arc<Event>,
     done: oneshot::Sender<Result<(), Error>>,
 }
@@ -587,10 +604,14 @@ impl Writer {
                         }
                     }
                     for (topic, reqs) in by_topic {
-                        let result = topic.append(&reqs);
+                        let (result, evicted) = match topic.append(&reqs) {
+                            Ok(evicted) => (Ok(()), evicted),
+                            Err(e) => (Err(e), Vec::new()),
+                        };
                         for req in reqs {
                             let _ = req.done.send(result.clone());
                         }
+                        drop(evicted);
                     }
                 }
             })
@@ -627,6 +648,26 @@ mod tests {
             }
             Enqueued::Duplicate(id) => (id, true),
         }
+    }
+
+    #[test]
+    fn an_event_on_its_way_to_disk_counts_as_retained() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = Arc::new(Topic::open("t", dir.path().join("t"), 200, WINDOW, 1).unwrap());
+        assert_eq!(topic.first_id(), 1);
+        // A writer that never writes: the event stays on its way.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let writer = Writer { tx };
+        let Enqueued::New(id, _) = topic
+            .enqueue(&writer, serde_json::json!({}), None, 1, WINDOW)
+            .unwrap()
+        else {
+            panic!("a new event")
+        };
+        assert_eq!((id, topic.last_id()), (1, 0));
+        // A consumer group starting now must begin with it, not after it.
+        assert_eq!(topic.first_id(), 1);
+        assert_eq!(topic.stats(1).first_id, 1);
     }
 
     #[tokio::test]

@@ -113,6 +113,16 @@ impl Handler for TestHandler {
                 ])
                 .boxed(),
             ),
+            "yield" => Reply::Unary(Box::pin(async move {
+                // Not ready on the first poll: answered from a task of its own.
+                tokio::task::yield_now().await;
+                Ok(payload)
+            })),
+            "panic" => Reply::Unary(Box::pin(async move { panic!("the handler broke") })),
+            "panic_later" => Reply::Unary(Box::pin(async move {
+                tokio::task::yield_now().await;
+                panic!("the handler broke later")
+            })),
             "big" => {
                 let n: usize = name.parse().unwrap_or(0);
                 Reply::Unary(Box::pin(async move { Ok(Bytes::from(vec![b'x'; n])) }))
