@@ -121,6 +121,9 @@ impl EventsConfig {
     }
 }
 
+/// How long a consumer group's acknowledged position may wait to be stored.
+const STORE_POSITION_EVERY: Duration = Duration::from_millis(50);
+
 /// How often retention runs.
 const RETAIN_EVERY: Duration = Duration::from_secs(30);
 
@@ -791,12 +794,14 @@ async fn run_group(
     let mut stopped: Option<oneshot::Sender<()>> = None;
     // Since when a broadcast group has had no subscriber.
     let mut idle_since = broadcast.then(Instant::now);
+    // When the position, changed by acknowledgements, is stored next.
+    let mut store_at: Option<Instant> = None;
     loop {
         let retire_at = idle_since.map(|t| t + inner.config.broadcast_idle);
-        let timer = match (core.next_timer(), retire_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let timer = [core.next_timer(), retire_at, store_at]
+            .into_iter()
+            .flatten()
+            .min();
         let mut msgs = Vec::new();
         tokio::select! {
             m = rx.recv() => match m {
@@ -901,9 +906,19 @@ async fn run_group(
             inner.dead.lock().remove(&k);
             ops.push(Op::DelDead(k));
         }
+        // Positions are stored at most every STORE_POSITION_EVERY, not per
+        // acknowledgement: a host that dies meanwhile delivers those events
+        // again (at least once), and acknowledgements do not each wait for
+        // an fsync. Dead letters and replays are stored before answering,
+        // and with them the position.
         if core.dirty {
-            core.dirty = false;
-            ops.push(Op::Group(key.clone(), core.snapshot()));
+            if !ops.is_empty() || stopped.is_some() || store_at.is_some_and(|at| at <= now) {
+                core.dirty = false;
+                store_at = None;
+                ops.push(Op::Group(key.clone(), core.snapshot()));
+            } else if store_at.is_none() {
+                store_at = Some(now + STORE_POSITION_EVERY);
+            }
         }
         if ops.is_empty() {
             for r in replies.drain(..) {
