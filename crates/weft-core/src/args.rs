@@ -7,6 +7,7 @@
 //! argument is reported with the parameter's name.
 
 use std::fmt;
+use std::ops::Range;
 
 use bytes::Bytes;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
@@ -67,17 +68,16 @@ pub fn encode<T: Serialize + ?Sized>(codec: Codec, args: &T) -> Result<Bytes, Er
 /// ```
 #[derive(Debug)]
 pub struct Args {
-    entries: Entries,
+    codec: Codec,
+    /// The encoded argument object; values are decoded from it in place.
+    bytes: Bytes,
+    /// Each parameter's name and where its encoded value lies in `bytes`
+    /// (taken once).
+    entries: Vec<Entry>,
 }
 
-/// A parameter name and its still-encoded value (taken once).
-type MsgPackEntry = (String, Option<Vec<u8>>);
-
-#[derive(Debug)]
-enum Entries {
-    Json(Vec<(String, Option<Box<RawValue>>)>),
-    MsgPack(Vec<MsgPackEntry>),
-}
+/// A parameter name and the range of its still-encoded value.
+type Entry = (String, Option<Range<usize>>);
 
 struct EntryList<V>(Vec<(String, Option<V>)>);
 
@@ -110,6 +110,12 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for EntryList<V> {
 impl Args {
     /// Decodes the argument object of a call.
     pub fn decode(codec: Codec, bytes: &[u8]) -> Result<Args, Error> {
+        Args::decode_bytes(codec, Bytes::copy_from_slice(bytes))
+    }
+
+    /// [`decode`](Self::decode) without copying: the values stay in `bytes`
+    /// until each is taken.
+    pub fn decode_bytes(codec: Codec, bytes: Bytes) -> Result<Args, Error> {
         let bad = |e: String| {
             Error::new(
                 crate::Code::InvalidArgument,
@@ -120,31 +126,46 @@ impl Args {
             )
         };
         let entries = match codec {
-            Codec::MsgPack => Entries::MsgPack(msgpack_entries(bytes).map_err(bad)?),
-            _ => Entries::Json(
-                serde_json::from_slice::<EntryList<Box<RawValue>>>(bytes)
+            Codec::MsgPack => msgpack_entries(&bytes).map_err(bad)?,
+            _ => {
+                let base = bytes.as_ptr() as usize;
+                serde_json::from_slice::<EntryList<&RawValue>>(&bytes)
                     .map_err(|e| bad(e.to_string()))?
-                    .0,
-            ),
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| {
+                        // A borrowed `RawValue` is a slice of `bytes`.
+                        let range = v.map(|raw| {
+                            let start = raw.get().as_ptr() as usize - base;
+                            start..start + raw.get().len()
+                        });
+                        (k, range)
+                    })
+                    .collect()
+            }
         };
-        Ok(Args { entries })
+        Ok(Args {
+            codec,
+            bytes,
+            entries,
+        })
     }
 
     /// Takes the parameter `name` as a `T`. A missing parameter is accepted
     /// when `T` can be built from null (`Option<_>`, `()`).
     pub fn take<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, Error> {
-        let found = match &mut self.entries {
-            Entries::Json(v) => v
-                .iter_mut()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| v.take())
-                .map(|raw| serde_json::from_str::<T>(raw.get()).map_err(|e| e.to_string())),
-            Entries::MsgPack(v) => v
-                .iter_mut()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| v.take())
-                .map(|val| rmp_serde::from_slice::<T>(&val).map_err(|e| e.to_string())),
-        };
+        let found = self
+            .entries
+            .iter_mut()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.take())
+            .map(|range| {
+                let value = &self.bytes[range];
+                match self.codec {
+                    Codec::MsgPack => rmp_serde::from_slice::<T>(value).map_err(|e| e.to_string()),
+                    _ => serde_json::from_slice::<T>(value).map_err(|e| e.to_string()),
+                }
+            });
         match found {
             Some(Ok(v)) => Ok(v),
             Some(Err(e)) => Err(Error::invalid_argument(
@@ -163,16 +184,11 @@ impl Args {
     /// Checks that every argument passed was taken: an argument that names no
     /// parameter is an error listing the parameters there are.
     pub fn finish(self, params: &[&str]) -> Result<(), Error> {
-        let unknown = match &self.entries {
-            Entries::Json(v) => v
-                .iter()
-                .find(|(k, _)| !params.contains(&k.as_str()))
-                .map(|(k, _)| k),
-            Entries::MsgPack(v) => v
-                .iter()
-                .find(|(k, _)| !params.contains(&k.as_str()))
-                .map(|(k, _)| k),
-        };
+        let unknown = self
+            .entries
+            .iter()
+            .find(|(k, _)| !params.contains(&k.as_str()))
+            .map(|(k, _)| k);
         match unknown {
             None => Ok(()),
             Some(k) => Err(Error::invalid_argument(
@@ -196,7 +212,7 @@ impl Args {
 
 /// Splits a MessagePack map into its keys and the encoded bytes of each value,
 /// so that each value is decoded later straight into its parameter's type.
-fn msgpack_entries(bytes: &[u8]) -> Result<Vec<MsgPackEntry>, String> {
+fn msgpack_entries(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     let mut rest = bytes;
     if rest.first() == Some(&0xc0) {
         return Ok(Vec::new());
@@ -211,10 +227,9 @@ fn msgpack_entries(bytes: &[u8]) -> Result<Vec<MsgPackEntry>, String> {
                 .to_owned(),
             _ => return Err("argument names must be strings".into()),
         };
-        let before = rest;
+        let start = bytes.len() - rest.len();
         rmpv::decode::read_value_ref(&mut rest).map_err(|e| e.to_string())?;
-        let used = before.len() - rest.len();
-        out.push((key, Some(before[..used].to_vec())));
+        out.push((key, Some(start..bytes.len() - rest.len())));
     }
     if !rest.is_empty() {
         return Err(format!(

@@ -118,7 +118,7 @@ impl Handler for HostHandler {
             }
             _ => {}
         }
-        let args = match Args::decode(codec, &request.payload) {
+        let args = match Args::decode_bytes(codec, request.payload.clone()) {
             Ok(args) => args,
             Err(e) => return unary(Err(e)),
         };

@@ -385,7 +385,8 @@ fn handler(self_ty: &Type, ep: &Entrypoint, handler: &syn::Ident) -> TokenStream
         ) -> ::core::result::Result<::weft::__private::Bytes, ::weft::__private::Error> {
             let (__weft_ctx, __weft_codec, __weft_payload) =
                 ::weft::__private::Incoming::into_parts(__weft_call);
-            let mut __weft_args = ::weft::__private::Args::decode(__weft_codec, &__weft_payload)?;
+            let mut __weft_args =
+                ::weft::__private::Args::decode_bytes(__weft_codec, __weft_payload)?;
             #(#takes)*
             __weft_args.finish(&[#(#names),*])?;
             let __weft_out = #run;

@@ -90,7 +90,7 @@ impl Incoming {
 
     /// Decodes the arguments for taking parameters by name.
     pub fn args(&self) -> Result<Args, Error> {
-        Args::decode(self.codec, &self.payload)
+        Args::decode_bytes(self.codec, self.payload.clone())
     }
 
     /// The call's context: deadline, caller, and the way to make further calls.
