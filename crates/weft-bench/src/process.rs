@@ -225,6 +225,20 @@ pub(crate) fn exit_with_parent(before_exit: impl FnOnce() + Send + 'static) -> a
     Ok(())
 }
 
+/// In a service process: the address to serve on, with port 0 resolved to
+/// a free port first, because `weft::Server::run` binds the listener itself
+/// and does not report the port it got. Another process could take the
+/// port in between; the benchmark then fails with this process's error
+/// instead of measuring the wrong thing.
+pub(crate) fn resolve_listen(listen: &str) -> anyhow::Result<String> {
+    if !listen.ends_with(":0") {
+        return Ok(listen.to_owned());
+    }
+    let probe = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    Ok(probe.local_addr()?.to_string())
+}
+
 /// In a server process: prints the bound address as the first line of
 /// stdout, the signal the benchmark waits for.
 pub(crate) fn announce(address: &str) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow};
 
 use super::{LATENCY_TOPIC, PUBLISH_TOPIC, Received, Stamp, TakeArgs};
 use crate::measure::Flavour;
-use crate::process::{ServerProcess, announce};
+use crate::process::{ServerProcess, announce, resolve_listen};
 
 /// How long the handler service may take to receive its first event.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -198,15 +198,7 @@ impl Caller {
 /// `__serve weft-events-handler`: the handler service, registered with
 /// `host`.
 pub(crate) async fn serve_handler(host: &str, listen: &str) -> anyhow::Result<()> {
-    // As in `weft_echo::serve_echo`: port 0 is resolved here, because
-    // `Server::run` does not report the port it bound.
-    let listen = if listen.ends_with(":0") {
-        let probe = std::net::TcpListener::bind(listen)
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        probe.local_addr()?.to_string()
-    } else {
-        listen.to_owned()
-    };
+    let listen = resolve_listen(listen)?;
     announce(&listen)?;
     let service = handler::BenchEvents {
         received: Arc::new(Mutex::new(Received::default())),

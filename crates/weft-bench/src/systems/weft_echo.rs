@@ -12,7 +12,7 @@ use anyhow::{Context as _, anyhow, ensure};
 use serde::Serialize;
 
 use crate::measure::Flavour;
-use crate::process::{ServerProcess, announce};
+use crate::process::{ServerProcess, announce, resolve_listen};
 
 /// How long the echo service may take to become callable through the host.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -197,17 +197,7 @@ pub(crate) async fn serve_host(listen: &str, data_dir: PathBuf) -> anyhow::Resul
 
 /// `__serve weft-echo`: the echo service, registered with `host`.
 pub(crate) async fn serve_echo(host: &str, listen: &str) -> anyhow::Result<()> {
-    // `Server::run` binds the listener itself and does not report the port
-    // it got, so port 0 is resolved here first. Another process could take
-    // the port in between; the benchmark then fails with this process's
-    // error instead of measuring the wrong thing.
-    let listen = if listen.ends_with(":0") {
-        let probe = std::net::TcpListener::bind(listen)
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        probe.local_addr()?.to_string()
-    } else {
-        listen.to_owned()
-    };
+    let listen = resolve_listen(listen)?;
     announce(&listen)?;
     weft::Server::from_env(echo::Echo)?
         .host(host.parse()?)
