@@ -71,20 +71,8 @@ impl Server {
     /// and the handler service, and waits until an event published on
     /// [`LATENCY_TOPIC`] reaches the handler.
     pub(crate) async fn start(flavour: Flavour) -> anyhow::Result<Server> {
-        let data_dir = tempfile::Builder::new()
-            .prefix("weft-bench-events-")
-            .tempdir()
-            .context("cannot create a data dir for the host")?;
-        let dir = data_dir
-            .path()
-            .to_str()
-            .context("the temp dir's path is not UTF-8")?;
-        let host = ServerProcess::start(
-            "host",
-            flavour,
-            &["--listen", "127.0.0.1:0", "--data-dir", dir],
-        )
-        .await?;
+        let (data_dir, host) =
+            crate::systems::weft_echo::start_host(flavour, "weft-bench-events-").await?;
         let handler = ServerProcess::start(
             "weft-events-handler",
             flavour,

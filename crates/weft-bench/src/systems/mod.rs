@@ -12,7 +12,7 @@ pub(crate) mod nats_echo;
 mod raw;
 mod tarpc_echo;
 mod tonic_echo;
-mod weft_echo;
+pub(crate) mod weft_echo;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -52,26 +52,36 @@ pub(crate) struct Server {
     _data_dir: tempfile::TempDir,
 }
 
+/// Starts a `__serve host` process with its data dir in a new temp dir named
+/// `prefix...`, which is removed when dropped (drop it after the process).
+pub(crate) async fn start_host(
+    flavour: Flavour,
+    prefix: &str,
+) -> anyhow::Result<(tempfile::TempDir, ServerProcess)> {
+    let data_dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .context("cannot create a data dir for the host")?;
+    let dir = data_dir
+        .path()
+        .to_str()
+        .context("the temp dir's path is not UTF-8")?;
+    let host = ServerProcess::start(
+        "host",
+        flavour,
+        &["--listen", "127.0.0.1:0", "--data-dir", dir],
+    )
+    .await?;
+    Ok((data_dir, host))
+}
+
 impl Server {
     /// Starts a host and an echo service whose instance listens on TCP, or
     /// on a Unix socket in the host's data dir.
     pub(crate) async fn start(flavour: Flavour, unix: bool) -> anyhow::Result<Server> {
-        let data_dir = tempfile::Builder::new()
-            .prefix("weft-bench-host-")
-            .tempdir()
-            .context("cannot create a data dir for the host")?;
-        let dir = data_dir
-            .path()
-            .to_str()
-            .context("the temp dir's path is not UTF-8")?;
-        let host = ServerProcess::start(
-            "host",
-            flavour,
-            &["--listen", "127.0.0.1:0", "--data-dir", dir],
-        )
-        .await?;
+        let (data_dir, host) = start_host(flavour, "weft-bench-host-").await?;
         let listen = if unix {
-            format!("unix://{dir}/echo.sock")
+            format!("unix://{}/echo.sock", data_dir.path().display())
         } else {
             "127.0.0.1:0".to_owned()
         };
