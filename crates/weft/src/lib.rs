@@ -80,7 +80,7 @@
 mod client;
 mod context;
 mod events;
-pub mod host_api;
+pub use weft_host_api::wire as host_api;
 mod router;
 mod serve;
 mod service;

@@ -1,0 +1,1 @@
+//! Deployments: what `GET /api/v1/deployments` lists and what the deploy routes take.

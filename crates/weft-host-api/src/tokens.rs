@@ -1,0 +1,1 @@
+//! Tokens: what `/api/v1/tokens` takes and shows.
