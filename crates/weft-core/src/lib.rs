@@ -12,6 +12,7 @@
 //! ```
 
 pub mod args;
+pub mod backoff;
 pub mod codec;
 mod error;
 pub mod name;
