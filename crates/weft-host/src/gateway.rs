@@ -93,27 +93,9 @@ impl Gateway {
         service: &str,
         selector: &VersionSelector,
     ) -> Result<(Version, ServiceSpec), Error> {
-        {
-            let registry = shared.registry.lock();
-            if let Some(spec) = registry.spec(service, selector) {
-                // The spec is borrowed from the instance that carries it.
-                let version = registry
-                    .instances()
-                    .find(|i| std::ptr::eq(&i.spec, spec))
-                    .map(|i| i.version.clone());
-                if let Some(version) = version {
-                    return Ok((version, spec.clone()));
-                }
-            }
-        }
-        // The client's cache resolves by the same rules and says why not.
-        let selector = selector.to_string();
-        match self.client().await?.spec(service, &selector) {
-            Ok(_) => Err(Error::unavailable(format!(
-                "`{service}` {selector} just went away; try again"
-            ))),
-            Err(e) => Err(e),
-        }
+        let registry = shared.registry.lock();
+        let (version, spec) = registry.spec(service, selector)?;
+        Ok((version.clone(), spec.clone()))
     }
 
     /// Waits until the client's cache resolves what the host's registry
@@ -125,7 +107,7 @@ impl Gateway {
         let wanted = selector.to_string();
         let deadline = tokio::time::Instant::now() + CATCH_UP;
         if client.spec(service, &wanted).is_ok()
-            || shared.registry.lock().spec(service, selector).is_none()
+            || shared.registry.lock().spec(service, selector).is_err()
         {
             return false;
         }

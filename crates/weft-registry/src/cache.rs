@@ -171,13 +171,25 @@ impl Cache {
     /// - `Up` adds or replaces an instance (a stale one becomes current),
     ///   `Down` removes one, `Main` sets a service's main version.
     pub fn apply(&self, event: WatchEvent, now: Instant) {
-        let mut state = self.state.write();
         match event {
             WatchEvent::Snapshot {
                 epoch,
                 instances,
                 mains,
-            } => state.apply_snapshot(epoch, instances, mains, now + self.grace),
+            } => self
+                .state
+                .write()
+                .apply_snapshot(epoch, instances, mains, now + self.grace),
+            change => self.apply_change(change),
+        }
+    }
+
+    /// Applies an `Up`, `Down` or `Main` event; these need no clock. A
+    /// snapshot is ignored here (see [`apply`](Self::apply)).
+    pub(crate) fn apply_change(&self, event: WatchEvent) {
+        let mut state = self.state.write();
+        match event {
+            WatchEvent::Snapshot { .. } => {}
             WatchEvent::Up { instance } => state.insert(instance),
             WatchEvent::Down { id, .. } => {
                 state.remove(&id);

@@ -3,11 +3,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use tokio::sync::broadcast;
 use weft_core::Error;
 use weft_core::name::{self, Version, VersionSelector};
 use weft_core::spec::ServiceSpec;
 
+use crate::cache::Cache;
 use crate::select;
 use crate::types::{InstanceInfo, RegisterReply, ServiceSummary, VersionSummary, WatchEvent};
 
@@ -61,6 +64,10 @@ pub struct Registry {
     /// not a property of whatever happens to be running.
     mains: BTreeMap<String, Version>,
     events: broadcast::Sender<WatchEvent>,
+    /// The registry resolved for routing, kept current with every change:
+    /// callers inside the host's process route from it without a watch
+    /// stream of their own or a lock on the registry.
+    index: Arc<Cache>,
 }
 
 #[derive(Debug)]
@@ -79,6 +86,7 @@ impl Registry {
             leases: BTreeMap::new(),
             mains: BTreeMap::new(),
             events: broadcast::channel(WATCH_CAPACITY).0,
+            index: Arc::new(Cache::with_grace(Duration::ZERO)),
         }
     }
 
@@ -299,14 +307,29 @@ impl Registry {
             .collect()
     }
 
-    /// The spec of the version of `service` that `selector` resolves to, by
-    /// the same rules as [`Cache::resolve`](crate::Cache::resolve).
-    pub fn spec(&self, service: &str, selector: &VersionSelector) -> Option<&ServiceSpec> {
+    /// The version of `service` that `selector` resolves to, by the same
+    /// rules as [`Cache::resolve`], and that version's spec; the error
+    /// says why there is none.
+    pub fn spec(
+        &self,
+        service: &str,
+        selector: &VersionSelector,
+    ) -> Result<(&Version, &ServiceSpec), Error> {
         let running = self.running(service);
-        let (_, info) =
-            select::choose(service, self.mains.get(service), &running, selector).ok()?;
+        let (_, info) = select::choose(service, self.mains.get(service), &running, selector)?;
         let info: &InstanceInfo = info;
-        Some(&info.spec)
+        Ok((&info.version, &info.spec))
+    }
+
+    /// The registry as a routing index: every registered instance by
+    /// service and version, with addresses parsed, updated under the
+    /// registry's lock with every change. [`Cache::resolve`] on it answers
+    /// what the registry would; reading it takes no lock on the registry.
+    ///
+    /// It is the registry's own state, not a copy that trails it: an event
+    /// emitted by a change is in the index before it reaches any watcher.
+    pub fn index(&self) -> Arc<Cache> {
+        self.index.clone()
     }
 
     /// The running versions of `service`, each with its first instance.
@@ -319,6 +342,7 @@ impl Registry {
     }
 
     fn emit(&self, event: WatchEvent) {
+        self.index.apply_change(event.clone());
         // No watcher is not an error: the next one starts from a snapshot.
         let _ = self.events.send(event);
     }
@@ -632,15 +656,44 @@ mod tests {
         r.register(v2, t0).unwrap();
         let desc = |r: &Registry, sel: &str| {
             r.spec("a", &sel.parse().unwrap())
-                .map(|s| s.description.clone())
+                .map(|(v, s)| format!("{v} {}", s.description))
+                .map_err(|e| e.code())
         };
-        assert_eq!(desc(&r, "main").as_deref(), Some("one"));
-        assert_eq!(desc(&r, "2.0.0").as_deref(), Some("two"));
-        assert_eq!(desc(&r, ">=1").as_deref(), Some("two"));
-        assert_eq!(desc(&r, "3.0.0"), None);
-        assert_eq!(r.spec("b", &VersionSelector::Main), None);
+        assert_eq!(desc(&r, "main").as_deref(), Ok("1.0.0 one"));
+        assert_eq!(desc(&r, "2.0.0").as_deref(), Ok("2.0.0 two"));
+        assert_eq!(desc(&r, ">=1").as_deref(), Ok("2.0.0 two"));
+        assert_eq!(desc(&r, "3.0.0"), Err(Code::NotFound));
+        assert_eq!(
+            r.spec("b", &VersionSelector::Main).map_err(|e| e.code()),
+            Err(Code::NotFound)
+        );
         r.deregister("a1", t0);
         // Main 1.0.0 is no longer running.
-        assert_eq!(desc(&r, "main"), None);
+        assert_eq!(desc(&r, "main"), Err(Code::Unavailable));
+    }
+
+    #[test]
+    fn the_index_resolves_what_the_registry_does() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(TTL);
+        let index = r.index();
+        r.register(instance("a1", "a", "1.0.0"), t0).unwrap();
+        r.register(instance("a2", "a", "2.0.0"), t0).unwrap();
+        let ids = |sel: &str| {
+            index
+                .resolve("a", &sel.parse().unwrap())
+                .map(|res| {
+                    let ids: Vec<_> = res.instances().map(|i| i.id.clone()).collect();
+                    (res.version().to_string(), ids)
+                })
+                .map_err(|e| e.code())
+        };
+        assert_eq!(ids("main"), Ok(("1.0.0".into(), vec!["a1".into()])));
+        r.set_main("a", Version::new(2, 0, 0)).unwrap();
+        assert_eq!(ids("main"), Ok(("2.0.0".into(), vec!["a2".into()])));
+        r.expire(t0 + TTL);
+        // Main is a deployment decision and outlives its instances.
+        assert_eq!(ids("main"), Err(Code::Unavailable));
+        assert_eq!(ids("1.0.0"), Err(Code::NotFound));
     }
 }
