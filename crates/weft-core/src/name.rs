@@ -1,4 +1,4 @@
-//! Service names, versions and version selectors.
+//! Service, entrypoint and topic names, versions and version selectors.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +9,35 @@ use crate::Error;
 
 pub use semver::{Version, VersionReq};
 
+/// A rule for one kind of name. Names and topics are checked by the same
+/// code with different rules, so that the host, the SDK and the macros can
+/// never disagree on what is valid.
+struct Rule {
+    max_len: usize,
+    first: fn(u8) -> bool,
+    rest: fn(u8) -> bool,
+}
+
+impl Rule {
+    fn allows(&self, s: &str) -> bool {
+        s.len() <= self.max_len
+            && s.as_bytes().first().is_some_and(|&b| (self.first)(b))
+            && s.bytes().all(self.rest)
+    }
+}
+
+const NAME: Rule = Rule {
+    max_len: 64,
+    first: |b| b.is_ascii_lowercase(),
+    rest: |b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'),
+};
+
+const TOPIC: Rule = Rule {
+    max_len: 200,
+    first: |b| b != b'.' && (TOPIC.rest)(b),
+    rest: |b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'),
+};
+
 /// Checks a service or entrypoint name: 1 to 64 characters, lowercase ASCII
 /// letters, digits, `_`, `-` and `.`, starting with a letter.
 ///
@@ -17,19 +46,38 @@ pub use semver::{Version, VersionReq};
 /// assert!(weft_core::name::validate("Die Roller").is_err());
 /// ```
 pub fn validate(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
-    if ok {
+    if NAME.allows(name) {
         Ok(())
     } else {
         Err(Error::invalid_argument(
             "name",
             format!(
                 "`{name}` is not a valid name: use 1 to 64 lowercase letters, digits, `_`, `-` or `.`, starting with a letter"
+            ),
+        ))
+    }
+}
+
+/// Checks an event topic: 1 to 200 ASCII letters (either case), digits,
+/// `.`, `_` and `-`, not starting with `.`.
+///
+/// ```
+/// use weft_core::name::validate_topic;
+///
+/// assert!(validate_topic("orders.created").is_ok());
+/// assert!(validate_topic("Orders.Created").is_ok());
+/// let err = validate_topic(".orders").unwrap_err();
+/// assert_eq!(err.field(), Some("topic"));
+/// ```
+pub fn validate_topic(topic: &str) -> Result<(), Error> {
+    if TOPIC.allows(topic) {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(
+            "topic",
+            format!(
+                "`{topic}` is not a topic name; use 1 to 200 letters, digits, `.`, `_` or `-`, \
+                 not starting with `.`, like `orders.created`"
             ),
         ))
     }
@@ -147,8 +195,36 @@ mod tests {
         for ok in ["a", "die_roller", "a.b-c9"] {
             assert!(validate(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "9a", "A", "a b", &"a".repeat(65)] {
+        for bad in ["", "9a", "A", "a b", "_a", "a/b", "é", &"a".repeat(65)] {
             assert!(validate(bad).is_err(), "{bad}");
+        }
+        assert!(validate(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn topics() {
+        for ok in [
+            "a",
+            "orders.created",
+            "Orders.Created",
+            "9lives",
+            "_x",
+            "a-b_c.d",
+            "x.",
+        ] {
+            assert!(validate_topic(ok).is_ok(), "{ok}");
+        }
+        assert!(validate_topic(&"t".repeat(200)).is_ok());
+        for bad in ["", ".orders", "a b", "a/b", "ä", "a*", &"t".repeat(201)] {
+            let err = validate_topic(bad).unwrap_err();
+            assert_eq!(err.field(), Some("topic"), "{bad}");
+            assert_eq!(
+                err.message(),
+                format!(
+                    "`{bad}` is not a topic name; use 1 to 200 letters, digits, `.`, `_` or `-`, \
+                     not starting with `.`, like `orders.created`"
+                )
+            );
         }
     }
 }

@@ -134,11 +134,8 @@ pub(crate) fn service_args(attr: TokenStream, errors: &mut Errors) -> Option<Ser
             )?;
             for (lit, ty) in decls {
                 let topic = lit.value();
-                if let Err(why) = check_name(&topic) {
-                    topic_errors.push(syn::Error::new(
-                        lit.span(),
-                        format!("`{topic}` is not a valid topic: {why} (like `orders.created`)"),
-                    ));
+                if let Err(e) = weft_core::name::validate_topic(&topic) {
+                    topic_errors.push(syn::Error::new(lit.span(), e.message()));
                 } else if publishes.iter().any(|p| p.topic == topic) {
                     topic_errors.push(syn::Error::new(
                         lit.span(),
@@ -169,34 +166,14 @@ pub(crate) fn service_args(attr: TokenStream, errors: &mut Errors) -> Option<Ser
         return None;
     };
     let value = name.value();
-    if let Err(why) = check_name(&value) {
-        errors.push(syn::Error::new(
-            name.span(),
-            format!("`{value}` is not a valid service name: {why}"),
-        ));
+    if let Err(e) = weft_core::name::validate(&value) {
+        errors.push(syn::Error::new(name.span(), e.message()));
         return None;
     }
     topics_ok.then_some(ServiceArgs {
         name: value,
         publishes,
     })
-}
-
-/// The rule of `weft_core::name::validate`, checked at compile time.
-fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 64 {
-        return Err("use 1 to 64 characters");
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("it must start with a lowercase letter");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
-    {
-        return Err("use only lowercase letters, digits, `_`, `-` and `.`");
-    }
-    Ok(())
 }
 
 /// Errors found so far; all are reported together.
@@ -383,11 +360,8 @@ fn handler_options(attr: &Attribute, errors: &mut Errors) -> Option<HandlerOptio
         }
         Some(lit) => {
             let value = lit.value();
-            if let Err(why) = check_name(&value) {
-                errors.push(syn::Error::new(
-                    lit.span(),
-                    format!("`{value}` is not a valid topic: {why} (like `orders.created`)"),
-                ));
+            if let Err(e) = weft_core::name::validate_topic(&value) {
+                errors.push(syn::Error::new(lit.span(), e.message()));
             }
             value
         }
@@ -457,10 +431,13 @@ fn event_handler(f: &ImplItemFn, marker: &Attribute, errors: &mut Errors) -> Opt
     let before = errors.0.len();
     let options = handler_options(marker, errors);
     let name = sig.ident.unraw().to_string();
-    if let Err(why) = check_name(&name) {
+    if let Err(e) = weft_core::name::validate(&name) {
         errors.push(syn::Error::new(
             sig.ident.span(),
-            format!("`{name}` is not a valid event handler name: {why}; rename the method"),
+            format!(
+                "{}; the event handler is named after its method, so rename the method",
+                e.message()
+            ),
         ));
     }
     if sig.asyncness.is_none() {
@@ -609,22 +586,20 @@ fn entrypoint(f: &ImplItemFn, rename: Option<LitStr>, errors: &mut Errors) -> Op
     let name = match &rename {
         Some(lit) => {
             let value = lit.value();
-            if let Err(why) = check_name(&value) {
-                errors.push(syn::Error::new(
-                    lit.span(),
-                    format!("`{value}` is not a valid entrypoint name: {why}"),
-                ));
+            if let Err(e) = weft_core::name::validate(&value) {
+                errors.push(syn::Error::new(lit.span(), e.message()));
             }
             value
         }
         None => {
             let value = sig.ident.unraw().to_string();
-            if let Err(why) = check_name(&value) {
+            if let Err(e) = weft_core::name::validate(&value) {
                 errors.push(syn::Error::new(
                     sig.ident.span(),
                     format!(
-                        "`{value}` is not a valid entrypoint name: {why}; keep the method name and \
-                         rename the entrypoint with `#[entrypoint(name = \"...\")]`"
+                        "{}; keep the method name and rename the entrypoint with \
+                         `#[entrypoint(name = \"...\")]`",
+                        e.message()
                     ),
                 ));
             }
@@ -815,17 +790,6 @@ fn output(ty: &Type) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names() {
-        assert!(check_name("die_roller").is_ok());
-        assert!(check_name("a.b-c_9").is_ok());
-        assert!(check_name("").is_err());
-        assert!(check_name("9lives").is_err());
-        assert!(check_name("Die").is_err());
-        assert!(check_name("die roller").is_err());
-        assert!(check_name(&"a".repeat(65)).is_err());
-    }
 
     #[test]
     fn context_and_option_are_recognised() {

@@ -488,14 +488,7 @@ impl PublishBuilder<'_> {
     /// event type) and returns the event's id once it is stored durably.
     pub async fn send<T: Serialize + ?Sized>(self, payload: &T) -> Result<u64, Error> {
         let topic = self.topic;
-        weft_core::name::validate(topic).map_err(|_| {
-            Error::invalid_argument(
-                "topic",
-                format!(
-                    "`{topic}` is not a valid topic: use 1 to 64 lowercase letters, digits, `_`, `-` or `.`, starting with a letter (like `orders.created`)"
-                ),
-            )
-        })?;
+        weft_core::name::validate_topic(topic)?;
         let payload = serde_json::to_value(payload).map_err(|e| {
             Error::invalid_argument(
                 "payload",

@@ -4,7 +4,7 @@ pub struct Shop;
 
 #[weft::service(name = "shop", publishes("Orders Shipped" = u64))]
 impl Shop {
-    #[event_handler(topic = "Orders.Created")]
+    #[event_handler(topic = ".orders.created")]
     async fn on_order(&self, order: u64) {
         let _ = order;
     }
