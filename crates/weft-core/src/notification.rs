@@ -6,7 +6,19 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 /// How urgently a notification needs a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Something worth knowing.
@@ -44,7 +56,7 @@ impl FromStr for Severity {
 }
 
 /// A message for people, sent by a service with `ctx.notify(..)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notification {
     /// Sequence number assigned by the host (0 before it is stored).
     #[serde(default)]

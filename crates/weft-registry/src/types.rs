@@ -82,20 +82,22 @@ pub enum WatchEvent {
 }
 
 /// One service in a listing (`weft ls`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServiceSummary {
     /// The service name.
     pub name: String,
     /// Its main version, if one is set (it may have no running instances).
+    #[schemars(with = "Option<String>")]
     pub main: Option<Version>,
     /// Its running versions, lowest first.
     pub versions: Vec<VersionSummary>,
 }
 
 /// One running version of a service in a [`ServiceSummary`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VersionSummary {
     /// The version.
+    #[schemars(with = "String")]
     pub version: Version,
     /// How many instances of it are registered.
     pub instances: usize,
