@@ -1,5 +1,6 @@
 //! The shared vocabulary of weft: errors with stable codes, payload codecs,
-//! named arguments, service specs, names and versions, notifications.
+//! named arguments, service specs, names and versions, endpoint addresses,
+//! notifications, and the backoff every retry loop uses.
 //!
 //! ```
 //! use weft_core::{args, codec::Codec, Code};
@@ -11,6 +12,7 @@
 //! assert_eq!(err.field(), Some("n"));
 //! ```
 
+mod address;
 pub mod args;
 pub mod backoff;
 pub mod codec;
@@ -19,5 +21,6 @@ pub mod name;
 mod notification;
 pub mod spec;
 
+pub use address::Address;
 pub use error::{Code, Error, Result};
 pub use notification::{Notification, Severity};

@@ -8,7 +8,7 @@ use parking_lot::RwLock;
 use weft_core::Error;
 use weft_core::name::{Version, VersionSelector};
 use weft_core::spec::ServiceSpec;
-use weft_transport::Address;
+use weft_core::Address;
 
 use crate::balance::pick_two;
 use crate::select;

@@ -40,14 +40,13 @@
 //! others as tasks of their own, enforces deadlines, honours cancels, and drains
 //! gracefully on shutdown.
 
-mod address;
 mod client;
 mod io;
 mod pool;
 mod server;
 mod writer;
 
-pub use address::Address;
+pub use weft_core::Address;
 pub use client::{ConnectOptions, Connection, ResponseFuture, ResponseStream};
 pub use io::{Listener, Stream, connect, memory_pair};
 pub use pool::Pool;

@@ -5,7 +5,7 @@ use std::str::FromStr;
 /// Where a weft endpoint listens: a TCP `host:port` or a unix-domain socket path.
 ///
 /// ```
-/// use weft_transport::Address;
+/// use weft_core::Address;
 ///
 /// let addr: Address = "http://127.0.0.1:7400".parse()?;
 /// assert_eq!(addr, Address::Tcp("127.0.0.1:7400".into()));
@@ -26,7 +26,7 @@ pub enum Address {
 const ACCEPTED_FORMS: &str = "accepted forms: \"host:port\", \"tcp://host:port\", \"http://host:port\" or \"unix:///path/to/socket\"";
 
 impl FromStr for Address {
-    type Err = weft_core::Error;
+    type Err = crate::Error;
 
     /// Parses `"127.0.0.1:7400"`, `"tcp://127.0.0.1:7400"`, `"localhost:7400"`,
     /// `"http://127.0.0.1:7400"` (the host serves HTTP and weft on one port) or
@@ -34,8 +34,8 @@ impl FromStr for Address {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let invalid = |why: &str| {
-            weft_core::Error::new(
-                weft_core::Code::InvalidArgument,
+            crate::Error::new(
+                crate::Code::InvalidArgument,
                 format!("invalid address {s:?}: {why}; {ACCEPTED_FORMS}"),
             )
         };
@@ -66,6 +66,34 @@ impl FromStr for Address {
             )));
         }
         Ok(Address::Tcp(rest.to_owned()))
+    }
+}
+
+impl Address {
+    /// The address a client on this machine reaches a listener at: a
+    /// wildcard IP (`0.0.0.0`, `[::]`) listens on every interface but cannot
+    /// be connected to everywhere, so it becomes the loopback address of the
+    /// same family. Every other address is returned unchanged.
+    ///
+    /// ```
+    /// use weft_core::Address;
+    ///
+    /// let listen: Address = "0.0.0.0:7400".parse()?;
+    /// assert_eq!(listen.reachable().to_string(), "tcp://127.0.0.1:7400");
+    /// let listen: Address = "[::]:7400".parse()?;
+    /// assert_eq!(listen.reachable().to_string(), "tcp://[::1]:7400");
+    /// # Ok::<(), weft_core::Error>(())
+    /// ```
+    pub fn reachable(&self) -> Address {
+        if let Address::Tcp(hostport) = self {
+            if let Some(port) = hostport.strip_prefix("0.0.0.0:") {
+                return Address::Tcp(format!("127.0.0.1:{port}"));
+            }
+            if let Some(port) = hostport.strip_prefix("[::]:") {
+                return Address::Tcp(format!("[::1]:{port}"));
+            }
+        }
+        self.clone()
     }
 }
 
@@ -116,10 +144,28 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_become_loopback_of_their_family() {
+        let cases = [
+            ("0.0.0.0:7400", "tcp://127.0.0.1:7400"),
+            ("tcp://[::]:7400", "tcp://[::1]:7400"),
+            ("0.0.0.0:0", "tcp://127.0.0.1:0"),
+            ("127.0.0.1:7400", "tcp://127.0.0.1:7400"),
+            ("10.0.0.7:80", "tcp://10.0.0.7:80"),
+            ("localhost:7400", "tcp://localhost:7400"),
+            ("[::1]:7400", "tcp://[::1]:7400"),
+            ("unix:///tmp/0.0.0.0:1", "unix:///tmp/0.0.0.0:1"),
+        ];
+        for (listen, reachable) in cases {
+            let addr: Address = listen.parse().unwrap();
+            assert_eq!(addr.reachable().to_string(), reachable, "{listen}");
+        }
+    }
+
+    #[test]
     fn errors_say_the_accepted_forms() {
         for s in ["", "localhost", "https://x:1", "x:99999", ":80", "unix://"] {
             let err = s.parse::<Address>().unwrap_err();
-            assert_eq!(err.code(), weft_core::Code::InvalidArgument, "{s}");
+            assert_eq!(err.code(), crate::Code::InvalidArgument, "{s}");
             assert!(err.message().contains("accepted forms"), "{s}: {err}");
         }
     }
