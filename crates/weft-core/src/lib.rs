@@ -16,6 +16,8 @@ mod address;
 pub mod args;
 pub mod backoff;
 pub mod codec;
+#[cfg(feature = "db")]
+pub mod db;
 mod error;
 pub mod name;
 mod notification;
