@@ -76,7 +76,7 @@ pub struct PublishArgs {
 }
 
 /// The answer to [`PUBLISH`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Published {
     /// The event's id: its position in the topic's log, from 1.
     pub id: u64,
