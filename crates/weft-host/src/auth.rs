@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use weft::Address;
 use weft_core::{Code, Error};
 
+use weft_host_api::tokens::{SCOPE_FORMS, TokenInfo};
+
 use crate::state::now_ms;
 
 /// The file in the data dir that holds the bootstrap admin token when auth
@@ -124,9 +126,6 @@ pub(crate) enum Scope {
     Admin,
 }
 
-/// The scopes a user can ask for, for error messages.
-pub(crate) const SCOPE_FORMS: &str =
-    "`call:*`, `call:SERVICE`, `call:SERVICE.ENTRYPOINT` or `admin`";
 
 impl FromStr for Scope {
     type Err = Error;
@@ -265,17 +264,6 @@ impl TokenRecord {
     fn expired(&self, now: u64) -> bool {
         self.expires_ms.is_some_and(|e| e <= now)
     }
-}
-
-/// A token as `GET /api/v1/tokens` lists it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct TokenInfo {
-    pub(crate) id: String,
-    pub(crate) name: String,
-    pub(crate) scopes: Vec<String>,
-    pub(crate) created_ms: u64,
-    pub(crate) expires_ms: Option<u64>,
-    pub(crate) expired: bool,
 }
 
 impl From<&TokenRecord> for TokenInfo {
@@ -486,6 +474,24 @@ impl Auth {
     }
 
     /// Makes a stored token usable.
+    /// When tokens are required, a `call:*` credential for this run of the
+    /// host: the instances it starts present it, and so does its gateway.
+    /// Never stored, so it dies with the host.
+    pub(crate) fn mint_mesh_token(&self) -> Option<String> {
+        if !self.required() {
+            return None;
+        }
+        let (record, token) = self
+            .mint(
+                "host instances (this run)".into(),
+                vec!["call:*".into()],
+                None,
+            )
+            .ok()?;
+        self.insert(record);
+        Some(token)
+    }
+
     pub(crate) fn insert(&self, record: TokenRecord) {
         self.tokens.write().insert(record.id.clone(), record);
     }

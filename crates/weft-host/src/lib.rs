@@ -35,16 +35,13 @@
 //! ```
 
 mod auth;
-mod deploy_api;
-mod docs_ui;
 mod events;
-mod gateway;
 mod http;
-mod openapi;
+mod notifications;
+mod registry_service;
 mod state;
 mod store;
 mod supervisor;
-mod wire;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -55,18 +52,19 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
-use weft::{Address, Error};
+use weft_core::{Address, Error};
 use weft_registry::{Registry, WatchEvent};
 use weft_transport::{Listener, ServerOptions, Stream};
 
 use crate::auth::Auth;
 pub use crate::auth::{ADMIN_TOKEN_FILE, AuthMode};
 pub use crate::events::EventsConfig;
-use crate::gateway::Gateway;
+use crate::http::gateway::Gateway;
 use crate::http::{App, PeerLocal};
+use crate::notifications::Notifications;
+use crate::registry_service::{HostHandler, Registrations};
 use crate::state::Shared;
 use crate::store::Store;
-use crate::wire::HostHandler;
 
 /// The largest gateway request body unless configured otherwise: 16 MiB,
 /// the wire protocol's default frame limit.
@@ -217,7 +215,15 @@ impl Host {
         let tokens = store.blocking(|s| s.tokens()).await?;
         let auth = Auth::new(config.auth.is_required(&config.listen), tokens);
         let events = events::EventLog::open(&config.data_dir, config.events.clone()).await?;
-        let shared = Arc::new(Shared::new(registry, store, auth, events));
+        let mesh_token = auth.mint_mesh_token();
+        let shared = Arc::new(Shared {
+            registry: Registrations::new(registry),
+            notifications: Notifications::new(store.clone()),
+            store,
+            auth,
+            mesh_token,
+            events,
+        });
         let admin_token_file = if shared.auth.required() {
             Some(bootstrap_admin(&shared, &config.data_dir).await?)
         } else {
@@ -298,7 +304,7 @@ impl Host {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    shared.expire();
+                    shared.registry.expire();
                 }
             }
         });
@@ -308,12 +314,12 @@ impl Host {
         });
         let app = Arc::new(App {
             shared: shared.clone(),
-            gateway: Gateway::new(&address, shared.mesh_token.clone()),
+            supervisor: supervisor.clone(),
+            gateway: Gateway::new(shared.registry.index(), shared.mesh_token.clone()),
             max_body: config.max_body,
             body_timeout: config.body_timeout,
         });
-        let router = http::router(app.clone());
-        let router = router.merge(deploy_api::routes(app, supervisor.clone()));
+        let router = http::router(app);
         // Instances register over the listener below, so they start once
         // it accepts; a deploy arriving meanwhile waits for the restore.
         let restore = tokio::spawn({

@@ -1,77 +1,31 @@
-//! What the wire handler and the HTTP API share: the registry, the store,
-//! and which connection registered which instances.
+//! What the wire service, the HTTP API and the supervisor share: handles to
+//! the host's concerns. The logic lives with each concern.
 
-use std::collections::{HashMap, HashSet};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-use parking_lot::Mutex;
-use weft_core::{Error, Notification};
-use weft_registry::{InstanceInfo, RegisterReply, Registry, ServiceSummary};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth::Auth;
 use crate::events::EventLog;
+use crate::notifications::Notifications;
+use crate::registry_service::Registrations;
 use crate::store::Store;
 
-/// The host's state. Locks are held only for in-memory work, never across
-/// an await or disk IO.
+/// The host's state: handles only.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) registry: Mutex<Registry>,
+    /// The registry and which connection registered which instance.
+    pub(crate) registry: Registrations,
+    /// Main versions, tokens and notifications on disk.
     pub(crate) store: Store,
-    /// Tokens, and whether HTTP requests must carry one.
+    /// Tokens, and whether requests must carry one.
     pub(crate) auth: Auth,
     /// When tokens are required: the credential the host gives the instances
-    /// it starts and uses for its own gateway's wire connection. Made anew
-    /// on every start and never stored.
+    /// it starts and its gateway presents. Made anew on every start and
+    /// never stored.
     pub(crate) mesh_token: Option<String>,
+    /// Messages for people.
+    pub(crate) notifications: Notifications,
     /// Topics, consumer groups and dead letters.
     pub(crate) events: EventLog,
-    conns: Mutex<Conns>,
-}
-
-/// Which connection registered which instance, so that a connection that
-/// closes (a crashed instance) takes its instances with it at once instead
-/// of after the lease lapses.
-#[derive(Debug, Default)]
-struct Conns {
-    by_conn: HashMap<u64, HashSet<String>>,
-    by_instance: HashMap<String, u64>,
-}
-
-impl Conns {
-    fn bind(&mut self, conn: u64, id: &str) {
-        // An instance that re-registers over a new connection moves there:
-        // closing its old connection must not evict it.
-        if let Some(old) = self.by_instance.insert(id.to_owned(), conn)
-            && old != conn
-            && let Some(ids) = self.by_conn.get_mut(&old)
-        {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.by_conn.remove(&old);
-            }
-        }
-        self.by_conn.entry(conn).or_default().insert(id.to_owned());
-    }
-
-    fn unbind(&mut self, id: &str) {
-        if let Some(conn) = self.by_instance.remove(id)
-            && let Some(ids) = self.by_conn.get_mut(&conn)
-        {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.by_conn.remove(&conn);
-            }
-        }
-    }
-
-    fn take_conn(&mut self, conn: u64) -> HashSet<String> {
-        let ids = self.by_conn.remove(&conn).unwrap_or_default();
-        for id in &ids {
-            self.by_instance.remove(id);
-        }
-        ids
-    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -80,136 +34,4 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-impl Shared {
-    pub(crate) fn new(registry: Registry, store: Store, auth: Auth, events: EventLog) -> Self {
-        let mesh_token = if auth.required() {
-            auth.mint(
-                "host instances (this run)".into(),
-                vec!["call:*".into()],
-                None,
-            )
-            .map(|(record, token)| {
-                auth.insert(record);
-                token
-            })
-            .ok()
-        } else {
-            None
-        };
-        Shared {
-            registry: Mutex::new(registry),
-            store,
-            auth,
-            mesh_token,
-            events,
-            conns: Mutex::new(Conns::default()),
-        }
-    }
-
-    /// Registers an instance on behalf of connection `conn`.
-    pub(crate) fn register(
-        &self,
-        conn: Option<u64>,
-        info: InstanceInfo,
-    ) -> Result<RegisterReply, Error> {
-        let id = info.id.clone();
-        let reply = self.registry.lock().register(info, Instant::now())?;
-        if let Some(conn) = conn {
-            self.conns.lock().bind(conn, &id);
-        }
-        Ok(reply)
-    }
-
-    pub(crate) fn keepalive(&self, id: &str) -> Result<(), Error> {
-        self.registry.lock().keepalive(id, Instant::now())
-    }
-
-    pub(crate) fn deregister(&self, id: &str) {
-        self.registry.lock().deregister(id, Instant::now());
-        self.conns.lock().unbind(id);
-    }
-
-    /// Evicts the instances that connection `conn` registered.
-    pub(crate) fn disconnected(&self, conn: u64) {
-        let ids = self.conns.lock().take_conn(conn);
-        if ids.is_empty() {
-            return;
-        }
-        let mut registry = self.registry.lock();
-        for id in ids {
-            if registry.deregister(&id, Instant::now()).is_some() {
-                tracing::info!(instance = %id, "instance's connection closed; evicted it");
-            }
-        }
-    }
-
-    /// Evicts instances whose lease lapsed.
-    pub(crate) fn expire(&self) {
-        let lapsed = self.registry.lock().expire(Instant::now());
-        if lapsed.is_empty() {
-            return;
-        }
-        let mut conns = self.conns.lock();
-        for id in lapsed {
-            tracing::info!(instance = %id, "instance's lease lapsed; evicted it");
-            conns.unbind(&id);
-        }
-    }
-
-    pub(crate) fn services(&self) -> Vec<ServiceSummary> {
-        self.registry.lock().services()
-    }
-
-    /// Stores a notification (fsync'd) and returns it with its id.
-    pub(crate) async fn notify(
-        &self,
-        mut notification: Notification,
-    ) -> Result<Notification, Error> {
-        if notification.time_ms == 0 {
-            notification.time_ms = now_ms();
-        }
-        let stored = self
-            .store
-            .blocking(move |s| s.add_notification(notification))
-            .await?;
-        tracing::info!(
-            id = stored.id,
-            severity = %stored.severity,
-            service = %stored.service,
-            message = %stored.message,
-            "notification"
-        );
-        Ok(stored)
-    }
-
-    pub(crate) async fn notifications(
-        &self,
-        after: Option<u64>,
-        limit: Option<usize>,
-    ) -> Result<Vec<Notification>, Error> {
-        self.store
-            .blocking(move |s| s.notifications(after, limit))
-            .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reregistering_elsewhere_moves_the_instance() {
-        let mut c = Conns::default();
-        c.bind(1, "a");
-        c.bind(1, "b");
-        c.bind(2, "a");
-        assert_eq!(c.take_conn(1), HashSet::from(["b".to_owned()]));
-        assert_eq!(c.take_conn(2), HashSet::from(["a".to_owned()]));
-        c.bind(3, "x");
-        c.unbind("x");
-        assert!(c.take_conn(3).is_empty());
-        assert!(c.by_instance.is_empty() && c.by_conn.is_empty());
-    }
 }

@@ -21,37 +21,37 @@ const ASSETS: [(&str, &str, &[u8]); 7] = [
     (
         "swagger-ui/swagger-ui-bundle.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js"),
+        include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js"),
     ),
     (
         "swagger-ui/swagger-ui.css",
         "text/css; charset=utf-8",
-        include_bytes!("../assets/swagger-ui/swagger-ui.css"),
+        include_bytes!("../../assets/swagger-ui/swagger-ui.css"),
     ),
     (
         "swagger-ui/LICENSE",
         "text/plain; charset=utf-8",
-        include_bytes!("../assets/swagger-ui/LICENSE"),
+        include_bytes!("../../assets/swagger-ui/LICENSE"),
     ),
     (
         "swagger-ui/NOTICE",
         "text/plain; charset=utf-8",
-        include_bytes!("../assets/swagger-ui/NOTICE"),
+        include_bytes!("../../assets/swagger-ui/NOTICE"),
     ),
     (
         "swagger-ui/swagger-ui-bundle.js.LICENSE.txt",
         "text/plain; charset=utf-8",
-        include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js.LICENSE.txt"),
+        include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js.LICENSE.txt"),
     ),
     (
         "weft-docs.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../assets/weft-docs.js"),
+        include_bytes!("../../assets/weft-docs.js"),
     ),
     (
         "weft-docs.css",
         "text/css; charset=utf-8",
-        include_bytes!("../assets/weft-docs.css"),
+        include_bytes!("../../assets/weft-docs.css"),
     ),
 ];
 

@@ -1,31 +1,33 @@
 //! The HTTP gateway: `POST /services/{name}/{entrypoint}` with a JSON object
 //! of named arguments calls the entrypoint and answers with its result.
 //!
-//! The gateway is an ordinary weft client of its own host, offering only
-//! JSON: instances then answer in JSON and the payload passes through
-//! without being decoded.
+//! The gateway routes with the host's own registry, in process: the
+//! registry's routing index says which instances serve the version asked
+//! for, and the call goes straight to one of them over a pooled wire
+//! connection that offers only JSON, so that bodies pass through to the
+//! instance and back untouched.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
-use weft::codec::{Codec, CodecSet};
-use weft::name::{Version, VersionSelector};
-use weft::spec::ServiceSpec;
-use weft::{Address, Client, ClientOptions};
-use weft_core::{Code, Error};
+use tokio::time::Instant;
+use weft_core::codec::{Codec, CodecSet};
+use weft_core::name::VersionSelector;
+use weft_core::{Address, Code, Error};
+use weft_registry::Cache;
+use weft_transport::{ConnectOptions, Connection, Pool};
+use weft_wire::Headers;
 
-use crate::auth::Need;
+use crate::http::body::read_body;
+use crate::http::scope::Call;
 use crate::http::{App, Problem};
-use crate::state::Shared;
 
 /// The header that names a version, as `?version=` does.
 pub(crate) const VERSION_HEADER: &str = "weft-version";
@@ -38,88 +40,153 @@ pub(crate) const TIMEOUT_HEADER: &str = "weft-timeout";
 /// which parses the same bytes, room to spare.
 pub(crate) const MAX_DEPTH: usize = 100;
 
-/// How long the gateway waits for its registry cache to catch up with the
-/// host's registry, which it always trails by a moment.
-const CATCH_UP: Duration = Duration::from_secs(1);
+/// How often a call that the callee certainly did not run (it was going
+/// away) is sent again, as the SDK does, so that a rolling redeploy fails
+/// no call made through the gateway.
+const MAX_NOT_RUN_RETRIES: u32 = 5;
 
-/// The gateway's connection to its own host, made on first use (the host
-/// must be accepting connections by then).
+/// How many instances one call may try to dial before giving up.
+const MAX_DIALS: usize = 8;
+
+/// Calls instances on behalf of HTTP clients.
 #[derive(Debug)]
 pub(crate) struct Gateway {
-    host: String,
-    /// The credential for the host's wire port, when it requires one.
-    token: Option<String>,
-    client: OnceCell<Client>,
+    /// The host registry's routing index.
+    index: Arc<Cache>,
+    /// Connections to instances, offering only JSON.
+    pool: Pool,
 }
 
 impl Gateway {
-    /// A gateway for the host listening on `address`.
-    pub(crate) fn new(address: &Address, token: Option<String>) -> Self {
-        let host = match address {
-            // A host listening on every interface is reachable on loopback.
-            Address::Tcp(hp) => hp
-                .replacen("0.0.0.0:", "127.0.0.1:", 1)
-                .replacen("[::]:", "[::1]:", 1),
-            Address::Unix(path) => format!("unix://{}", path.display()),
+    /// A gateway routing with `index`; `credential` is presented to
+    /// instances in the wire preface.
+    pub(crate) fn new(index: Arc<Cache>, credential: Option<String>) -> Self {
+        let options = ConnectOptions {
+            codecs: CodecSet::only(Codec::Json),
+            credential,
+            ..ConnectOptions::default()
         };
         Gateway {
-            host,
-            token,
-            client: OnceCell::new(),
+            index,
+            pool: Pool::new(options),
         }
     }
 
-    async fn client(&self) -> Result<&Client, Error> {
-        self.client
-            .get_or_try_init(|| {
-                let mut options = ClientOptions::default().codecs(CodecSet::only(Codec::Json));
-                options.token = self.token.clone();
-                Client::connect_with(&self.host, options)
-            })
-            .await
-            .map_err(|e| {
-                Error::unavailable(format!(
-                    "the gateway cannot reach its own host's registry: {}; try again",
-                    e.message()
-                ))
-            })
-    }
-
-    /// The spec of the version of `service` that `selector` picks, by the
-    /// host's registry, with that version.
-    pub(crate) async fn spec(
+    /// Calls `service.entrypoint` of the version `selector` picks with JSON
+    /// `args`, within `timeout` (the SDK's default when `None`), and
+    /// returns the JSON result.
+    pub(crate) async fn call(
         &self,
-        shared: &Shared,
         service: &str,
+        entrypoint: &str,
         selector: &VersionSelector,
-    ) -> Result<(Version, ServiceSpec), Error> {
-        let registry = shared.registry.lock();
-        let (version, spec) = registry.spec(service, selector)?;
-        Ok((version.clone(), spec.clone()))
-    }
-
-    /// Waits until the client's cache resolves what the host's registry
-    /// already resolves; returns whether it does now.
-    async fn caught_up(&self, shared: &Shared, service: &str, selector: &VersionSelector) -> bool {
-        let Ok(client) = self.client().await else {
-            return false;
+        timeout: Option<Duration>,
+        args: Bytes,
+    ) -> Result<Bytes, Error> {
+        let budget = timeout.unwrap_or(weft::DEFAULT_TIMEOUT);
+        let deadline = Instant::now() + budget;
+        let late = || {
+            Error::deadline_exceeded(format!(
+                "{service}.{entrypoint} did not answer within {budget:?}; raise Weft-Timeout or look at why it is slow (`weft logs {service}`)"
+            ))
         };
-        let wanted = selector.to_string();
-        let deadline = tokio::time::Instant::now() + CATCH_UP;
-        if client.spec(service, &wanted).is_ok()
-            || shared.registry.lock().spec(service, selector).is_err()
-        {
-            return false;
-        }
-        // The watch event is on its way over loopback; a bounded poll is
-        // simpler than plumbing a notification out of the SDK's cache.
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if client.spec(service, &wanted).is_ok() {
-                return true;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = async {
+                let conn = self.route(service, selector, deadline).await?;
+                let headers = Headers {
+                    service: service.to_owned(),
+                    entrypoint: entrypoint.to_owned(),
+                    // The time left now, not the budget: a resend must not
+                    // promise the callee more time than remains.
+                    timeout: Some(deadline.saturating_duration_since(Instant::now())),
+                    ..Headers::default()
+                };
+                conn.call_with_deadline(headers, args.clone(), deadline)
+                    .await
+            };
+            match sent.await {
+                Err(e) if e.is_not_run() && attempt < MAX_NOT_RUN_RETRIES => {
+                    tracing::debug!(service, entrypoint, error = %e, "sending again");
+                    // The callee is deregistering: by the next attempt the
+                    // index most likely no longer offers it.
+                    let wake = Instant::now() + Duration::from_millis(20 * u64::from(attempt));
+                    if wake >= deadline {
+                        return Err(late());
+                    }
+                    tokio::time::sleep_until(wake).await;
+                }
+                Err(e) if e.code() == Code::DeadlineExceeded && Instant::now() >= deadline => {
+                    return Err(late());
+                }
+                other => return other,
             }
         }
-        false
+    }
+
+    /// A connection to one instance of the version `selector` picks: the
+    /// less busy of two, skipping instances that cannot be dialled.
+    async fn route(
+        &self,
+        service: &str,
+        selector: &VersionSelector,
+        deadline: Instant,
+    ) -> Result<Connection, Error> {
+        let mut unreachable: Vec<String> = Vec::new();
+        let mut last_err = None;
+        for _ in 0..MAX_DIALS {
+            let resolved = match self.index.resolve(service, selector) {
+                Ok(r) => r,
+                Err(e) => return Err(last_err.unwrap_or(e)),
+            };
+            let skip = |id: &str| unreachable.iter().any(|u| u == id);
+            let mut chosen = resolved.pick_candidate(|c| {
+                if skip(&c.info.id) {
+                    usize::MAX
+                } else {
+                    c.address
+                        .as_ref()
+                        .map_or(usize::MAX - 1, |a| self.pool.outstanding(a))
+                }
+            });
+            if skip(&chosen.info.id) {
+                match resolved.candidates().iter().find(|c| !skip(&c.info.id)) {
+                    Some(c) => chosen = c,
+                    None => break,
+                }
+            }
+            let parsed: Address;
+            let address = match &chosen.address {
+                Some(a) => a,
+                None => {
+                    // Fails, saying why the registered address does not parse.
+                    parsed = chosen.info.address.parse()?;
+                    &parsed
+                }
+            };
+            // A connected instance answers at once, before the timer is
+            // ever polled; only a dial waits on it.
+            let dialed = tokio::time::timeout_at(deadline, self.pool.get(address))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::deadline_exceeded(
+                        "the deadline passed while connecting",
+                    ))
+                });
+            match dialed {
+                Ok(conn) => return Ok(conn),
+                Err(e) if e.code() == Code::Unavailable => {
+                    tracing::debug!(instance = %chosen.info.id, error = %e, "instance unreachable; trying another");
+                    unreachable.push(chosen.info.id.clone());
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            Error::unavailable(format!("no instance of `{service}` could be reached"))
+        }))
     }
 }
 
@@ -187,41 +254,6 @@ fn timeout(headers: &HeaderMap) -> Result<Option<Duration>, Problem> {
         })
 }
 
-/// Reads a request body of at most `limit` bytes, giving up on a client
-/// that sends too slowly.
-pub(crate) async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, Problem> {
-    let too_large = || {
-        Problem::from(Error::resource_exhausted(format!(
-            "the request body is larger than the limit of {limit} bytes; send less, \
-             or raise the host's limit (HostConfig::max_body)"
-        )))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(e)) => Err(Problem::from(Error::new(
-            Code::InvalidArgument,
-            format!("the request body could not be read: {e}"),
-        ))),
-        Err(_) => Err(Problem::from(Error::deadline_exceeded(format!(
-            "the request body did not arrive within {timeout:?}; send it at once"
-        )))
-        .status(StatusCode::REQUEST_TIMEOUT)),
-    }
-}
-
 /// Checks that `body` is one JSON object nested at most [`MAX_DEPTH`] deep.
 pub(crate) fn check_arguments(body: &[u8]) -> Result<(), Error> {
     let mut depth = 0usize;
@@ -270,37 +302,33 @@ pub(crate) fn check_arguments(body: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// `POST /services/{name}/{entrypoint}`.
+/// `POST /services/{name}/{entrypoint}`, and `POST /services/{name}/docs`
+/// for an entrypoint called `docs`.
 pub(crate) async fn call(
+    Call {
+        service,
+        entrypoint,
+    }: Call,
     State(app): State<Arc<App>>,
-    path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<GatewayQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (service, entrypoint) = match path {
-        Ok(Path(p)) => p,
-        Err(e) => return Problem::from(Error::not_found(e.body_text())).into_response(),
-    };
-    respond(call_inner(&app, &service, &entrypoint, query, &headers, body).await)
-}
-
-/// `POST /services/{name}/docs`: an entrypoint called `docs`.
-pub(crate) async fn call_docs(
-    State(app): State<Arc<App>>,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<GatewayQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let service = match path {
-        Ok(Path(p)) => p,
-        Err(e) => return Problem::from(Error::not_found(e.body_text())).into_response(),
-    };
-    respond(call_inner(&app, &service, "docs", query, &headers, body).await)
-}
-
-fn respond(result: Result<Bytes, Problem>) -> Response {
+    let result = async {
+        let selector = version_selector(query, &headers)?;
+        let timeout = timeout(&headers)?;
+        let mut args = read_body(body, &headers, app.max_body, app.body_timeout).await?;
+        if args.iter().all(u8::is_ascii_whitespace) {
+            args = Bytes::from_static(b"{}");
+        }
+        check_arguments(&args)?;
+        Ok::<_, Problem>(
+            app.gateway
+                .call(&service, &entrypoint, &selector, timeout, args)
+                .await?,
+        )
+    }
+    .await;
     match result {
         Ok(json) => {
             let mut response = json.into_response();
@@ -311,46 +339,6 @@ fn respond(result: Result<Bytes, Problem>) -> Response {
             response
         }
         Err(p) => p.into_response(),
-    }
-}
-
-async fn call_inner(
-    app: &App,
-    service: &str,
-    entrypoint: &str,
-    query: Result<Query<GatewayQuery>, QueryRejection>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Bytes, Problem> {
-    // Who is asking comes before reading what they send.
-    app.check(headers, Need::Call(service, entrypoint))?;
-    let selector = version_selector(query, headers)?;
-    let timeout = timeout(headers)?;
-    let mut args = read_body(body, headers, app.max_body, app.body_timeout).await?;
-    if args.iter().all(u8::is_ascii_whitespace) {
-        args = Bytes::from_static(b"{}");
-    }
-    check_arguments(&args)?;
-    let client = app.gateway.client().await?;
-    let version = selector.to_string();
-    let send = |args: Bytes| {
-        let mut request = client.request(service, entrypoint).version(&version);
-        if let Some(t) = timeout {
-            request = request.timeout(t);
-        }
-        request.send_raw(Codec::Json, args)
-    };
-    match send(args.clone()).await {
-        Ok(reply) => Ok(reply),
-        // Not found or unavailable before reaching an instance may only mean
-        // the cache has not yet heard of an instance the host already has.
-        Err(e)
-            if matches!(e.code(), Code::NotFound | Code::Unavailable)
-                && app.gateway.caught_up(&app.shared, service, &selector).await =>
-        {
-            send(args).await.map_err(Problem::from)
-        }
-        Err(e) => Err(Problem::from(e)),
     }
 }
 

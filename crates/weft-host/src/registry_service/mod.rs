@@ -1,18 +1,24 @@
-//! The host's own wire service, `weft.host` (see [`weft::host_api`]).
+//! The host's own wire service, `weft.host` (see [`weft_host_api::wire`]):
+//! the registry (register, keepalive, deregister, watch, services),
+//! notifications and the event log's publish, subscribe and ack, for the
+//! instances and clients connected on the wire.
+
+mod registrations;
+mod watch_stream;
+
+pub(crate) use self::registrations::Registrations;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
-use weft::host_api;
+use tokio::sync::watch;
+use weft_host_api::wire as host_api;
 use weft_core::args::Args;
 use weft_core::codec::{self, Codec};
 use weft_core::{Error, Notification};
-use weft_registry::{InstanceInfo, WatchEvent};
+use weft_registry::InstanceInfo;
 use weft_transport::{Handler, PeerInfo, Reply};
 use weft_wire::Request;
 
@@ -129,18 +135,18 @@ impl Handler for HostHandler {
             }
             host_api::KEEPALIVE => unary(
                 take_id(args)
-                    .and_then(|id| shared.keepalive(&id))
+                    .and_then(|id| shared.registry.keepalive(&id))
                     .and_then(|()| encode(codec, &())),
             ),
             host_api::DEREGISTER => unary(take_id(args).and_then(|id| {
-                shared.deregister(&id);
+                shared.registry.deregister(&id);
                 encode(codec, &())
             })),
-            host_api::WATCH => Reply::Stream(watch_registry(shared, codec, self.stop.clone())),
+            host_api::WATCH => Reply::Stream(watch_stream::watch_registry(shared, codec, self.stop.clone())),
             host_api::NOTIFY => Reply::Unary(
                 async move {
                     let notification = take_notification(args)?;
-                    let stored = shared.notify(notification).await?;
+                    let stored = shared.notifications.notify(notification).await?;
                     encode(codec, &stored)
                 }
                 .boxed(),
@@ -151,12 +157,12 @@ impl Handler for HostHandler {
                     let after: Option<u64> = args.take("after")?;
                     let limit: Option<usize> = args.take("limit")?;
                     args.finish(&["after", "limit"])?;
-                    let list = shared.notifications(after, limit).await?;
+                    let list = shared.notifications.list(after, limit).await?;
                     encode(codec, &list)
                 }
                 .boxed(),
             ),
-            host_api::SERVICES => unary(encode(codec, &shared.services())),
+            host_api::SERVICES => unary(encode(codec, &shared.registry.services())),
             other => unary(Err(Error::not_found(format!(
                 "the weft host has no entrypoint `{other}`; it has {}; is the SDK newer than the host? upgrade the host",
                 ENTRYPOINTS
@@ -169,7 +175,7 @@ impl Handler for HostHandler {
     }
 
     fn disconnected(&self, peer: &PeerInfo) {
-        self.shared.disconnected(peer.conn_id);
+        self.shared.registry.disconnected(peer.conn_id);
     }
 }
 
@@ -186,7 +192,7 @@ fn register(
         instance.version.clone(),
         instance.address.clone(),
     );
-    let reply = shared.register(Some(conn), instance)?;
+    let reply = shared.registry.register(Some(conn), instance)?;
     tracing::info!(%service, %version, instance = %id, %address, "instance registered");
     Ok(reply)
 }
@@ -202,7 +208,7 @@ fn decode_args<T: serde::de::DeserializeOwned>(
         Error::invalid_argument(
             "args",
             format!(
-                "{}; send an object {shape} (see weft::host_api)",
+                "{}; send an object {shape} (see weft_host_api::wire)",
                 e.message()
             ),
         )
@@ -221,50 +227,3 @@ fn take_notification(mut args: Args) -> Result<Notification, Error> {
     Ok(notification)
 }
 
-/// Where a watch stream is.
-enum Watch {
-    /// About to send a snapshot and follow from `rx`, taken with it under
-    /// one lock so that no event falls between them.
-    Start,
-    Following(broadcast::Receiver<WatchEvent>),
-}
-
-/// A snapshot, then every registry event; a watcher that falls too far
-/// behind gets a fresh snapshot instead of the events it missed.
-fn watch_registry(
-    shared: Arc<Shared>,
-    codec: Codec,
-    mut stop: watch::Receiver<bool>,
-) -> BoxStream<'static, Result<Bytes, Error>> {
-    let snapshot = |shared: &Shared| {
-        let registry = shared.registry.lock();
-        (registry.subscribe(), registry.snapshot())
-    };
-    stream::unfold(Watch::Start, move |state| {
-        let shared = shared.clone();
-        async move {
-            match state {
-                Watch::Start => {
-                    let (rx, snap) = snapshot(&shared);
-                    Some((encode(codec, &snap), Watch::Following(rx)))
-                }
-                Watch::Following(mut rx) => match rx.recv().await {
-                    Ok(event) => Some((encode(codec, &event), Watch::Following(rx))),
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::debug!(
-                            missed,
-                            "a watcher fell behind; sending it a fresh snapshot"
-                        );
-                        let (rx, snap) = snapshot(&shared);
-                        Some((encode(codec, &snap), Watch::Following(rx)))
-                    }
-                    Err(RecvError::Closed) => None,
-                },
-            }
-        }
-    })
-    .take_until(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })
-    .boxed()
-}
