@@ -10,10 +10,11 @@ use weft_core::{Notification, Severity};
 use weft_registry::ServiceSummary;
 use weft_transport::{Address, ConnectOptions};
 
+use crate::Error;
 use crate::context::{AsContext, CallBuilder, Context, PublishBuilder};
 use crate::router::Router;
 use crate::serve::DEFAULT_HOST;
-use crate::{Error, host_api};
+use weft_host_api::wire as host_api;
 
 /// How a [`Client`] connects.
 #[derive(Debug, Clone)]

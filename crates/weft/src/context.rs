@@ -16,7 +16,7 @@ use weft_core::{Code, Notification, Severity, args};
 use weft_wire::{Caller, Headers};
 
 use crate::Error;
-use crate::host_api::PublishArgs;
+use weft_host_api::wire::PublishArgs;
 
 /// How many times a call that certainly did not run is sent.
 const MAX_NOT_RUN_RETRIES: u32 = 5;

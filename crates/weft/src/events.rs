@@ -11,15 +11,16 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use weft_core::Code;
+use weft_core::backoff::Backoff;
 use weft_core::codec;
 use weft_core::spec::{EventHandlerSpec, ServiceSpec};
 use weft_transport::{Address, Pool};
 
 use crate::Error;
 use crate::context::{Context, EventInfo};
-use crate::host_api::{self, Ack, Delivery, DeliveryMode, Subscription};
 use crate::router::{call_host_on, host_headers};
 use crate::service::{DynService, handle_event};
+use weft_host_api::wire::{self as host_api, Ack, Delivery, DeliveryMode, Subscription};
 
 /// Deliveries one instance takes at once per handler, unacknowledged.
 pub(crate) const MAX_IN_FLIGHT: u32 = 16;
@@ -143,7 +144,8 @@ impl Subscriber {
             _ = stop.wait_for(|s| *s) => return,
         }
         let mut in_flight = JoinSet::new();
-        let mut backoff = Duration::from_millis(50);
+        // Jitter: every subscriber comes back at once when the host restarts.
+        let mut backoff = Backoff::new(Duration::from_millis(50), MAX_BACKOFF).with_jitter(0.25);
         'subscribe: loop {
             let conn = tokio::select! {
                 c = self.pool.get(&self.host) => c,
@@ -169,7 +171,7 @@ impl Subscriber {
                             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                             item = stream.next() => match item {
                                 Some(Ok(bytes)) => {
-                                    backoff = Duration::from_millis(50);
+                                    backoff.reset();
                                     match codec::decode::<Delivery>(conn.codec(), &bytes) {
                                         Ok(d) => {
                                             tracing::trace!(handler = %sub.handler, id = d.id, attempt = d.attempt, "delivery");
@@ -188,6 +190,7 @@ impl Subscriber {
                     }
                 }
             };
+            let mut delay = backoff.next_delay();
             match outcome {
                 Ok(()) => {
                     tracing::debug!(handler = %sub.handler, "subscription ended; subscribing again")
@@ -201,7 +204,7 @@ impl Subscriber {
                         "the host does not take event subscriptions; is it a `weft host` with the event log?"
                     );
                     // Not a blip: ask again only now and then.
-                    backoff = MAX_BACKOFF * 5;
+                    delay = MAX_BACKOFF * 5;
                 }
                 Err(e) => tracing::warn!(
                     handler = %sub.handler, topic = %sub.topic, error = %e,
@@ -209,10 +212,9 @@ impl Subscriber {
                 ),
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = stop.wait_for(|s| *s) => break 'subscribe,
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         // Dropping the stream (above) told the host to stop delivering; the
         // deliveries already taken finish and are acknowledged.
@@ -247,7 +249,7 @@ impl Subscriber {
             id: delivery.id,
             error,
         };
-        let mut wait = Duration::from_millis(100);
+        let backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
         for attempt in 1..=ACK_ATTEMPTS {
             match call_host_on::<_, ()>(
                 &self.pool,
@@ -269,10 +271,7 @@ impl Subscriber {
                     handler = %ack.handler, id = ack.id, error = %e,
                     "cannot acknowledge an event; the host will deliver it again"
                 ),
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_BACKOFF);
-                }
+                Err(_) => tokio::time::sleep(backoff.delay(attempt)).await,
             }
         }
     }

@@ -26,7 +26,9 @@
 //! ```
 //!
 //! Another service calls it with `ctx.call("die_roller", "roll_die", ()).await?`,
-//! a program with [`Client`], and a test with [`testing::Mesh`].
+//! a program with [`Client`], and a test with `weft::testing::Mesh` (the
+//! `testing` feature, which a crate enables in its dev-dependencies:
+//! `weft = { version = "..", features = ["testing"] }`).
 //!
 //! # Events
 //!
@@ -80,7 +82,6 @@
 mod client;
 mod context;
 mod events;
-pub use weft_host_api::wire as host_api;
 mod router;
 mod serve;
 mod service;
@@ -97,11 +98,21 @@ pub use context::{
 };
 pub use serve::{DEFAULT_HOST, Server, serve};
 pub use service::{Dispatch, Incoming, Service};
-pub use weft_core::{Code, Error, Notification, Result, Severity, args, codec, name, spec};
+pub use weft_core::args::Args;
+pub use weft_core::codec::{Codec, CodecSet};
+pub use weft_core::name::{Version, VersionReq};
+pub use weft_core::spec::{EntrypointSpec, EventHandlerSpec, ParamSpec, ServiceSpec, TopicSpec};
+pub use weft_core::{Address, Code, Error, Notification, Result, Severity};
 pub use weft_macros::{entrypoint, event_handler, service};
 pub use weft_registry::ServiceSummary;
-pub use weft_transport::Address;
 pub use weft_wire::Caller;
+
+// Paths the host and the CLI still import; they move to `weft_core` and
+// `weft_host_api`, after which these go.
+#[doc(hidden)]
+pub use weft_core::{codec, name, spec};
+#[doc(hidden)]
+pub use weft_host_api::wire as host_api;
 
 /// What a service file needs: `use weft::prelude::*;`.
 pub mod prelude {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
+use weft_core::backoff::Backoff;
 use weft_core::codec::{self, Codec};
 use weft_core::name::VersionSelector;
 use weft_core::{Code, Notification};
@@ -15,8 +16,9 @@ use weft_registry::{Cache, WatchEvent};
 use weft_transport::{Address, ConnectOptions, Connection, Pool};
 use weft_wire::Headers;
 
+use crate::Error;
 use crate::context::{Channel, Mesh};
-use crate::{Error, host_api};
+use weft_host_api::wire as host_api;
 
 /// How often stale entries are pruned from the cache.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
@@ -47,16 +49,17 @@ impl Router {
         });
         let weak = Arc::downgrade(&router);
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(50);
+            // Jitter: every instance loses the watch when the host restarts.
+            let mut backoff =
+                Backoff::new(Duration::from_millis(50), Duration::from_secs(2)).with_jitter(0.25);
             loop {
                 let Some(router) = weak.upgrade() else { return };
                 match router.watch_once(&tx).await {
-                    Ok(()) => backoff = Duration::from_millis(50),
+                    Ok(()) => backoff.reset(),
                     Err(e) => tracing::debug!(error = %e, "registry watch interrupted"),
                 }
                 drop(router);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         });
         let weak = Arc::downgrade(&router);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use tokio::sync::{oneshot, watch};
+use weft_core::backoff::Backoff;
 use weft_core::codec::Codec;
 use weft_core::name::Version;
 use weft_registry::{InstanceInfo, RegisterReply, RegisterRequest};
@@ -17,11 +18,12 @@ use weft_transport::{
 };
 use weft_wire::Request;
 
+use crate::Error;
 use crate::context::{Context, Identity};
 use crate::events::Subscriber;
 use crate::router::{Router, call_host_on};
 use crate::service::{Dispatch, DynService, Incoming, Service};
-use crate::{Error, host_api};
+use weft_host_api::wire as host_api;
 
 /// The host address when `WEFT_HOST` is not set.
 pub const DEFAULT_HOST: &str = "127.0.0.1:7400";
@@ -305,7 +307,9 @@ fn spawn_lease_keeper(
                 let id = host_api::InstanceId { id: info.id.clone() };
                 let timeout = Duration::from_secs(5);
                 let mut registered: Option<RegisterReply> = None;
-                let mut backoff = Duration::from_millis(50);
+                // Jitter: every instance registers again when the host restarts.
+                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2))
+                    .with_jitter(0.25);
                 loop {
                     let wait = match &registered {
                         None => {
@@ -316,13 +320,12 @@ fn spawn_lease_keeper(
                                     let every = Duration::from_millis(reply.lease_ttl_ms / 3).max(Duration::from_millis(50));
                                     registered = Some(reply);
                                     registered_tx.send_replace(true);
-                                    backoff = Duration::from_millis(50);
+                                    backoff.reset();
                                     every
                                 }
                                 Err(e) => {
                                     tracing::warn!(host = %host, error = %e, "cannot register with the host; retrying");
-                                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                                    backoff
+                                    backoff.next_delay()
                                 }
                             }
                         }

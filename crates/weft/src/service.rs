@@ -127,6 +127,9 @@ impl std::fmt::Debug for Dispatch {
 /// A service behind a trait object, as the runtime holds it.
 pub(crate) trait DynService: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    // Only the test mesh makes up identities; served instances get theirs
+    // from the environment the host starts them in.
+    #[cfg(feature = "testing")]
     fn version(&self) -> &'static str;
     fn spec(&self) -> ServiceSpec;
     fn dispatch(&self, call: Incoming) -> Dispatch;
@@ -142,6 +145,7 @@ impl<S: Service> DynService for Arc<S> {
     fn name(&self) -> &'static str {
         S::NAME
     }
+    #[cfg(feature = "testing")]
     fn version(&self) -> &'static str {
         S::VERSION
     }

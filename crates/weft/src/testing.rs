@@ -56,8 +56,8 @@ use crate::Error;
 use crate::context::{
     AsContext, CallBuilder, Channel, Context, EventInfo, Identity, Mesh as MeshTrait,
 };
-use crate::host_api::PublishArgs;
 use crate::service::{DynService, Incoming, Service};
+use weft_host_api::wire::PublishArgs;
 
 type MockFn = Arc<dyn Fn(serde_json::Value) -> Result<serde_json::Value, Error> + Send + Sync>;
 

@@ -81,7 +81,7 @@ pub mod shadowed {
 use std::sync::Arc;
 
 use bytes::Bytes;
-use weft::codec::Codec;
+use weft::Codec;
 use weft::{Code, Dispatch, Incoming, Service};
 
 async fn call(ep: &str, args: &'static [u8]) -> weft::Result<Bytes> {

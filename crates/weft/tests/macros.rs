@@ -9,7 +9,7 @@ use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use weft::codec::Codec;
+use weft::Codec;
 use weft::prelude::*;
 use weft::{Code, Dispatch, Incoming, Service};
 
@@ -284,9 +284,9 @@ async fn msgpack_is_answered_in_msgpack() {
         a: i64,
         b: i64,
     }
-    let payload = weft::args::encode(Codec::MsgPack, &Args { a: 40, b: 2 }).unwrap();
+    let payload = weft_core::args::encode(Codec::MsgPack, &Args { a: 40, b: 2 }).unwrap();
     let reply = call_with(Codec::MsgPack, "add", payload).await.unwrap();
-    let n: i64 = weft::codec::decode(Codec::MsgPack, &reply).unwrap();
+    let n: i64 = weft_core::codec::decode(Codec::MsgPack, &reply).unwrap();
     assert_eq!(n, 42);
 }
 
