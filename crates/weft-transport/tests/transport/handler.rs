@@ -1,25 +1,15 @@
-//! A small test service and server harness shared by the integration tests.
-#![allow(dead_code, unreachable_pub)]
+//! The handler the transport's tests serve: entrypoints that answer,
+//! fail, hang, stream, panic or wait to be released, and channels that tell
+//! the test what the server did with them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, mpsc};
 use weft_core::Error;
-use weft_transport::{Address, Handler, Listener, PeerInfo, Reply, ServerOptions, serve};
+use weft_transport::{Handler, PeerInfo, Reply};
 use weft_wire::{Codec, Request};
-
-/// Bounds every wait in the tests, so a bug fails a test instead of hanging it.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
 
 /// Signals on a channel when dropped: shows that the server dropped a handler future.
 struct DropSignal(String, mpsc::UnboundedSender<String>);
@@ -33,21 +23,21 @@ impl Drop for DropSignal {
 /// Entrypoints: `echo`, `fail` (application error), `hang` (never answers), `slow`
 /// (answers when `release` is notified), `stream` (payload = item count as text),
 /// `stream_fail` (two items then an error), `big` (reply of `payload` bytes).
-pub struct TestHandler {
-    pub started: mpsc::UnboundedSender<String>,
-    pub dropped: mpsc::UnboundedSender<String>,
-    pub disconnected: mpsc::UnboundedSender<u64>,
-    pub release: Arc<Notify>,
+pub(crate) struct TestHandler {
+    pub(crate) started: mpsc::UnboundedSender<String>,
+    pub(crate) dropped: mpsc::UnboundedSender<String>,
+    pub(crate) disconnected: mpsc::UnboundedSender<u64>,
+    pub(crate) release: Arc<Notify>,
 }
 
-pub struct Events {
-    pub started: mpsc::UnboundedReceiver<String>,
-    pub dropped: mpsc::UnboundedReceiver<String>,
-    pub disconnected: mpsc::UnboundedReceiver<u64>,
-    pub release: Arc<Notify>,
+pub(crate) struct Events {
+    pub(crate) started: mpsc::UnboundedReceiver<String>,
+    pub(crate) dropped: mpsc::UnboundedReceiver<String>,
+    pub(crate) disconnected: mpsc::UnboundedReceiver<u64>,
+    pub(crate) release: Arc<Notify>,
 }
 
-pub fn handler() -> (Arc<TestHandler>, Events) {
+pub(crate) fn handler() -> (Arc<TestHandler>, Events) {
     let (started_tx, started) = mpsc::unbounded_channel();
     let (dropped_tx, dropped) = mpsc::unbounded_channel();
     let (disc_tx, disconnected) = mpsc::unbounded_channel();
@@ -138,56 +128,5 @@ impl Handler for TestHandler {
 
     fn disconnected(&self, peer: &PeerInfo) {
         let _ = self.disconnected.send(peer.conn_id);
-    }
-}
-
-/// A `serve` task on a listener; stopped (gracefully) on drop.
-pub struct TestServer {
-    pub addr: Address,
-    stop: Option<oneshot::Sender<()>>,
-    pub task: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl TestServer {
-    pub async fn start(addr: &Address, handler: Arc<dyn Handler>, opts: ServerOptions) -> Self {
-        let listener = Listener::bind(addr).await.expect("bind");
-        let addr = listener.local_address();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, handler, opts, async {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    pub async fn tcp(handler: Arc<dyn Handler>) -> Self {
-        Self::start(
-            &"127.0.0.1:0".parse().unwrap(),
-            handler,
-            ServerOptions::default(),
-        )
-        .await
-    }
-
-    pub fn begin_shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-
-    /// Shuts down and waits until `serve` returned.
-    pub async fn stop(mut self) {
-        self.begin_shutdown();
-        let task = self.task.take().unwrap();
-        within("serve to return", task).await.unwrap().unwrap();
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.begin_shutdown();
     }
 }

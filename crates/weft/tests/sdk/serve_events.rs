@@ -1,5 +1,5 @@
 //! A served service's event handlers against a stand-in host that speaks the
-//! wire contract of `weft::host_api`: each handler subscribes, each delivery
+//! wire contract of `weft_host_api::wire`: each handler subscribes, each delivery
 //! runs and is acknowledged with its outcome, a subscription that ends is
 //! made again, and shutdown finishes the deliveries in hand.
 
@@ -11,30 +11,31 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{Notify, mpsc, oneshot};
-use weft::host_api::{self, Ack, Delivery, DeliveryMode, RegisterReply, Subscription};
-use weft::{Address, Server};
+use weft::Server;
 use weft_core::codec::{self, Codec};
-use weft_transport::{Handler, Listener, PeerInfo, Reply, ServerOptions};
+use weft_host_api::wire::{
+    self as host_api, Ack, Delivery, DeliveryMode, RegisterReply, Subscription,
+};
+use weft_test_support::{TestServer, within};
+use weft_transport::{Handler, PeerInfo, Reply};
 use weft_wire::Request;
-
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Signalled when a `sleep` job starts.
 static SLEEPING: Notify = Notify::const_new();
 
 /// The event the test service takes.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct Job {
+pub(crate) struct Job {
     /// What to do: `ok`, `fail`, `panic`, or `sleep`.
-    pub what: String,
+    pub(crate) what: String,
     /// For `sleep`: how long.
     #[serde(default)]
-    pub ms: u64,
+    pub(crate) ms: u64,
 }
 
 /// A service with handlers on two topics.
 #[derive(Debug, Default)]
-pub struct Worker;
+pub(crate) struct Worker;
 
 #[weft::service(name = "worker")]
 impl Worker {
@@ -127,14 +128,10 @@ struct Harness {
     subscribed: mpsc::UnboundedReceiver<usize>,
     stop: Option<oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<weft::Result<()>>,
-    _host: tokio::task::JoinHandle<std::io::Result<()>>,
+    _host: TestServer,
 }
 
 async fn start() -> Harness {
-    let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let address: Address = listener.local_address();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (acks_tx, acks) = mpsc::unbounded_channel();
     let (sub_tx, subscribed) = mpsc::unbounded_channel();
@@ -143,16 +140,11 @@ async fn start() -> Harness {
         acks: acks_tx,
         subscribed: sub_tx,
     });
-    let host = tokio::spawn(weft_transport::serve(
-        listener,
-        host,
-        ServerOptions::default(),
-        futures::future::pending::<()>(),
-    ));
+    let host = TestServer::tcp(host).await;
     let (stop, stopped) = oneshot::channel::<()>();
     let server = Server::from_env(Worker)
         .unwrap()
-        .host(address)
+        .host(host.addr().clone())
         .listen("127.0.0.1:0".parse().unwrap())
         .shutdown(async move {
             let _ = stopped.await;
@@ -170,9 +162,8 @@ async fn start() -> Harness {
 impl Harness {
     /// Waits for the next subscription and returns its index.
     async fn next_subscription(&mut self) -> usize {
-        tokio::time::timeout(PATIENCE, self.subscribed.recv())
+        within("a subscription", self.subscribed.recv())
             .await
-            .expect("a subscription in time")
             .expect("the host runs")
     }
 
@@ -188,9 +179,8 @@ impl Harness {
     }
 
     async fn next_ack(&mut self) -> Ack {
-        tokio::time::timeout(PATIENCE, self.acks.recv())
+        within("an acknowledgement", self.acks.recv())
             .await
-            .expect("an ack in time")
             .expect("the host runs")
     }
 }
@@ -286,21 +276,16 @@ async fn shutdown_finishes_the_deliveries_in_hand() {
     let feed = h.feed("work");
     feed.send(delivery(1, json!({ "what": "sleep", "ms": 500 })))
         .unwrap();
-    tokio::time::timeout(PATIENCE, SLEEPING.notified())
-        .await
-        .expect("the handler starts");
+    within("the handler to start", SLEEPING.notified()).await;
     h.stop.take().unwrap().send(()).unwrap();
     let ack = h.next_ack().await;
     assert_eq!((ack.id, ack.error), (1, None));
-    tokio::time::timeout(PATIENCE, &mut h.served)
+    within("the server to stop", &mut h.served)
         .await
-        .expect("the server stops")
         .unwrap()
         .unwrap();
     // Nothing is taken after the signal: the subscription is gone.
-    tokio::time::timeout(PATIENCE, feed.closed())
-        .await
-        .expect("the subscription is cancelled");
+    within("the subscription to be cancelled", feed.closed()).await;
     assert!(
         h.acks.try_recv().is_err(),
         "only the one delivery was acked"

@@ -15,23 +15,23 @@ use weft::{Code, Service};
 
 /// An order was placed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct OrderCreated {
+pub(crate) struct OrderCreated {
     /// The order.
-    pub order: u64,
+    pub(crate) order: u64,
     /// Who placed it.
-    pub customer: String,
+    pub(crate) customer: String,
 }
 
 /// An invoice was sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct InvoiceSent {
+pub(crate) struct InvoiceSent {
     /// The order it bills.
-    pub order: u64,
+    pub(crate) order: u64,
 }
 
 /// Why billing failed.
 #[derive(Debug, Serialize)]
-pub enum BillingError {
+pub(crate) enum BillingError {
     /// The customer has no address.
     NoAddress,
 }
@@ -44,7 +44,7 @@ impl std::fmt::Display for BillingError {
 
 /// A service with every kind of event handler.
 #[derive(Debug, Default)]
-pub struct Billing {
+pub(crate) struct Billing {
     seen: Mutex<Vec<(String, u64)>>,
     audits: AtomicU32,
     /// (order, event id, attempt) of each event `bill` handled.

@@ -1,0 +1,72 @@
+//! What weft's integration tests use to start real things and wait for
+//! them, in one place so that no test copies a harness:
+//!
+//! - [`poll`] and [`within`]: wait for an event with bounded patience, and
+//!   fail naming what never happened;
+//! - [`TestServer`]: a transport server on 127.0.0.1:0 for a hand-written
+//!   [`Handler`](weft_transport::Handler);
+//!
+//! and, with the `host` feature (on by default):
+//!
+//! - [`RunningHost`]: a host in this process, [`Served`]: a service served
+//!   over the network from this process, [`Watch`]: the host's registry;
+//! - [`HostProcess`]: `weft host` as a child process, and [`Weft`]: the CLI
+//!   run as a user runs it;
+//! - [`ServiceProcess`]: a service in a child process, usually this test
+//!   binary run again to serve a service declared with [`test_services!`];
+//! - [`wait_instances`] and [`wait_services`]: wait for the registry;
+//! - [`Http`]: one HTTP client for tests, with JSON and problem helpers.
+//!
+//! Every process and task it starts is killed or stopped when its handle
+//! is dropped.
+//!
+//! ```no_run
+//! # #[cfg(feature = "host")]
+//! # async fn example() {
+//! use weft_test_support::{HostProcess, ServiceProcess, test_service_command, wait_instances};
+//!
+//! // In the test binary: `probe` is served when a test starts it.
+//! // weft_test_support::test_services! { "probe" => Probe }
+//!
+//! let host = HostProcess::start(env!("CARGO_BIN_EXE_weft")).await;
+//! let _probe = ServiceProcess::start(host.address(), "probe-1", test_service_command("probe"));
+//! let client = host.client().await;
+//! wait_instances(&client, "probe", None, 1).await;
+//! let answer = host.http().get("/api/v1/services").await;
+//! assert_eq!(answer.json()[0]["name"], "probe");
+//! # }
+//! ```
+
+mod poll;
+mod transport;
+
+pub use poll::{Outcome, PATIENCE, poll, poll_within, within};
+pub use transport::TestServer;
+
+#[cfg(feature = "host")]
+mod http;
+#[cfg(feature = "host")]
+mod in_process;
+#[cfg(feature = "host")]
+mod process;
+#[cfg(feature = "host")]
+mod services;
+
+#[cfg(feature = "host")]
+pub use http::{Answer, Http};
+#[cfg(feature = "host")]
+pub use in_process::{RunningHost, Served, Watch, host_call};
+#[cfg(feature = "host")]
+pub use process::{ChildProcess, HostBuilder, HostProcess, Weft, both, test_log, text};
+#[cfg(feature = "host")]
+pub use services::{
+    SERVICE_ENV, ServiceProcess, instances, serve_test_service, test_service_command,
+    wait_instances, wait_services,
+};
+
+/// Re-exported for [`test_services!`].
+#[cfg(feature = "host")]
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::services::selected_service;
+}
