@@ -2,8 +2,8 @@
 //! mode, uploads its executable to the host, and returns once the host has
 //! the new instances registered.
 
-use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use clap::Args;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
+use cargo_metadata::{DependencyKind, Message, MetadataCommand, Node, PackageId};
 
 use crate::manage::{HostApi, Target, render_table};
 use crate::{Failure, Result};
@@ -40,81 +40,41 @@ pub(crate) struct DeployCmd {
     env: Vec<String>,
 }
 
-/// The parts of cargo's JSON messages that the build reads.
-#[derive(Debug, Deserialize)]
-struct Message {
-    reason: String,
-    #[serde(default)]
-    manifest_path: Option<PathBuf>,
-    #[serde(default)]
-    target: Option<BuildTarget>,
-    #[serde(default)]
-    executable: Option<PathBuf>,
-    #[serde(default)]
-    success: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-struct BuildTarget {
-    name: String,
-    kind: Vec<String>,
-}
-
 /// Roughly how many units cargo compiles for the crate: its packages and
-/// their build scripts (from `cargo metadata`; the bar's length grows if
+/// their build scripts, from `cargo metadata` (the bar's length grows if
 /// the guess is short).
 fn estimate_units(manifest: &Path) -> Option<u64> {
-    let output = Command::new(cargo())
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(manifest)
-        .stderr(Stdio::null())
-        .output()
+    let meta = MetadataCommand::new()
+        .cargo_path(cargo())
+        .manifest_path(manifest)
+        .exec()
         .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let meta: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    let root = meta["resolve"]["root"].as_str()?;
-    let nodes = meta["resolve"]["nodes"].as_array()?;
-    let packages = meta["packages"].as_array()?;
-    let deps_of = |id: &str| -> Vec<String> {
-        nodes
-            .iter()
-            .find(|n| n["id"] == id)
-            .and_then(|n| n["deps"].as_array())
-            .map(|deps| {
-                deps.iter()
-                    .filter(|d| {
-                        d["dep_kinds"].as_array().is_some_and(|kinds| {
-                            kinds
-                                .iter()
-                                .any(|k| k["kind"].is_null() || k["kind"] == "build")
-                        })
-                    })
-                    .filter_map(|d| d["pkg"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let resolve = meta.resolve?;
+    let nodes: HashMap<&PackageId, &Node> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
     let mut seen = HashSet::new();
-    let mut todo = vec![root.to_owned()];
+    let mut todo = vec![resolve.root.as_ref()?];
     while let Some(id) = todo.pop() {
-        if seen.insert(id.clone()) {
-            todo.extend(deps_of(&id));
+        if !seen.insert(id) {
+            continue;
         }
-    }
-    let build_scripts = packages
-        .iter()
-        .filter(|p| p["id"].as_str().is_some_and(|id| seen.contains(id)))
-        .filter(|p| {
-            p["targets"].as_array().is_some_and(|ts| {
-                ts.iter().any(|t| {
-                    t["kind"]
-                        .as_array()
-                        .is_some_and(|k| k.iter().any(|k| k == "custom-build"))
+        // What the build compiles: normal and build dependencies, not
+        // dev-dependencies.
+        let deps = nodes.get(id).map(|n| n.deps.as_slice()).unwrap_or_default();
+        todo.extend(
+            deps.iter()
+                .filter(|d| {
+                    d.dep_kinds
+                        .iter()
+                        .any(|k| matches!(k.kind, DependencyKind::Normal | DependencyKind::Build))
                 })
-            })
-        })
+                .map(|d| &d.pkg),
+        );
+    }
+    let build_scripts = meta
+        .packages
+        .iter()
+        .filter(|p| seen.contains(&p.id))
+        .filter(|p| p.targets.iter().any(|t| t.is_custom_build()))
         .count();
     // The root package's own bin is a unit beside its lib.
     Some((seen.len() + build_scripts + 1) as u64)
@@ -193,28 +153,23 @@ fn build(path: &Path) -> Result<PathBuf> {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut executables = Vec::new();
     let mut succeeded = None;
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        let Ok(msg) = serde_json::from_str::<Message>(&line) else {
-            continue;
-        };
-        match msg.reason.as_str() {
-            "compiler-artifact" => {
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        let Ok(message) = message else { break };
+        match message {
+            Message::CompilerArtifact(artifact) => {
                 bar.inc(1);
                 if bar.position() > bar.length().unwrap_or(0) {
                     bar.set_length(bar.position());
                 }
-                if let Some(t) = &msg.target {
-                    bar.set_message(t.name.clone());
-                    if t.kind.iter().any(|k| k == "bin")
-                        && msg.manifest_path.as_deref() == Some(manifest.as_path())
-                        && let Some(exe) = msg.executable
-                    {
-                        executables.push((t.name.clone(), exe));
-                    }
+                bar.set_message(artifact.target.name.clone());
+                if artifact.target.is_bin()
+                    && artifact.manifest_path.as_std_path() == manifest.as_path()
+                    && let Some(exe) = artifact.executable
+                {
+                    executables.push((artifact.target.name.clone(), exe.into_std_path_buf()));
                 }
             }
-            "build-finished" => succeeded = msg.success,
+            Message::BuildFinished(finished) => succeeded = Some(finished.success),
             _ => {}
         }
     }

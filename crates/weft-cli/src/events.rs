@@ -3,11 +3,14 @@
 
 use std::io::Write as _;
 
-use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::BodyExt as _;
 use hyper::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
+use weft_host_api::events::{
+    DeadLetter, PublishRequest, ReplayRequest, Replayed, TailEvent, TopicInfo,
+};
+use weft_host_api::wire::Published;
 
 use crate::manage::{HostApi, TIMEOUT, Target};
 use crate::{Failure, Result, table};
@@ -86,10 +89,6 @@ enum EventsSub {
     },
 }
 
-fn post_json(value: &Value) -> Option<(&'static str, Bytes)> {
-    Some(("application/json", Bytes::from(value.to_string())))
-}
-
 /// Percent-encodes a path segment or query value.
 fn encode(s: &str) -> String {
     s.bytes()
@@ -126,8 +125,16 @@ pub(crate) async fn events(cmd: EventsCmd) -> Result<()> {
             all,
         } => {
             let body = match (id, topic, all) {
-                (Some(id), Some(topic), None) => json!({ "topic": topic, "id": id }),
-                (None, None, Some(topic)) => json!({ "topic": topic, "all": true }),
+                (Some(id), Some(topic), None) => ReplayRequest {
+                    topic,
+                    id: Some(id),
+                    all: false,
+                },
+                (None, None, Some(topic)) => ReplayRequest {
+                    topic,
+                    id: None,
+                    all: true,
+                },
                 _ => {
                     return Err(Failure(
                         "name one dead letter with `weft events replay ID --topic TOPIC`, or all of a topic with `weft events replay --all TOPIC`".into(),
@@ -135,17 +142,12 @@ pub(crate) async fn events(cmd: EventsCmd) -> Result<()> {
                 }
             };
             let api = HostApi::new(&target)?;
-            let answer = api
-                .send(
-                    Method::POST,
-                    "/api/v1/events/replay",
-                    post_json(&body),
-                    TIMEOUT,
-                )
+            let answer: Replayed = api
+                .request(Method::POST, "/api/v1/events/replay", Some(&body))
                 .await?;
             println!(
                 "replaying {} dead letter(s); `weft events dead` shows them until they are handled",
-                answer["replayed"]
+                answer.replayed
             );
             Ok(())
         }
@@ -161,20 +163,18 @@ pub(crate) async fn events(cmd: EventsCmd) -> Result<()> {
                 ))
             })?;
             let api = HostApi::new(&target)?;
-            let body =
-                json!({ "topic": topic, "payload": payload, "idempotency_key": idempotency_key });
-            let answer = api
-                .send(
-                    Method::POST,
-                    "/api/v1/events/publish",
-                    post_json(&body),
-                    TIMEOUT,
-                )
+            let body = PublishRequest {
+                topic,
+                payload,
+                idempotency_key,
+            };
+            let answer: Published = api
+                .request(Method::POST, "/api/v1/events/publish", Some(&body))
                 .await?;
-            if answer["duplicate"] == true {
-                println!("{} (duplicate: not stored again)", answer["id"]);
+            if answer.duplicate {
+                println!("{} (duplicate: not stored again)", answer.id);
             } else {
-                println!("{}", answer["id"]);
+                println!("{}", answer.id);
             }
             Ok(())
         }
@@ -183,8 +183,8 @@ pub(crate) async fn events(cmd: EventsCmd) -> Result<()> {
 
 async fn ls(target: &Target, as_json: bool) -> Result<()> {
     let api = HostApi::new(target)?;
-    let topics = api
-        .send(Method::GET, "/api/v1/events/topics", None, TIMEOUT)
+    let topics: Vec<TopicInfo> = api
+        .request::<(), _>(Method::GET, "/api/v1/events/topics", None)
         .await?;
     let mut out = std::io::stdout().lock();
     if as_json {
@@ -196,12 +196,11 @@ async fn ls(target: &Target, as_json: bool) -> Result<()> {
         return Ok(());
     }
     let mut rows = Vec::new();
-    for t in topics.as_array().into_iter().flatten() {
-        let topic = t["topic"].as_str().unwrap_or("").to_owned();
-        let events = t["events"].to_string();
-        let rate = t["rate_per_min"].to_string();
-        let groups = t["groups"].as_array().cloned().unwrap_or_default();
-        if groups.is_empty() {
+    for t in &topics {
+        let topic = t.topic.clone();
+        let events = t.events.to_string();
+        let rate = t.rate_per_min.to_string();
+        if t.groups.is_empty() {
             rows.push(vec![
                 topic.clone(),
                 events.clone(),
@@ -212,15 +211,15 @@ async fn ls(target: &Target, as_json: bool) -> Result<()> {
                 "-".into(),
             ]);
         }
-        for g in groups {
+        for g in &t.groups {
             rows.push(vec![
                 topic.clone(),
                 events.clone(),
                 rate.clone(),
-                g["group"].as_str().unwrap_or("").to_owned(),
-                g["backlog"].to_string(),
-                g["in_flight"].to_string(),
-                g["dead"].to_string(),
+                g.group.clone(),
+                g.backlog.to_string(),
+                g.in_flight.to_string(),
+                g.dead.to_string(),
             ]);
         }
     }
@@ -260,18 +259,23 @@ fn print_event(out: &mut impl std::io::Write, line: &[u8], as_json: bool) -> Res
         writeln!(out, "{text}")?;
         return Ok(());
     }
-    match serde_json::from_str::<Value>(text) {
-        Ok(v) if v.get("error").is_some() => {
-            writeln!(out, "! {}", v["error"].as_str().unwrap_or(""))?;
-        }
-        Ok(v) => writeln!(
+    // A stream that fails says so in a line of its own: `{"error": ...}`.
+    #[derive(serde::Deserialize)]
+    struct Broken {
+        error: String,
+    }
+    if let Ok(e) = serde_json::from_str::<TailEvent>(text) {
+        writeln!(
             out,
             "{} {} {}",
-            v["id"],
-            table::time(v["published_ms"].as_u64().unwrap_or(0)),
-            v["payload"]
-        )?,
-        Err(_) => writeln!(out, "{text}")?,
+            e.id,
+            table::time(e.published_ms),
+            e.payload
+        )?;
+    } else if let Ok(b) = serde_json::from_str::<Broken>(text) {
+        writeln!(out, "! {}", b.error)?;
+    } else {
+        writeln!(out, "{text}")?;
     }
     Ok(())
 }
@@ -325,7 +329,7 @@ async fn dead(target: &Target, topic: Option<&str>, as_json: bool) -> Result<()>
         Some(t) => format!("/api/v1/events/dead?topic={}", encode(t)),
         None => "/api/v1/events/dead".to_owned(),
     };
-    let list = api.send(Method::GET, &path, None, TIMEOUT).await?;
+    let list: Vec<DeadLetter> = api.request::<(), _>(Method::GET, &path, None).await?;
     let mut out = std::io::stdout().lock();
     if as_json {
         writeln!(
@@ -336,23 +340,15 @@ async fn dead(target: &Target, topic: Option<&str>, as_json: bool) -> Result<()>
         return Ok(());
     }
     let rows: Vec<Vec<String>> = list
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|d| {
             vec![
-                d["topic"].as_str().unwrap_or("").to_owned(),
-                d["id"].to_string(),
-                d["group"].as_str().unwrap_or("").to_owned(),
-                d["attempts"].to_string(),
-                table::time(d["time_ms"].as_u64().unwrap_or(0)),
-                if d["replaying"] == true {
-                    "(replaying) "
-                } else {
-                    ""
-                }
-                .to_owned()
-                    + d["error"].as_str().unwrap_or(""),
+                d.topic.clone(),
+                d.id.to_string(),
+                d.group.clone(),
+                d.attempts.to_string(),
+                table::time(d.time_ms),
+                if d.replaying { "(replaying) " } else { "" }.to_owned() + &d.error,
             ]
         })
         .collect();

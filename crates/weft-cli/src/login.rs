@@ -42,19 +42,17 @@ struct HostCredentials {
     token: String,
 }
 
-/// Where credentials are kept.
+/// Where credentials are kept: `$XDG_CONFIG_HOME/weft/credentials.json`,
+/// or `~/.config/weft/credentials.json`.
 fn credentials_path() -> Result<PathBuf> {
-    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(xdg) = non_empty("XDG_CONFIG_HOME") {
-        return Ok(PathBuf::from(xdg).join("weft/credentials.json"));
-    }
-    match non_empty("HOME") {
-        Some(home) => Ok(PathBuf::from(home).join(".config/weft/credentials.json")),
-        None => Err(Failure(
-            "cannot find a config dir: neither XDG_CONFIG_HOME nor HOME is set; pass --token instead"
-                .into(),
-        )),
-    }
+    dirs::config_dir()
+        .map(|d| d.join("weft/credentials.json"))
+        .ok_or_else(|| {
+            Failure(
+                "cannot find a config dir: neither XDG_CONFIG_HOME nor HOME is set; pass --token instead"
+                    .into(),
+            )
+        })
 }
 
 fn load(path: &std::path::Path) -> Result<Credentials> {
@@ -114,27 +112,18 @@ pub(crate) async fn login(cmd: LoginCmd) -> Result<()> {
     Ok(())
 }
 
-/// Writes `contents` readable only by the user, replacing `path` atomically.
+/// Replaces `path` with `contents` at once (a reader sees the old file or
+/// the new one, never half of one), readable only by this user.
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use atomic_write_file::unix::OpenOptionsExt as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("json.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
+    let mut file = atomic_write_file::AtomicWriteFile::options()
+        .preserve_mode(false)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
+    file.commit()
 }

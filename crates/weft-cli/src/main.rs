@@ -97,31 +97,19 @@ struct HostCmd {
     events_dedup_window: u64,
 }
 
-/// Parses `10G`, `512M`, `64K`, `1T` (powers of 1024, an optional `B` or
-/// `iB` after the unit) or plain bytes.
+/// Parses a size like `10G`, `512M`, `64K`, `1T` (powers of 1024, with or
+/// without `B` or `iB`) or plain bytes, as `parse-size` reads them.
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad =
-        || format!("`{text}` is not a size; write it like 10G, 512M, 64K or a number of bytes");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let unit = unit.to_ascii_uppercase();
-    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return Err(bad()),
-    };
-    match n.checked_mul(1 << shift) {
-        Some(0) => Err(format!("`{text}` is nothing; give a positive size")),
-        Some(bytes) => Ok(bytes),
-        None => Err(format!("`{text}` is too large")),
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim())
+        .map_err(|e| {
+            format!("`{text}` is not a size ({e}); write it like 10G, 512M, 64K or a number of bytes")
+        })?;
+    if bytes == 0 {
+        return Err(format!("`{text}` is nothing; give a positive size"));
     }
+    Ok(bytes)
 }
 
 #[derive(Debug, Args)]
@@ -239,16 +227,9 @@ fn main() -> ExitCode {
 
 /// `$XDG_DATA_HOME/weft`, or `~/.local/share/weft`.
 fn default_data_dir() -> Result<PathBuf> {
-    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(xdg) = non_empty("XDG_DATA_HOME") {
-        return Ok(PathBuf::from(xdg).join("weft"));
-    }
-    match non_empty("HOME") {
-        Some(home) => Ok(PathBuf::from(home).join(".local/share/weft")),
-        None => Err(Failure(
-            "cannot find a data dir: neither XDG_DATA_HOME nor HOME is set; pass --data-dir".into(),
-        )),
-    }
+    dirs::data_dir().map(|d| d.join("weft")).ok_or_else(|| {
+        Failure("cannot find a data dir: neither XDG_DATA_HOME nor HOME is set; pass --data-dir".into())
+    })
 }
 
 async fn host(cmd: HostCmd) -> Result<()> {

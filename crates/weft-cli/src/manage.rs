@@ -15,9 +15,13 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use weft::Address;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use weft_core::Address;
+use weft_host_api::deployments::{
+    Deployments, Killed, LogLine, MainRequest, MainSet, ScaleRequest, Status, VersionStatus,
+};
 
 use crate::{Failure, Result, default_data_dir, login, table};
 
@@ -233,13 +237,32 @@ impl HostApi {
         Failure(msg)
     }
 
+    /// Sends `body` as JSON, when there is one, and reads the answer as the
+    /// host API's type `T` within [`TIMEOUT`].
+    pub(crate) async fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let body = body
+            .map(|b| serde_json::to_vec(b).map(|v| ("application/json", Bytes::from(v))))
+            .transpose()
+            .map_err(|e| Failure(format!("cannot encode the request: {e}")))?;
+        let answer = self.send(method.clone(), path, body, TIMEOUT).await?;
+        serde_json::from_value(answer).map_err(|e| {
+            Failure(format!(
+                "the weft host at {} answered {method} {path} with something this `weft` does not read ({e}); \
+                 are `weft` and the host the same version?",
+                self.address
+            ))
+        })
+    }
+
     /// Every version the host knows.
-    pub(crate) async fn deployments(&self) -> Result<Vec<VersionStatus>> {
-        let answer = self
-            .send(Method::GET, "/api/v1/deployments", None, TIMEOUT)
-            .await?;
-        serde_json::from_value(answer)
-            .map_err(|e| Failure(format!("the host answered with an unexpected listing: {e}")))
+    pub(crate) async fn deployments(&self) -> Result<Deployments> {
+        self.request::<(), _>(Method::GET, "/api/v1/deployments", None)
+            .await
     }
 }
 
@@ -268,19 +291,6 @@ fn local_admin_token(address: &Address, data_dir: Option<&PathBuf>) -> Option<(S
     (!token.is_empty()).then_some((token, file))
 }
 
-/// One version as `GET /api/v1/deployments` lists it.
-#[derive(Debug, Deserialize)]
-pub(crate) struct VersionStatus {
-    service: String,
-    version: String,
-    main: bool,
-    status: String,
-    reason: Option<String>,
-    wanted: u32,
-    registered: usize,
-    since_ms: Option<u64>,
-}
-
 fn when(ms: u64) -> String {
     // `2026-11-22T11:56:18Z` → `2026-11-22 11:56:18`: the table is for people.
     table::time(ms)
@@ -296,17 +306,24 @@ fn running_column(v: &VersionStatus) -> String {
     } else {
         String::new()
     };
-    match v.status.as_str() {
-        "running" => format!("Running (since {since}{count})"),
-        "external" => format!("Running (since {since}{count}; started by hand)"),
-        "starting" => format!("Starting ({}/{} registered)", v.registered, v.wanted),
-        "crashing" => format!(
+    match v.status {
+        Status::Running => format!("Running (since {since}{count})"),
+        Status::External => format!("Running (since {since}{count}; started by hand)"),
+        Status::Starting => format!("Starting ({}/{} registered)", v.registered, v.wanted),
+        Status::Crashing => format!(
             "Crashing: {}",
             v.reason.as_deref().unwrap_or("instances keep exiting")
         ),
-        "stopped" => "Stopped (scaled to 0; `weft scale` starts it)".to_owned(),
-        other => other.to_owned(),
+        Status::Stopped => "Stopped (scaled to 0; `weft scale` starts it)".to_owned(),
     }
+}
+
+/// A status as the STATUS column shows it: as the host's API writes it.
+fn status_name(status: Status) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The `weft ls` table.
@@ -317,8 +334,8 @@ pub(crate) fn render_table(list: &[VersionStatus]) -> String {
             vec![
                 if v.main { "*" } else { "" }.to_owned(),
                 v.service.clone(),
-                v.version.clone(),
-                v.status.clone(),
+                v.version.to_string(),
+                status_name(v.status),
                 running_column(v),
             ]
         })
@@ -365,14 +382,15 @@ pub(crate) struct MainCmd {
 
 pub(crate) async fn main_version(cmd: MainCmd) -> Result<()> {
     let api = HostApi::new(&cmd.target)?;
-    let body = json!({ "version": cmd.version }).to_string();
-    api.send(
-        Method::PUT,
-        &format!("/api/v1/services/{}/main", cmd.name),
-        Some(("application/json", Bytes::from(body))),
-        TIMEOUT,
-    )
-    .await?;
+    let _: MainSet = api
+        .request(
+            Method::PUT,
+            &format!("/api/v1/services/{}/main", cmd.name),
+            Some(&MainRequest {
+                version: cmd.version.clone(),
+            }),
+        )
+        .await?;
     let list = api.deployments().await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{} {} is main", cmd.name, cmd.version)?;
@@ -401,15 +419,8 @@ pub(crate) async fn kill(cmd: KillCmd) -> Result<()> {
         (None, true) => format!("/api/v1/services/{}?all=true", cmd.name),
         (None, false) => format!("/api/v1/services/{}", cmd.name),
     };
-    let answer = api.send(Method::DELETE, &path, None, TIMEOUT).await?;
-    let killed: Vec<String> = answer["killed"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let answer: Killed = api.request::<(), _>(Method::DELETE, &path, None).await?;
+    let killed: Vec<String> = answer.killed.iter().map(ToString::to_string).collect();
     let mut out = std::io::stdout().lock();
     writeln!(out, "stopped {} {}", cmd.name, killed.join(", "))?;
     Ok(())
@@ -430,17 +441,18 @@ pub(crate) struct ScaleCmd {
 
 pub(crate) async fn scale(cmd: ScaleCmd) -> Result<()> {
     let api = HostApi::new(&cmd.target)?;
-    let body = json!({ "instances": cmd.instances }).to_string();
-    api.send(
-        Method::POST,
-        &format!(
-            "/api/v1/services/{}/versions/{}/scale",
-            cmd.name, cmd.version
-        ),
-        Some(("application/json", Bytes::from(body))),
-        TIMEOUT,
-    )
-    .await?;
+    let _: VersionStatus = api
+        .request(
+            Method::POST,
+            &format!(
+                "/api/v1/services/{}/versions/{}/scale",
+                cmd.name, cmd.version
+            ),
+            Some(&ScaleRequest {
+                instances: cmd.instances,
+            }),
+        )
+        .await?;
     let list = api.deployments().await?;
     write!(std::io::stdout().lock(), "{}", render_table(&list))?;
     Ok(())
@@ -461,14 +473,6 @@ pub(crate) struct LogsCmd {
     /// Keep printing new lines as the instances write them.
     #[arg(short = 'f', long)]
     follow: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct LogLine {
-    time_ms: u64,
-    instance: String,
-    stream: String,
-    line: String,
 }
 
 fn print_line(out: &mut impl std::io::Write, raw: &[u8]) -> Result<()> {

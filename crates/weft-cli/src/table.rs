@@ -36,31 +36,10 @@ pub(crate) fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Milliseconds since the Unix epoch as an RFC 3339 UTC time to the second.
 pub(crate) fn time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`; a date crate for one function is not worth it).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    // RFC 3339 ends at year 9999, and `humantime` writes nothing later.
+    const LAST_SECOND: u64 = 253_402_300_799;
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs((ms / 1000).min(LAST_SECOND));
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 #[cfg(test)]

@@ -9,8 +9,7 @@ use std::io::Write as _;
 
 use clap::{Args, Subcommand};
 use hyper::Method;
-use serde::Deserialize;
-use serde_json::json;
+use weft_host_api::tokens::{CreateToken, CreatedToken, TokenInfo};
 
 use crate::manage::{HostApi, Target};
 use crate::{Failure, Result, table};
@@ -68,30 +67,26 @@ struct RevokeCmd {
     id: String,
 }
 
-/// Parses `30d`, `12h`, `90m`, `45s`, `2w` or plain seconds into seconds.
+/// Parses a duration like `30d`, `12h`, `90m`, `45s`, `2w`, `1h30m` (as
+/// `humantime` reads them) or plain seconds, into whole seconds.
 pub(crate) fn parse_duration(text: &str) -> std::result::Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad = || format!("`{text}` is not a duration; write it like 30d, 12h, 90m, 45s or 2w");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
+    let secs = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map_err(|_| format!("`{text}` is too long"))?
+    } else {
+        humantime::parse_duration(text)
+            .map_err(|e| {
+                format!("`{text}` is not a duration ({e}); write it like 30d, 12h, 90m, 45s or 2w")
+            })?
+            .as_secs()
     };
-    match n.checked_mul(unit_secs) {
-        Some(0) => Err(format!(
+    if secs == 0 {
+        return Err(format!(
             "`{text}` is no time at all; give a positive duration"
-        )),
-        Some(secs) => Ok(secs),
-        None => Err(format!("`{text}` is too long")),
+        ));
     }
+    Ok(secs)
 }
 
 pub(crate) async fn token(cmd: TokenCmd) -> Result<()> {
@@ -102,41 +97,21 @@ pub(crate) async fn token(cmd: TokenCmd) -> Result<()> {
     }
 }
 
-/// What `POST /api/v1/tokens` answers.
-#[derive(Debug, Deserialize)]
-struct Created {
-    id: String,
-    token: String,
-    scopes: Vec<String>,
-    expires_ms: Option<u64>,
-}
-
-/// A token as `GET /api/v1/tokens` lists it.
-#[derive(Debug, Deserialize)]
-struct Listed {
-    id: String,
-    name: String,
-    scopes: Vec<String>,
-    created_ms: u64,
-    expires_ms: Option<u64>,
-    expired: bool,
-}
-
 async fn create(cmd: CreateCmd) -> Result<()> {
-    let mut body = json!({ "scopes": cmd.scopes, "name": cmd.name });
-    if let Some(secs) = cmd.expires {
-        body["expires_in_secs"] = json!(secs);
-    }
-    let answer = HostApi::new(&cmd.api)?
-        .send_json(Method::POST, "/api/v1/tokens", Some(body))
+    let request = CreateToken {
+        scopes: cmd.scopes,
+        name: cmd.name,
+        expires_in_secs: cmd.expires,
+    };
+    let created: CreatedToken = HostApi::new(&cmd.api)?
+        .request(Method::POST, "/api/v1/tokens", Some(&request))
         .await?;
     let mut out = std::io::stdout().lock();
     if cmd.json {
-        writeln!(out, "{answer}")?;
+        let text = serde_json::to_string(&created).map_err(|e| Failure(e.to_string()))?;
+        writeln!(out, "{text}")?;
         return Ok(());
     }
-    let created: Created = serde_json::from_value(answer)
-        .map_err(|e| Failure(format!("the host answered with an unexpected token: {e}")))?;
     writeln!(out, "{}", created.token)?;
     out.flush()?;
     let expires = created.expires_ms.map_or_else(
@@ -153,20 +128,15 @@ async fn create(cmd: CreateCmd) -> Result<()> {
 }
 
 async fn ls(cmd: LsCmd) -> Result<()> {
-    let answer = HostApi::new(&cmd.api)?
-        .send_json(Method::GET, "/api/v1/tokens", None)
+    let list: Vec<TokenInfo> = HostApi::new(&cmd.api)?
+        .request::<(), _>(Method::GET, "/api/v1/tokens", None)
         .await?;
     let mut out = std::io::stdout().lock();
     if cmd.json {
-        let text = serde_json::to_string_pretty(&answer).map_err(|e| Failure(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&list).map_err(|e| Failure(e.to_string()))?;
         writeln!(out, "{text}")?;
         return Ok(());
     }
-    let list: Vec<Listed> = serde_json::from_value(answer).map_err(|e| {
-        Failure(format!(
-            "the host answered with an unexpected token list: {e}"
-        ))
-    })?;
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|t| {
@@ -217,7 +187,8 @@ mod tests {
         assert_eq!(parse_duration("90m"), Ok(5400));
         assert_eq!(parse_duration("45"), Ok(45));
         assert_eq!(parse_duration("2w"), Ok(14 * 86_400));
-        for bad in ["", "d", "3y", "-1d", "0s", "99999999999999999999w"] {
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        for bad in ["", "d", "3x", "-1d", "0s", "99999999999999999999w"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

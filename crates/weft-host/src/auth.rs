@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use parking_lot::RwLock;
@@ -125,7 +125,6 @@ pub(crate) enum Scope {
     /// `admin`: everything, including deploying and managing tokens.
     Admin,
 }
-
 
 impl FromStr for Scope {
     type Err = Error;
@@ -515,29 +514,18 @@ impl Auth {
     }
 }
 
-/// Writes `contents` to `path` readable only by its owner, replacing it
-/// atomically so that a reader never sees half a token.
+/// Replaces `path` with `contents` at once (a reader sees the old file or
+/// the new one, never half of one), readable only by the host's user.
 pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use atomic_write_file::unix::OpenOptionsExt as _;
     use std::io::Write as _;
-    let tmp: PathBuf = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    #[cfg(unix)]
-    {
-        // `mode` applies only to new files: tighten one left over too.
-        use std::os::unix::fs::PermissionsExt as _;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = atomic_write_file::AtomicWriteFile::options()
+        .preserve_mode(false)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
+    file.commit()
 }
 
 #[cfg(test)]
