@@ -42,6 +42,7 @@ mod registry_service;
 mod state;
 mod store;
 mod supervisor;
+mod time;
 
 use std::future::Future;
 use std::path::PathBuf;

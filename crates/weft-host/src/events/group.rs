@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weft::host_api::{Delivery, DeliveryMode};
 use weft_core::Error;
+use weft_core::backoff::Backoff;
+// A dead letter is stored as `weft events dead` shows it.
+pub(crate) use weft_host_api::events::DeadLetter;
 
 use super::topic::{Event, Topic};
 
@@ -19,11 +22,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Retries never wait longer than this.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// How long to wait before attempt `failed + 1`.
-pub(crate) fn backoff(failed: u32) -> Duration {
-    let factor = 1u32 << failed.saturating_sub(1).min(20);
-    (BACKOFF_BASE * factor).min(BACKOFF_MAX)
-}
+/// After `n` failed attempts, attempt `n + 1` waits `BACKOFF.delay(n)`.
+const BACKOFF: Backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
 
 /// Where a group reads events from; [`Topic`] in the host, a vector in tests.
 pub(crate) trait Source {
@@ -66,21 +66,6 @@ pub(crate) struct GroupRecord {
     /// Dead letters being delivered again.
     #[serde(default)]
     pub(crate) replaying: Vec<u64>,
-}
-
-/// An event a group gave up on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DeadLetter {
-    pub(crate) topic: String,
-    pub(crate) id: u64,
-    /// `service.handler`, or `service.handler@instance` for broadcast.
-    pub(crate) group: String,
-    pub(crate) attempts: u32,
-    pub(crate) error: String,
-    pub(crate) time_ms: u64,
-    /// Whether a replay is delivering it again right now.
-    #[serde(default)]
-    pub(crate) replaying: bool,
 }
 
 /// One subscribe stream of the group.
@@ -334,7 +319,8 @@ impl Core {
             attempt: attempt + 1,
         };
         if wait {
-            self.timers.insert((now + backoff(attempt), id), retry);
+            self.timers
+                .insert((now + BACKOFF.delay(attempt), id), retry);
         } else {
             self.due.insert(id, retry);
         }
@@ -349,7 +335,7 @@ impl Core {
                 group: self.name(),
                 attempts: *attempts,
                 error: error.clone(),
-                time_ms: crate::state::now_ms(),
+                time_ms: crate::time::now_ms(),
                 replaying: false,
             });
             self.dead_count += 1;
@@ -599,9 +585,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(40), BACKOFF_MAX);
+        assert_eq!(BACKOFF.delay(1), Duration::from_millis(100));
+        assert_eq!(BACKOFF.delay(2), Duration::from_millis(200));
+        assert_eq!(BACKOFF.delay(40), BACKOFF_MAX);
     }
 
     #[test]
@@ -639,8 +625,8 @@ mod tests {
         g.ack(1, Some("boom".into()), t0, 1);
         g.pump(t0, &src);
         assert!(drain(&mut a).is_empty(), "waits for the backoff");
-        assert_eq!(g.next_timer(), Some(t0 + backoff(1)));
-        g.pump(t0 + backoff(1), &src);
+        assert_eq!(g.next_timer(), Some(t0 + BACKOFF.delay(1)));
+        g.pump(t0 + BACKOFF.delay(1), &src);
         assert_eq!(drain(&mut a), vec![(1, 2)]);
         g.ack(1, Some("boom again".into()), t0, 1);
         assert_eq!(g.dead_out.len(), 1);

@@ -36,35 +36,10 @@ pub(crate) struct Record {
     pub(crate) payload: Vec<u8>,
 }
 
-/// The CRC-32 (IEEE) table. Written by hand: twenty lines do not justify a
-/// dependency the workspace does not have yet.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// CRC-32 (IEEE) of `bytes`.
-pub(crate) fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    c ^ 0xFFFF_FFFF
+/// CRC-32 (IEEE, the ISO-HDLC variant of zlib and Ethernet) of `bytes`:
+/// what segments were always written with, so older files still read.
+fn crc32(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
 }
 
 impl Record {

@@ -13,14 +13,17 @@ use parking_lot::Mutex;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use weft_core::backoff::Backoff;
 
 use super::logs::{LogRing, pump};
-use crate::state::now_ms;
+use crate::time::now_ms;
 
 /// The first restart waits this long; each crash in a row doubles it.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between restarts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a restart waits, by the number of crashes in a row.
+const BACKOFF: Backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
 /// An instance that ran this long before exiting was healthy: its next
 /// restart starts the backoff over.
 const STABLE: Duration = Duration::from_secs(30);
@@ -190,11 +193,6 @@ pub(crate) fn describe(status: ExitStatus) -> String {
     }
 }
 
-fn backoff(crashes: u32) -> Duration {
-    let exp = crashes.saturating_sub(1).min(16);
-    (FIRST_BACKOFF * 2u32.pow(exp)).min(MAX_BACKOFF)
-}
-
 /// SIGTERM, then SIGKILL once the grace period is over.
 async fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -276,7 +274,7 @@ async fn keep(me: Arc<Instance>) {
             crashes = 0;
         }
         crashes += 1;
-        let delay = backoff(crashes);
+        let delay = BACKOFF.delay(crashes);
         {
             let mut s = me.state.lock();
             s.phase = Phase::Backoff;
@@ -306,10 +304,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_a_limit() {
-        assert_eq!(backoff(1), FIRST_BACKOFF);
-        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
-        assert_eq!(backoff(4), FIRST_BACKOFF * 8);
-        assert_eq!(backoff(40), MAX_BACKOFF);
+        assert_eq!(BACKOFF.delay(1), FIRST_BACKOFF);
+        assert_eq!(BACKOFF.delay(2), FIRST_BACKOFF * 2);
+        assert_eq!(BACKOFF.delay(4), FIRST_BACKOFF * 8);
+        assert_eq!(BACKOFF.delay(40), MAX_BACKOFF);
     }
 
     fn launch(program: &str, dir: &std::path::Path) -> Launch {

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
 use tokio::sync::broadcast;
+use weft_host_api::deployments::LogLine;
 
-use crate::state::now_ms;
+use crate::time::now_ms;
 
 /// How many lines a version keeps in memory.
 const RING_LINES: usize = 2000;
@@ -22,21 +22,6 @@ const MAX_LINE: usize = 16 * 1024;
 /// Orders lines across rings, so that lines of several versions merge in
 /// the order they were read.
 static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// One line of an instance's output.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct LogLine {
-    /// Increases with every line the host reads.
-    pub(crate) seq: u64,
-    /// When the host read it, in milliseconds since the Unix epoch.
-    pub(crate) time_ms: u64,
-    /// The instance that wrote it, like `die_roller-1.0.0-1`.
-    pub(crate) instance: String,
-    /// `stdout`, `stderr`, or `weft` for what the supervisor says about the instance.
-    pub(crate) stream: String,
-    /// The text, without its newline.
-    pub(crate) line: String,
-}
 
 /// The recent output of one deployed version.
 #[derive(Debug)]
@@ -176,7 +161,7 @@ fn parse_file_line(line: &str) -> Option<(u64, &'static str, &str)> {
         "stderr" => "stderr",
         _ => return None,
     };
-    Some((crate::supervisor::parse_rfc3339(time)?, stream, text))
+    Some((crate::time::parse_rfc3339(time)?, stream, text))
 }
 
 /// Copies lines from `pipe` into the ring and the instance's log file until
@@ -219,10 +204,7 @@ pub(crate) async fn pump(
         buf.truncate(MAX_LINE);
         let text = String::from_utf8_lossy(&buf).into_owned();
         if let Some(f) = file.as_mut() {
-            let line = format!(
-                "{} {stream}: {text}\n",
-                crate::supervisor::rfc3339(now_ms())
-            );
+            let line = format!("{} {stream}: {text}\n", crate::time::rfc3339(now_ms()));
             if f.write_all(line.as_bytes()).await.is_err() {
                 file = None;
             }
@@ -269,7 +251,7 @@ mod tests {
         );
         assert_eq!(
             lines[0].time_ms,
-            crate::supervisor::parse_rfc3339("2026-11-22T11:56:18Z").unwrap()
+            crate::time::parse_rfc3339("2026-11-22T11:56:18Z").unwrap()
         );
         // New lines come after the old ones.
         ring.push("s-1.0.0-3", "stdout", "fourth".into());

@@ -1,0 +1,264 @@
+//! The front of the event log: opening it (recovering every topic and
+//! resuming every stored consumer group), publishing, and closing it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch};
+use weft::host_api::{PublishArgs, Published};
+use weft_core::Error;
+use weft_core::name::validate_topic;
+
+use super::config::{EventsConfig, MAX_KEY, RETAIN_EVERY};
+use super::group::{Core, DeadLetter, group_name};
+use super::runner::{GroupHandle, Msg};
+use super::store::{self, StateWriter, dead_key};
+use super::topic::{Enqueued, Topic, Writer};
+use crate::time::now_ms;
+
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) dir: PathBuf,
+    pub(super) config: EventsConfig,
+    pub(super) writer: Mutex<Option<Writer>>,
+    pub(super) threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    pub(super) state: Mutex<Option<StateWriter>>,
+    pub(super) topics: Mutex<HashMap<String, Arc<Topic>>>,
+    pub(super) groups: Mutex<BTreeMap<String, Arc<GroupHandle>>>,
+    pub(super) dead: Mutex<BTreeMap<String, DeadLetter>>,
+    pub(super) next_sub: AtomicU64,
+    pub(super) stop: watch::Sender<bool>,
+}
+
+/// The host's event log; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct EventLog {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) fn group_key(topic: &str, group: &str) -> String {
+    format!("{topic}\x1f{group}")
+}
+
+impl EventLog {
+    /// Opens the log in `data_dir/events`, recovering every topic, and
+    /// resumes every stored consumer group.
+    pub(crate) async fn open(
+        data_dir: &std::path::Path,
+        config: EventsConfig,
+    ) -> Result<EventLog, Error> {
+        let dir = data_dir.join("events");
+        let cfg = config.clone();
+        let d = dir.clone();
+        let (topics, (state, loaded, state_thread)) = tokio::task::spawn_blocking(move || {
+            let topics_dir = d.join("topics");
+            std::fs::create_dir_all(&topics_dir).map_err(|e| {
+                Error::unavailable(format!(
+                    "cannot create {}: {e}; pass a writable directory with --data-dir",
+                    topics_dir.display()
+                ))
+            })?;
+            let now = now_ms();
+            let mut topics = HashMap::new();
+            let entries = std::fs::read_dir(&topics_dir).map_err(|e| {
+                Error::unavailable(format!("cannot list {}: {e}", topics_dir.display()))
+            })?;
+            for entry in entries.flatten() {
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if validate_topic(&name).is_err() {
+                    continue;
+                }
+                let t = Topic::open(
+                    &name,
+                    entry.path(),
+                    cfg.segment_bytes,
+                    cfg.dedup_window,
+                    now,
+                )?;
+                topics.insert(name, Arc::new(t));
+            }
+            let state = store::open(&d.join("state.redb"))?;
+            Ok::<_, Error>((topics, state))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("opening the event log failed: {e}")))??;
+        let (writer, writer_thread) = Writer::start()?;
+        let inner = Arc::new(Inner {
+            dir,
+            config,
+            writer: Mutex::new(Some(writer)),
+            threads: Mutex::new(vec![writer_thread, state_thread]),
+            state: Mutex::new(Some(state)),
+            topics: Mutex::new(topics),
+            groups: Mutex::new(BTreeMap::new()),
+            dead: Mutex::new(BTreeMap::new()),
+            next_sub: AtomicU64::new(1),
+            stop: watch::channel(false).0,
+        });
+        let log = EventLog { inner };
+        let (groups, dead) = loaded;
+        let mut dead_counts: HashMap<String, u64> = HashMap::new();
+        {
+            let mut map = log.inner.dead.lock();
+            for d in dead {
+                if !d.replaying {
+                    *dead_counts
+                        .entry(group_key(&d.topic, &d.group))
+                        .or_default() += 1;
+                }
+                map.insert(dead_key(&d), d);
+            }
+        }
+        for record in groups {
+            let key = group_key(&record.topic, &group_name(&record));
+            let Ok(topic) = log.topic(&record.topic) else {
+                continue;
+            };
+            let count = dead_counts.get(&key).copied().unwrap_or(0);
+            log.spawn_group(
+                &mut log.inner.groups.lock(),
+                key,
+                topic,
+                Core::new(record, count),
+            );
+        }
+        let weak = Arc::downgrade(&log.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RETAIN_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if *inner.stop.borrow() {
+                    return;
+                }
+                let (age, bytes) = (inner.config.max_age, inner.config.max_bytes);
+                if age.is_none() && bytes.is_none() {
+                    continue;
+                }
+                let topics: Vec<Arc<Topic>> = inner.topics.lock().values().cloned().collect();
+                drop(inner);
+                let _ = tokio::task::spawn_blocking(move || {
+                    for t in topics {
+                        t.retain(now_ms(), age, bytes);
+                    }
+                })
+                .await;
+            }
+        });
+        Ok(log)
+    }
+
+    /// The topic `name`, opened (created) if needed.
+    pub(super) fn topic(&self, name: &str) -> Result<Arc<Topic>, Error> {
+        validate_topic(name)?;
+        let mut topics = self.inner.topics.lock();
+        if let Some(t) = topics.get(name) {
+            return Ok(t.clone());
+        }
+        let dir = self.inner.dir.join("topics").join(name);
+        let t = Arc::new(Topic::open(
+            name,
+            dir,
+            self.inner.config.segment_bytes,
+            self.inner.config.dedup_window,
+            now_ms(),
+        )?);
+        topics.insert(name.to_owned(), t.clone());
+        Ok(t)
+    }
+
+    pub(super) fn existing_topic(&self, name: &str) -> Result<Arc<Topic>, Error> {
+        validate_topic(name)?;
+        self.inner.topics.lock().get(name).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "there is no topic `{name}`; `weft events ls` lists topics (a topic exists once something publishes to it or subscribes to it)"
+            ))
+        })
+    }
+
+    /// Stores an event; answers once it is durable.
+    pub(crate) async fn publish(&self, args: PublishArgs) -> Result<Published, Error> {
+        if args
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.len() > MAX_KEY || k.is_empty())
+        {
+            return Err(Error::invalid_argument(
+                "idempotency_key",
+                format!("an idempotency key must have 1 to {MAX_KEY} bytes"),
+            ));
+        }
+        let topic = self.topic(&args.topic)?;
+        let enqueued = {
+            let writer = self.inner.writer.lock();
+            let Some(writer) = writer.as_ref() else {
+                return Err(Error::unavailable(
+                    "the host is shutting down; publish again once it is back",
+                ));
+            };
+            topic.enqueue(
+                writer,
+                args.payload,
+                args.idempotency_key,
+                now_ms(),
+                self.inner.config.dedup_window,
+            )?
+        };
+        match enqueued {
+            Enqueued::New(id, done) => {
+                done.await.map_err(|_| {
+                    Error::unavailable(
+                        "the host stopped before the event was stored; publish it again",
+                    )
+                })??;
+                Ok(Published {
+                    id,
+                    duplicate: false,
+                })
+            }
+            Enqueued::Duplicate(id) => {
+                topic.wait_durable(id).await?;
+                Ok(Published {
+                    id,
+                    duplicate: true,
+                })
+            }
+        }
+    }
+
+    /// Ends follows and subscribe streams: the host is stopping.
+    pub(crate) fn stopping(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Stops every group (each stores its state first) and the writers.
+    pub(crate) async fn close(&self) {
+        self.stopping();
+        let groups: Vec<Arc<GroupHandle>> = self.inner.groups.lock().values().cloned().collect();
+        for g in &groups {
+            let (tx, rx) = oneshot::channel();
+            if g.tx.send(Msg::Stop(tx)).is_ok() {
+                let _ = rx.await;
+            }
+            let task = g.task.lock().take();
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        }
+        self.inner.groups.lock().clear();
+        self.inner.writer.lock().take();
+        self.inner.state.lock().take();
+        let threads: Vec<_> = self.inner.threads.lock().drain(..).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
