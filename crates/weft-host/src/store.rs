@@ -1,14 +1,14 @@
-//! The host's durable state: one redb file in the data dir.
+//! The host's durable state: one redb file in the data dir, `host.redb`,
+//! with notifications, main versions and tokens (only their hashes).
 //!
-//! redb commits with `Durability::Immediate` by default, so a write returns
-//! only once it is fsync'd: a stored notification survives a crash.
+//! Writes commit durably before they return ([`Db::write`]): a stored
+//! notification survives a crash.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use parking_lot::RwLock;
-use redb::{Database, ReadableTable, TableDefinition};
+use weft_core::db::Db;
+use weft_core::db::redb::{ReadableTable, TableDefinition};
 use weft_core::name::Version;
 use weft_core::{Error, Notification};
 
@@ -27,71 +27,48 @@ const TOKENS: TableDefinition<'_, &str, &str> = TableDefinition::new("tokens");
 
 /// A handle to the store; cheap to clone. Every method blocks on disk IO, so
 /// async code calls them through [`Store::blocking`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct Store {
-    /// `None` once closed: the file lock must be released when the host
-    /// stops, even if a task still holds a handle, so that a host started
-    /// again on the same data dir in the same process can open it.
-    db: Arc<RwLock<Option<Database>>>,
+    db: Db,
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
-    }
+/// What cannot be encoded for the store, as the error redb's closures carry.
+fn encoding(e: serde_json::Error) -> weft_core::db::redb::Error {
+    weft_core::db::redb::StorageError::Io(std::io::Error::other(e)).into()
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::internal(format!(
-        "the host's store failed to {what}: {e}; check that the data dir is writable and the disk is not full"
-    ))
+/// Decodes the JSON records of a table, skipping (with a warning) one that
+/// does not read, so that one bad record does not hide the others.
+fn decode_each<T: serde::de::DeserializeOwned>(
+    what: &str,
+    entries: impl Iterator<Item = (String, String)>,
+) -> Vec<T> {
+    entries
+        .filter_map(|(key, json)| match serde_json::from_str::<T>(&json) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "skipping an unreadable {what} in the store");
+                None
+            }
+        })
+        .collect()
 }
 
 impl Store {
     /// Opens (or creates) the database in `dir`, creating `dir` if needed.
     pub(crate) fn open(dir: &Path) -> Result<Store, Error> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::unavailable(format!(
-                "cannot create the data dir {}: {e}; pass a writable directory with --data-dir",
-                dir.display()
-            ))
+        let db = Db::open(&dir.join(FILE_NAME), "the host's database", |tx| {
+            tx.open_table(NOTIFICATIONS)?;
+            tx.open_table(MAINS)?;
+            tx.open_table(TOKENS)?;
+            Ok(())
         })?;
-        let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| {
-            Error::unavailable(format!(
-                "cannot open the host's database {}: {e}; is another `weft host` using this data dir? \
-                 stop it or pass another --data-dir",
-                path.display()
-            ))
-        })?;
-        // Create the tables up front so that reads never meet a missing table.
-        let tx = db
-            .begin_write()
-            .map_err(|e| failed("start a transaction", e))?;
-        tx.open_table(NOTIFICATIONS)
-            .map_err(|e| failed("open its tables", e))?;
-        tx.open_table(MAINS)
-            .map_err(|e| failed("open its tables", e))?;
-        tx.open_table(TOKENS)
-            .map_err(|e| failed("open its tables", e))?;
-        tx.commit().map_err(|e| failed("commit", e))?;
-        Ok(Store {
-            db: Arc::new(RwLock::new(Some(db))),
-        })
+        Ok(Store { db })
     }
 
     /// Closes the database; later operations fail.
     pub(crate) fn close(&self) {
-        self.db.write().take();
-    }
-
-    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T, Error>) -> Result<T, Error> {
-        match &*self.db.read() {
-            Some(db) => f(db),
-            None => Err(Error::unavailable(
-                "the host is shutting down; try again once it is back",
-            )),
-        }
+        self.db.close();
     }
 
     /// Runs `f` with the store on a blocking thread.
@@ -101,17 +78,23 @@ impl Store {
         F: FnOnce(&Store) -> Result<T, Error> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| Error::internal(format!("a store task failed: {e}")))?
+        self.db.blocking(move |_| f(&store)).await
     }
 
     /// Stores a notification under the next id and returns it with that id.
     pub(crate) fn add_notification(
         &self,
-        notification: Notification,
+        mut notification: Notification,
     ) -> Result<Notification, Error> {
-        self.with_db(|db| add_notification(db, notification))
+        self.db.write(|tx| {
+            let mut table = tx.open_table(NOTIFICATIONS)?;
+            let last = table.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+            notification.id = last + 1;
+            let json = serde_json::to_string(&notification).map_err(encoding)?;
+            table.insert(notification.id, json.as_str())?;
+            Ok(())
+        })?;
+        Ok(notification)
     }
 
     /// Notifications with an id above `after`, oldest first; with `limit`,
@@ -121,7 +104,19 @@ impl Store {
         after: Option<u64>,
         limit: Option<usize>,
     ) -> Result<Vec<Notification>, Error> {
-        self.with_db(|db| notifications(db, after, limit))
+        let rows = self.db.read(|tx| {
+            let table = tx.open_table(NOTIFICATIONS)?;
+            let start = after.map_or(0, |a| a.saturating_add(1));
+            let mut rows = Vec::new();
+            // Newest first, so that `limit` keeps the newest; reversed below.
+            for entry in table.range(start..)?.rev().take(limit.unwrap_or(usize::MAX)) {
+                let (id, json) = entry?;
+                rows.push((id.value().to_string(), json.value().to_owned()));
+            }
+            rows.reverse();
+            Ok(rows)
+        })?;
+        Ok(decode_each("notification", rows.into_iter()))
     }
 
     /// Records the main version of `service`.
@@ -134,179 +129,70 @@ impl Store {
         &self,
         mains: impl IntoIterator<Item = (&'a str, &'a Version)>,
     ) -> Result<(), Error> {
-        self.with_db(|db| set_mains(db, mains))
+        self.db.write(|tx| {
+            let mut table = tx.open_table(MAINS)?;
+            for (service, version) in mains {
+                table.insert(service, version.to_string().as_str())?;
+            }
+            Ok(())
+        })
     }
 
     /// Every recorded main version.
     pub(crate) fn mains(&self) -> Result<BTreeMap<String, Version>, Error> {
-        self.with_db(mains)
+        let rows = self.db.read(|tx| {
+            let table = tx.open_table(MAINS)?;
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (service, version) = entry?;
+                rows.push((service.value().to_owned(), version.value().to_owned()));
+            }
+            Ok(rows)
+        })?;
+        let mut out = BTreeMap::new();
+        for (service, version) in rows {
+            match Version::parse(&version) {
+                Ok(v) => {
+                    out.insert(service, v);
+                }
+                Err(e) => {
+                    tracing::warn!(%service, error = %e, "skipping an unreadable main version")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every stored token record.
     pub(crate) fn tokens(&self) -> Result<Vec<TokenRecord>, Error> {
-        self.with_db(tokens)
+        let rows = self.db.read(|tx| {
+            let table = tx.open_table(TOKENS)?;
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (id, json) = entry?;
+                rows.push((id.value().to_owned(), json.value().to_owned()));
+            }
+            Ok(rows)
+        })?;
+        Ok(decode_each("token", rows.into_iter()))
     }
 
     /// Stores (or replaces) a token record.
     pub(crate) fn put_token(&self, token: &TokenRecord) -> Result<(), Error> {
-        self.with_db(|db| put_token(db, token))
+        let json = serde_json::to_string(token)
+            .map_err(|e| Error::internal(format!("cannot encode a token record: {e}")))?;
+        self.db.write(|tx| {
+            tx.open_table(TOKENS)?
+                .insert(token.id.as_str(), json.as_str())?;
+            Ok(())
+        })
     }
 
     /// Deletes a token record; returns whether it existed.
     pub(crate) fn remove_token(&self, id: &str) -> Result<bool, Error> {
-        self.with_db(|db| remove_token(db, id))
+        self.db
+            .write(|tx| Ok(tx.open_table(TOKENS)?.remove(id)?.is_some()))
     }
-}
-
-fn tokens(db: &Database) -> Result<Vec<TokenRecord>, Error> {
-    let tx = db
-        .begin_read()
-        .map_err(|e| failed("start a transaction", e))?;
-    let table = tx
-        .open_table(TOKENS)
-        .map_err(|e| failed("open tokens", e))?;
-    let mut out = Vec::new();
-    for entry in table.iter().map_err(|e| failed("read tokens", e))? {
-        let (id, json) = entry.map_err(|e| failed("read tokens", e))?;
-        match serde_json::from_str::<TokenRecord>(json.value()) {
-            Ok(t) => out.push(t),
-            Err(e) => {
-                tracing::warn!(id = id.value(), error = %e, "skipping an unreadable token in the store")
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn put_token(db: &Database, token: &TokenRecord) -> Result<(), Error> {
-    let json = serde_json::to_string(token).map_err(|e| failed("encode a token", e))?;
-    let tx = db
-        .begin_write()
-        .map_err(|e| failed("start a transaction", e))?;
-    {
-        let mut table = tx
-            .open_table(TOKENS)
-            .map_err(|e| failed("open tokens", e))?;
-        table
-            .insert(token.id.as_str(), json.as_str())
-            .map_err(|e| failed("store a token", e))?;
-    }
-    tx.commit().map_err(|e| failed("commit a token", e))
-}
-
-fn remove_token(db: &Database, id: &str) -> Result<bool, Error> {
-    let tx = db
-        .begin_write()
-        .map_err(|e| failed("start a transaction", e))?;
-    let existed = {
-        let mut table = tx
-            .open_table(TOKENS)
-            .map_err(|e| failed("open tokens", e))?;
-        table
-            .remove(id)
-            .map_err(|e| failed("delete a token", e))?
-            .is_some()
-    };
-    tx.commit().map_err(|e| failed("commit a token", e))?;
-    Ok(existed)
-}
-
-fn add_notification(db: &Database, mut notification: Notification) -> Result<Notification, Error> {
-    let tx = db
-        .begin_write()
-        .map_err(|e| failed("start a transaction", e))?;
-    {
-        let mut table = tx
-            .open_table(NOTIFICATIONS)
-            .map_err(|e| failed("open notifications", e))?;
-        let last = table
-            .last()
-            .map_err(|e| failed("read notifications", e))?
-            .map(|(k, _)| k.value())
-            .unwrap_or(0);
-        notification.id = last + 1;
-        let json =
-            serde_json::to_string(&notification).map_err(|e| failed("encode a notification", e))?;
-        table
-            .insert(notification.id, json.as_str())
-            .map_err(|e| failed("store a notification", e))?;
-    }
-    tx.commit()
-        .map_err(|e| failed("commit a notification", e))?;
-    Ok(notification)
-}
-
-fn notifications(
-    db: &Database,
-    after: Option<u64>,
-    limit: Option<usize>,
-) -> Result<Vec<Notification>, Error> {
-    let tx = db
-        .begin_read()
-        .map_err(|e| failed("start a transaction", e))?;
-    let table = tx
-        .open_table(NOTIFICATIONS)
-        .map_err(|e| failed("open notifications", e))?;
-    let start = after.map_or(0, |a| a.saturating_add(1));
-    let range = table
-        .range(start..)
-        .map_err(|e| failed("read notifications", e))?;
-    let limit = limit.unwrap_or(usize::MAX);
-    let mut out = Vec::new();
-    // Newest first, so that `limit` keeps the newest; reversed below.
-    for entry in range.rev().take(limit) {
-        let (_, json) = entry.map_err(|e| failed("read notifications", e))?;
-        match serde_json::from_str::<Notification>(json.value()) {
-            Ok(n) => out.push(n),
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping an unreadable notification in the store")
-            }
-        }
-    }
-    out.reverse();
-    Ok(out)
-}
-
-fn set_mains<'a>(
-    db: &Database,
-    mains: impl IntoIterator<Item = (&'a str, &'a Version)>,
-) -> Result<(), Error> {
-    let tx = db
-        .begin_write()
-        .map_err(|e| failed("start a transaction", e))?;
-    {
-        let mut table = tx
-            .open_table(MAINS)
-            .map_err(|e| failed("open main versions", e))?;
-        for (service, version) in mains {
-            table
-                .insert(service, version.to_string().as_str())
-                .map_err(|e| failed("store a main version", e))?;
-        }
-    }
-    tx.commit().map_err(|e| failed("commit main versions", e))
-}
-
-fn mains(db: &Database) -> Result<BTreeMap<String, Version>, Error> {
-    let tx = db
-        .begin_read()
-        .map_err(|e| failed("start a transaction", e))?;
-    let table = tx
-        .open_table(MAINS)
-        .map_err(|e| failed("open main versions", e))?;
-    let mut out = BTreeMap::new();
-    for entry in table.iter().map_err(|e| failed("read main versions", e))? {
-        let (service, version) = entry.map_err(|e| failed("read main versions", e))?;
-        match Version::parse(version.value()) {
-            Ok(v) => {
-                out.insert(service.value().to_owned(), v);
-            }
-            Err(e) => {
-                tracing::warn!(service = service.value(), error = %e, "skipping an unreadable main version")
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -243,7 +243,7 @@ fn event_webhooks(spec: &ServiceSpec, schemas: &mut Schemas) -> Map<String, Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::openapi::tests::{assert_refs_resolve, find_refs};
+    use crate::http::openapi::tests::assert_refs_resolve;
     use weft_core::spec::ParamSpec;
 
     fn entry(name: &str, params: Vec<ParamSpec>, result: Value) -> EntrypointSpec {
