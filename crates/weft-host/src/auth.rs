@@ -19,7 +19,7 @@ use weft_core::{Code, Error};
 
 use weft_host_api::tokens::{SCOPE_FORMS, TokenInfo};
 
-use crate::state::now_ms;
+use crate::time::now_ms;
 
 /// The file in the data dir that holds the bootstrap admin token when auth
 /// is on; readable only by the host's user (mode 0600).

@@ -35,6 +35,7 @@
 //! ```
 
 mod auth;
+mod config;
 mod events;
 mod http;
 mod notifications;
@@ -53,12 +54,14 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
+use weft_core::backoff::Backoff;
 use weft_core::{Address, Error};
 use weft_registry::{Registry, WatchEvent};
 use weft_transport::{Listener, ServerOptions, Stream};
 
 use crate::auth::Auth;
 pub use crate::auth::{ADMIN_TOKEN_FILE, AuthMode};
+pub use crate::config::{DEFAULT_BODY_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, HostConfig};
 pub use crate::events::EventsConfig;
 use crate::http::gateway::Gateway;
 use crate::http::{App, PeerLocal};
@@ -66,17 +69,6 @@ use crate::notifications::Notifications;
 use crate::registry_service::{HostHandler, Registrations};
 use crate::state::Shared;
 use crate::store::Store;
-
-/// The largest gateway request body unless configured otherwise: 16 MiB,
-/// the wire protocol's default frame limit.
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// How long a client may take to send a request body unless configured
-/// otherwise.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a lease lasts without a keepalive, unless configured otherwise.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(6);
 
 /// How often lapsed leases are evicted.
 const EXPIRE_EVERY: Duration = Duration::from_millis(250);
@@ -87,88 +79,6 @@ const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long open connections get to finish when the host stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Where and how a [`Host`] runs.
-#[derive(Debug, Clone)]
-pub struct HostConfig {
-    /// The one address for the wire protocol and HTTP (`127.0.0.1:7400`;
-    /// port 0 picks a free port, see [`Host::local_address`]).
-    pub listen: Address,
-    /// The directory for the host's state; created if missing.
-    pub data_dir: PathBuf,
-    /// How long an instance stays registered without a keepalive.
-    pub lease_ttl: Duration,
-    /// When HTTP requests need a bearer token.
-    pub auth: AuthMode,
-    /// The largest gateway request body, in bytes; larger ones get 413.
-    pub max_body: usize,
-    /// How long a client may take to send a request body; slower ones get
-    /// 408, so that a stalled client never holds a request open.
-    pub body_timeout: Duration,
-    /// Retention and deduplication of the event log.
-    pub events: EventsConfig,
-}
-
-impl HostConfig {
-    /// A config with the default lease ([`DEFAULT_LEASE_TTL`]).
-    ///
-    /// ```
-    /// let config = weft_host::HostConfig::new("127.0.0.1:7400".parse()?, "/var/lib/weft");
-    /// assert_eq!(config.lease_ttl, weft_host::DEFAULT_LEASE_TTL);
-    /// # Ok::<(), weft::Error>(())
-    /// ```
-    pub fn new(listen: Address, data_dir: impl Into<PathBuf>) -> Self {
-        HostConfig {
-            listen,
-            data_dir: data_dir.into(),
-            lease_ttl: DEFAULT_LEASE_TTL,
-            auth: AuthMode::default(),
-            max_body: DEFAULT_MAX_BODY,
-            body_timeout: DEFAULT_BODY_TIMEOUT,
-            events: EventsConfig::default(),
-        }
-    }
-
-    /// Sets the event log's retention and deduplication window.
-    pub fn events(mut self, events: EventsConfig) -> Self {
-        self.events = events;
-        self
-    }
-
-    /// Sets how long an instance stays registered without a keepalive.
-    pub fn lease_ttl(mut self, lease_ttl: Duration) -> Self {
-        self.lease_ttl = lease_ttl;
-        self
-    }
-
-    /// Sets when HTTP requests need a bearer token.
-    ///
-    /// ```
-    /// use weft_host::{AuthMode, HostConfig};
-    ///
-    /// let config = HostConfig::new("0.0.0.0:7400".parse()?, "/var/lib/weft");
-    /// assert!(config.auth.is_required(&config.listen));
-    /// let config = config.auth(AuthMode::Off);
-    /// assert!(!config.auth.is_required(&config.listen));
-    /// # Ok::<(), weft::Error>(())
-    /// ```
-    pub fn auth(mut self, auth: AuthMode) -> Self {
-        self.auth = auth;
-        self
-    }
-
-    /// Sets the largest gateway request body, in bytes.
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
-    }
-
-    /// Sets how long a client may take to send a request body.
-    pub fn body_timeout(mut self, timeout: Duration) -> Self {
-        self.body_timeout = timeout;
-        self
-    }
-}
 
 /// A bound host, ready to [`run`](Host::run).
 ///
@@ -328,7 +238,7 @@ impl Host {
             async move { supervisor.restore().await }
         });
         tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(10);
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
         let mut conns = JoinSet::new();
         loop {
             let accepted = tokio::select! {
@@ -339,14 +249,13 @@ impl Host {
             };
             let (stream, peer) = match accepted {
                 Ok(a) => {
-                    backoff = Duration::from_millis(10);
+                    backoff.reset();
                     a
                 }
                 Err(e) => {
                     // Usually out of file descriptors: wait instead of spinning.
                     tracing::warn!(error = %e, "accepting a connection failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tokio::time::sleep(backoff.next_delay()).await;
                     continue;
                 }
             };

@@ -2,7 +2,7 @@
 
 use weft_core::{Error, Notification};
 
-use crate::state::now_ms;
+use crate::time::now_ms;
 use crate::store::Store;
 
 /// The host's notifications, kept in its store.

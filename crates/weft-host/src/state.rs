@@ -1,8 +1,6 @@
 //! What the wire service, the HTTP API and the supervisor share: handles to
 //! the host's concerns. The logic lives with each concern.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::auth::Auth;
 use crate::events::EventLog;
 use crate::notifications::Notifications;
@@ -26,12 +24,4 @@ pub(crate) struct Shared {
     pub(crate) notifications: Notifications,
     /// Topics, consumer groups and dead letters.
     pub(crate) events: EventLog,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
