@@ -2,8 +2,6 @@
 //! over the network: every status it answers with, bodies that are
 //! malformed, deep or large, OpenAPI documents, and tokens.
 
-mod common;
-
 use std::time::Duration;
 
 use hyper::Method;
@@ -11,10 +9,14 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_host::{AuthMode, HostConfig};
 
-use common::{Echo, EchoV2, RunningHost, Served, WAIT, request};
+use weft_test_support::{Answer, RunningHost, Served, poll, within};
 
-async fn post(host: &RunningHost, path: &str, body: &str) -> common::Answer {
-    request(&host.hostport(), Method::POST, path, &[], body.to_owned()).await
+use crate::echo::{Echo, EchoV2};
+
+async fn post(host: &RunningHost, path: &str, body: &str) -> Answer {
+    host.http()
+        .request(Method::POST, path, &[], body.to_owned())
+        .await
 }
 
 /// A loopback host with echo 1.0.0 (main) and 2.0.0 running.
@@ -59,14 +61,15 @@ async fn calls_the_main_version_or_the_one_named() {
             "{path}"
         );
     }
-    let a = request(
-        &host.hostport(),
-        Method::POST,
-        "/services/echo/version",
-        &[("Weft-Version", "2.0.0")],
-        "{}",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::POST,
+            "/services/echo/version",
+            &[("Weft-Version", "2.0.0")],
+            "{}",
+        )
+        .await;
     assert_eq!(a.json(), json!("2.0.0"));
     let a = post(
         &host,
@@ -77,14 +80,15 @@ async fn calls_the_main_version_or_the_one_named() {
     assert_eq!(a.json(), json!(main));
 
     // The docs' example: curl -X POST .../play -d '{}' sends a form type.
-    let a = request(
-        &host.hostport(),
-        Method::POST,
-        "/services/echo/echo",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        r#"{"text": "x"}"#,
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::POST,
+            "/services/echo/echo",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            r#"{"text": "x"}"#,
+        )
+        .await;
     assert_eq!(a.json(), json!("x"));
     host.stop().await;
 }
@@ -119,28 +123,30 @@ async fn invalid_arguments_are_400_naming_the_argument() {
         .await
         .problem(400, "invalid_argument");
     assert_eq!(p["field"], "version");
-    let a = request(
-        &host.hostport(),
-        Method::POST,
-        "/services/echo/echo?version=1.0.0",
-        &[("Weft-Version", "2.0.0")],
-        "{}",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::POST,
+            "/services/echo/echo?version=1.0.0",
+            &[("Weft-Version", "2.0.0")],
+            "{}",
+        )
+        .await;
     assert!(
         a.problem(400, "invalid_argument")["detail"]
             .as_str()
             .unwrap()
             .contains("disagree")
     );
-    let a = request(
-        &host.hostport(),
-        Method::POST,
-        "/services/echo/sleep",
-        &[("Weft-Timeout", "soon")],
-        r#"{"ms": 1}"#,
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::POST,
+            "/services/echo/sleep",
+            &[("Weft-Timeout", "soon")],
+            r#"{"ms": 1}"#,
+        )
+        .await;
     assert_eq!(a.problem(400, "invalid_argument")["field"], "timeout");
     host.stop().await;
 }
@@ -170,14 +176,15 @@ async fn malformed_deep_and_non_object_bodies_are_400() {
             &body[..body.len().min(20)]
         );
     }
-    let a = request(
-        &host.hostport(),
-        Method::POST,
-        "/services/echo/echo",
-        &[],
-        vec![0xff, 0xfe, b'{'],
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::POST,
+            "/services/echo/echo",
+            &[],
+            vec![0xff, 0xfe, b'{'],
+        )
+        .await;
     a.problem(400, "invalid_argument");
     // The host is fine afterwards.
     assert_eq!(
@@ -211,24 +218,16 @@ async fn unknown_service_version_and_entrypoint_are_404() {
         p["detail"].as_str().unwrap().contains("`echo`"),
         "lists entrypoints: {p}"
     );
-    let p = request(
-        &host.hostport(),
-        Method::GET,
-        "/services/nope/openapi.json",
-        &[],
-        "",
-    )
-    .await
-    .problem(404, "not_found");
+    let p = host
+        .http()
+        .request(Method::GET, "/services/nope/openapi.json", &[], "")
+        .await
+        .problem(404, "not_found");
     assert!(!p["detail"].as_str().unwrap().is_empty());
-    let a = request(
-        &host.hostport(),
-        Method::GET,
-        "/services/echo/echo",
-        &[],
-        "",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(Method::GET, "/services/echo/echo", &[], "")
+        .await;
     let p = a.problem(405, "invalid_argument");
     assert!(p["detail"].as_str().unwrap().contains("POST"), "{p}");
     host.stop().await;
@@ -277,10 +276,7 @@ async fn large_bodies_are_413_and_slow_ones_408() {
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .expect("answers")
-        .unwrap();
+    within("answers", s.read_to_string(&mut out)).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 413"), "{out}");
 
     // A client that stops sending mid-body gets 408, not a hung request.
@@ -293,9 +289,8 @@ async fn large_bodies_are_413_and_slow_ones_408() {
     .await
     .unwrap();
     let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+    within("answers a stalled body", s.read_to_string(&mut out))
         .await
-        .expect("answers a stalled body")
         .unwrap();
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
     host.stop().await;
@@ -319,14 +314,15 @@ async fn application_errors_are_500_with_their_kind() {
 async fn a_deadline_is_504() {
     let dir = tempfile::tempdir().unwrap();
     let (host, _v1, _v2) = host_with_echo(dir.path()).await;
-    let a = request(
-        &host.hostport(),
-        Method::POST,
-        "/services/echo/sleep",
-        &[("Weft-Timeout", "0.2")],
-        r#"{"ms": 20000}"#,
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::POST,
+            "/services/echo/sleep",
+            &[("Weft-Timeout", "0.2")],
+            r#"{"ms": 20000}"#,
+        )
+        .await;
     a.problem(504, "deadline_exceeded");
     host.stop().await;
 }
@@ -360,14 +356,10 @@ async fn a_main_version_with_nothing_running_is_503() {
 async fn openapi_describes_every_entrypoint() {
     let dir = tempfile::tempdir().unwrap();
     let (host, _v1, _v2) = host_with_echo(dir.path()).await;
-    let a = request(
-        &host.hostport(),
-        Method::GET,
-        "/services/echo/openapi.json",
-        &[],
-        "",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(Method::GET, "/services/echo/openapi.json", &[], "")
+        .await;
     assert_eq!(a.status, 200);
     let doc = a.json();
     assert_eq!(doc["openapi"], "3.1.0");
@@ -402,23 +394,26 @@ async fn openapi_describes_every_entrypoint() {
         let pointer = piece.split('"').next().unwrap();
         assert!(doc.pointer(pointer).is_some(), "dangling #{pointer}");
     }
-    let a = request(
-        &host.hostport(),
-        Method::GET,
-        "/services/echo/openapi.json?version=2.0.0",
-        &[],
-        "",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::GET,
+            "/services/echo/openapi.json?version=2.0.0",
+            &[],
+            "",
+        )
+        .await;
     assert_eq!(a.json()["info"]["version"], "2.0.0");
 
-    let host_doc = request(&host.hostport(), Method::GET, "/openapi.json", &[], "")
+    let host_doc = host
+        .http()
+        .request(Method::GET, "/openapi.json", &[], "")
         .await
         .json();
     assert_eq!(host_doc["openapi"], "3.1.0");
     assert!(host_doc["paths"]["/api/v1/tokens"]["post"].is_object());
     for path in ["/docs", "/services/echo/docs"] {
-        let a = request(&host.hostport(), Method::GET, path, &[], "").await;
+        let a = host.http().request(Method::GET, path, &[], "").await;
         assert_eq!(a.status, 200, "{path}");
         assert!(a.content_type().starts_with("text/html"));
         let csp = a.headers["content-security-policy"].to_str().unwrap();
@@ -431,7 +426,7 @@ async fn openapi_describes_every_entrypoint() {
         {
             let url = asset.split('"').next().unwrap();
             assert!(url.starts_with('/'), "only the host's own assets: {url}");
-            let a = request(&host.hostport(), Method::GET, url, &[], "").await;
+            let a = host.http().request(Method::GET, url, &[], "").await;
             assert_eq!(a.status, 200, "{url}");
             assert!(
                 a.headers["cache-control"]
@@ -446,36 +441,26 @@ async fn openapi_describes_every_entrypoint() {
 }
 
 /// Creates a token through the API with `admin` credentials.
-async fn create_token(host: &RunningHost, admin: Option<&str>, body: Value) -> common::Answer {
+async fn create_token(host: &RunningHost, admin: Option<&str>, body: Value) -> Answer {
     let auth = admin.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth
         .as_deref()
         .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
-    request(
-        &host.hostport(),
-        Method::POST,
-        "/api/v1/tokens",
-        &headers,
-        body.to_string(),
-    )
-    .await
+    host.http()
+        .request(Method::POST, "/api/v1/tokens", &headers, body.to_string())
+        .await
 }
 
-async fn call_with(host: &RunningHost, path: &str, token: Option<&str>) -> common::Answer {
+async fn call_with(host: &RunningHost, path: &str, token: Option<&str>) -> Answer {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth
         .as_deref()
         .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
-    request(
-        &host.hostport(),
-        Method::POST,
-        path,
-        &headers,
-        r#"{"text": "hi"}"#,
-    )
-    .await
+    host.http()
+        .request(Method::POST, path, &headers, r#"{"text": "hi"}"#)
+        .await
 }
 
 #[tokio::test]
@@ -486,8 +471,8 @@ async fn tokens_guard_the_gateway_by_scope() {
     )
     .await;
     let admin = host
-        .admin_token
-        .clone()
+        .admin_token()
+        .map(str::to_owned)
         .expect("auth required makes an admin token");
     let file = dir.path().join(weft_host::ADMIN_TOKEN_FILE);
     #[cfg(unix)]
@@ -512,7 +497,8 @@ async fn tokens_guard_the_gateway_by_scope() {
     let a = call_with(&host, "/services/echo/echo", Some("weft_nope_00")).await;
     assert!(a.headers.contains_key("www-authenticate"));
     a.problem(401, "unauthenticated");
-    request(&host.hostport(), Method::GET, "/api/v1/services", &[], "")
+    host.http()
+        .request(Method::GET, "/api/v1/services", &[], "")
         .await
         .problem(401, "unauthenticated");
 
@@ -567,55 +553,54 @@ async fn tokens_guard_the_gateway_by_scope() {
     }
     // A call scope reads docs of its service, not token lists.
     let bearer = format!("Bearer {}", tokens["call:echo.version"]);
-    let a = request(
-        &host.hostport(),
-        Method::GET,
-        "/services/echo/openapi.json",
-        &[("Authorization", &bearer)],
-        "",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::GET,
+            "/services/echo/openapi.json",
+            &[("Authorization", &bearer)],
+            "",
+        )
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["security"], json!([{ "bearer": [] }]));
-    request(
-        &host.hostport(),
-        Method::GET,
-        "/services/echo/openapi.json",
-        &[],
-        "",
-    )
-    .await
-    .problem(401, "unauthenticated");
-    let p = request(
-        &host.hostport(),
-        Method::GET,
-        "/api/v1/tokens",
-        &[("Authorization", &bearer)],
-        "",
-    )
-    .await
-    .problem(403, "permission_denied");
+    host.http()
+        .request(Method::GET, "/services/echo/openapi.json", &[], "")
+        .await
+        .problem(401, "unauthenticated");
+    let p = host
+        .http()
+        .request(
+            Method::GET,
+            "/api/v1/tokens",
+            &[("Authorization", &bearer)],
+            "",
+        )
+        .await
+        .problem(403, "permission_denied");
     assert_eq!(p["scope"], "admin");
-    let a = request(
-        &host.hostport(),
-        Method::GET,
-        "/api/v1/services",
-        &[("Authorization", &bearer)],
-        "",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::GET,
+            "/api/v1/services",
+            &[("Authorization", &bearer)],
+            "",
+        )
+        .await;
     assert_eq!(a.status, 200);
 
     // Listing shows no secrets; revoking works at once.
     let admin_bearer = format!("Bearer {admin}");
-    let a = request(
-        &host.hostport(),
-        Method::GET,
-        "/api/v1/tokens",
-        &[("Authorization", &admin_bearer)],
-        "",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::GET,
+            "/api/v1/tokens",
+            &[("Authorization", &admin_bearer)],
+            "",
+        )
+        .await;
     assert_eq!(a.status, 200);
     let body = String::from_utf8_lossy(&a.body).into_owned();
     for t in tokens.values() {
@@ -634,27 +619,28 @@ async fn tokens_guard_the_gateway_by_scope() {
         .as_str()
         .unwrap()
         .to_owned();
-    let a = request(
-        &host.hostport(),
-        Method::DELETE,
-        &format!("/api/v1/tokens/{id}"),
-        &[("Authorization", &admin_bearer)],
-        "",
-    )
-    .await;
+    let a = host
+        .http()
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            &[("Authorization", &admin_bearer)],
+            "",
+        )
+        .await;
     assert_eq!(a.status, 204);
     call_with(&host, "/services/echo/echo", Some(&tokens["call:echo"]))
         .await
         .problem(401, "unauthenticated");
-    request(
-        &host.hostport(),
-        Method::DELETE,
-        &format!("/api/v1/tokens/{id}"),
-        &[("Authorization", &admin_bearer)],
-        "",
-    )
-    .await
-    .problem(404, "not_found");
+    host.http()
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            &[("Authorization", &admin_bearer)],
+            "",
+        )
+        .await
+        .problem(404, "not_found");
 
     // An expired token stops working.
     let a = create_token(
@@ -670,11 +656,18 @@ async fn tokens_guard_the_gateway_by_scope() {
             .status,
         200
     );
-    // Waiting for the clock, not for readiness: expiry is wall-clock time.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let p = call_with(&host, "/services/echo/echo", Some(&short))
-        .await
-        .problem(401, "unauthenticated");
+    // Expiry is the host's wall-clock time: the token is refused once its
+    // second has passed.
+    let refused = poll("the short-lived token refused", || async {
+        let a = call_with(&host, "/services/echo/echo", Some(&short)).await;
+        if a.status == 401 {
+            Ok(a)
+        } else {
+            Err(a.status)
+        }
+    })
+    .await;
+    let p = refused.problem(401, "unauthenticated");
     assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
     host.stop().await;
 
@@ -683,15 +676,16 @@ async fn tokens_guard_the_gateway_by_scope() {
         HostConfig::new("127.0.0.1:0".parse().unwrap(), dir.path()).auth(AuthMode::Required),
     )
     .await;
-    assert_eq!(host.admin_token.as_deref(), Some(admin.as_str()));
-    let a = request(
-        &host.hostport(),
-        Method::GET,
-        "/api/v1/services",
-        &[("Authorization", &format!("Bearer {}", tokens["call:*"]))],
-        "",
-    )
-    .await;
+    assert_eq!(host.admin_token(), Some(admin.as_str()));
+    let a = host
+        .http()
+        .request(
+            Method::GET,
+            "/api/v1/services",
+            &[("Authorization", &format!("Bearer {}", tokens["call:*"]))],
+            "",
+        )
+        .await;
     assert_eq!(a.status, 200);
     host.stop().await;
 }
@@ -700,8 +694,11 @@ async fn tokens_guard_the_gateway_by_scope() {
 async fn loopback_needs_no_token_and_other_addresses_do() {
     let dir = tempfile::tempdir().unwrap();
     let host = RunningHost::loopback(dir.path()).await;
-    assert!(host.admin_token.is_none());
-    let a = request(&host.hostport(), Method::GET, "/api/v1/services", &[], "").await;
+    assert!(host.admin_token().is_none());
+    let a = host
+        .http()
+        .request(Method::GET, "/api/v1/services", &[], "")
+        .await;
     assert_eq!(a.status, 200);
     // Callers on this machine may manage tokens without one.
     let a = create_token(&host, None, json!({ "scopes": ["call:*"] })).await;
@@ -711,14 +708,16 @@ async fn loopback_needs_no_token_and_other_addresses_do() {
     let dir = tempfile::tempdir().unwrap();
     let host = RunningHost::start(HostConfig::new("0.0.0.0:0".parse().unwrap(), dir.path())).await;
     assert!(
-        host.admin_token.is_some(),
+        host.admin_token().is_some(),
         "auto requires tokens beyond loopback"
     );
-    request(&host.hostport(), Method::GET, "/api/v1/services", &[], "")
+    host.http()
+        .request(Method::GET, "/api/v1/services", &[], "")
         .await
         .problem(401, "unauthenticated");
     assert_eq!(
-        request(&host.hostport(), Method::GET, "/healthz", &[], "")
+        host.http()
+            .request(Method::GET, "/healthz", &[], "")
             .await
             .status,
         200

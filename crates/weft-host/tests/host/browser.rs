@@ -5,16 +5,12 @@
 //! (`apt-get install -y chromium chromium-driver`); without them the test
 //! fails and says so.
 
-mod common;
-
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use hyper::Method;
 use serde_json::{Value, json};
-
-use common::{RunningHost, Served, WAIT, request};
+use weft_test_support::{ChildProcess, Http, RunningHost, Served};
 
 const INSTALL: &str = "install Chromium and its WebDriver: `apt-get update && apt-get install -y chromium chromium-driver`";
 
@@ -29,39 +25,33 @@ fn find(candidates: &[&str]) -> Option<PathBuf> {
 
 /// A chromedriver process, killed when dropped.
 struct Driver {
-    child: Child,
-    hostport: String,
+    _process: ChildProcess,
+    http: Http,
 }
 
 impl Driver {
-    fn start(exe: &Path) -> Driver {
+    async fn start(exe: &Path) -> Driver {
+        if !exe.is_file() {
+            panic!("cannot start {}; {INSTALL}", exe.display());
+        }
         // Free a port for the driver; it says when it listens.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut child = Command::new(exe)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL}", exe.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("started successfully") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let driver = Driver {
-            child,
-            hostport: format!("127.0.0.1:{port}"),
-        };
-        rx.recv_timeout(WAIT).expect("chromedriver says it started");
-        driver
+        let mut cmd = Command::new(exe);
+        cmd.arg(format!("--port={port}"));
+        let mut process = ChildProcess::spawn("chromedriver", cmd);
+        process
+            .wait_for_line("chromedriver says it started", |l| {
+                l.contains("started successfully")
+            })
+            .await;
+        Driver {
+            _process: process,
+            http: Http::new(format!("127.0.0.1:{port}")),
+        }
     }
 
     async fn send(&self, method: Method, path: &str, body: Value) -> Value {
@@ -70,24 +60,13 @@ impl Driver {
         } else {
             body.to_string()
         };
-        let a = request(
-            &self.hostport,
-            method,
-            path,
-            &[("Content-Type", "application/json")],
-            body,
-        )
-        .await;
+        let a = self
+            .http
+            .request(method, path, &[("Content-Type", "application/json")], body)
+            .await;
         let v = a.json();
         assert!(a.status.is_success(), "WebDriver {path}: {v}");
         v["value"].clone()
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -169,7 +148,7 @@ async fn try_it_out_rolls_a_die_with_nothing_from_outside() {
     let _dice = Served::start(die_roller::DieRoller, &host);
     watch.up("die_roller", env!("CARGO_PKG_VERSION")).await;
 
-    let driver = Driver::start(&chromedriver);
+    let driver = Driver::start(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
     let args = [
         "--headless",

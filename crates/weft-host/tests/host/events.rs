@@ -7,88 +7,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use weft::host_api::{self, Delivery, Published};
+use weft_core::Code;
 use weft_core::codec;
-use weft_core::{Code, Error};
-use weft_host::{Host, HostConfig};
-use weft_transport::{Address, ConnectOptions, Connection, ResponseStream};
+use weft_host::HostConfig;
+use weft_host_api::wire::{self as host_api, Delivery, Published};
+use weft_test_support::{RunningHost, host_call as call, poll, within};
+use weft_transport::{Connection, ResponseStream};
 use weft_wire::Headers;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-struct RunningHost {
-    address: Address,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), Error>>>,
-}
-
-impl RunningHost {
-    async fn start(dir: &Path) -> RunningHost {
-        RunningHost::start_with(HostConfig::new("127.0.0.1:0".parse().unwrap(), dir)).await
-    }
-
-    async fn start_with(config: HostConfig) -> RunningHost {
-        let host = Host::bind(config).await.unwrap();
-        let address = host.local_address();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(host.run(async move {
-            let _ = rx.await;
-        }));
-        RunningHost {
-            address,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT * 2, self.task.take().unwrap())
-            .await
-            .expect("the host stops")
-            .unwrap()
-            .unwrap();
-    }
-
-    async fn connect(&self) -> Connection {
-        Connection::connect(&self.address, &ConnectOptions::default())
-            .await
-            .unwrap()
-    }
-
-    fn hostport(&self) -> String {
-        match &self.address {
-            Address::Tcp(hp) => hp.clone(),
-            other => panic!("not tcp: {other}"),
-        }
-    }
-}
-
-impl Drop for RunningHost {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
-
-fn headers(entrypoint: &str) -> Headers {
-    Headers::new(host_api::SERVICE, entrypoint)
-}
-
-async fn call<R: serde::de::DeserializeOwned>(
-    conn: &Connection,
-    entrypoint: &str,
-    args: Value,
-) -> Result<R, Error> {
-    let payload = weft_core::args::encode(conn.codec(), &args)?;
-    let reply = tokio::time::timeout(WAIT, conn.call(headers(entrypoint), payload))
-        .await
-        .expect("the host answers")?;
-    codec::decode(conn.codec(), &reply)
+async fn start(dir: &Path) -> RunningHost {
+    RunningHost::loopback(dir).await
 }
 
 async fn publish(conn: &Connection, topic: &str, payload: Value) -> Published {
@@ -136,7 +64,10 @@ impl Subscriber {
             "mode": mode, "max_attempts": max_attempts, "max_in_flight": credit,
         });
         let payload = weft_core::args::encode(conn.codec(), &args).unwrap();
-        let stream = conn.call_stream(headers(host_api::SUBSCRIBE), payload);
+        let stream = conn.call_stream(
+            Headers::new(host_api::SERVICE, host_api::SUBSCRIBE),
+            payload,
+        );
         Subscriber {
             conn,
             stream,
@@ -147,9 +78,8 @@ impl Subscriber {
     }
 
     async fn next(&mut self) -> Delivery {
-        let item = tokio::time::timeout(WAIT, self.stream.next())
+        let item = within("a delivery", self.stream.next())
             .await
-            .expect("a delivery arrives")
             .expect("the stream goes on")
             .unwrap();
         codec::decode(self.conn.codec(), &item).unwrap()
@@ -161,6 +91,15 @@ impl Subscriber {
             .await
             .ok()??;
         Some(codec::decode(self.conn.codec(), &item.unwrap()).unwrap())
+    }
+
+    /// Every delivery from now on, as a stream.
+    fn deliveries(self) -> impl futures::Stream<Item = Delivery> {
+        let Subscriber { conn, stream, .. } = self;
+        stream.map(move |item| {
+            codec::decode(conn.codec(), &item.expect("the stream goes on"))
+                .expect("a delivery decodes")
+        })
     }
 
     async fn ack(&self, id: u64, error: Option<&str>) {
@@ -181,33 +120,31 @@ fn pool() -> Value {
     json!({ "mode": "pool" })
 }
 
+/// One HTTP request with an optional JSON body: the status and the body.
 async fn http(host: &RunningHost, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(host.hostport())
-        .await
-        .unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let answer = host
+        .http()
+        .request(
+            method.parse().unwrap(),
+            path,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await;
+    (answer.status.as_u16(), answer.text())
+}
+
+/// Waits until `instance` is subscribed to `group` of `topic`: from then
+/// on, what is published reaches it.
+async fn subscribed(host: &RunningHost, topic: &str, group: &str, instance: &str) {
+    host.http().wait_subscribed(topic, group, &[instance]).await;
 }
 
 #[tokio::test]
 async fn publish_deliver_ack_and_idempotency() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let conn = host.connect().await;
     let p = publish(&conn, "orders.created", json!({ "order": 1 })).await;
     assert_eq!(
@@ -272,7 +209,7 @@ async fn publish_deliver_ack_and_idempotency() {
 #[tokio::test]
 async fn pool_spreads_without_duplicates_and_broadcast_reaches_all() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let conn = host.connect().await;
     let mut a = Subscriber::new(&host, "t", "a", pool(), 4).await;
     let mut b = Subscriber::new(&host, "t", "b", pool(), 4).await;
@@ -296,8 +233,13 @@ async fn pool_spreads_without_duplicates_and_broadcast_reaches_all() {
         3,
     )
     .await;
-    // Both broadcast groups exist before anything is published.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both instances are in the pool group, and both broadcast groups
+    // exist, before anything is published.
+    host.http()
+        .wait_subscribed("t", "svc.handle", &["a", "b"])
+        .await;
+    subscribed(&host, "t", "svc.all@a", "a").await;
+    subscribed(&host, "t", "svc.all@b", "b").await;
     for n in 0..40 {
         publish(&conn, "t", json!({ "n": n })).await;
     }
@@ -333,7 +275,7 @@ async fn pool_spreads_without_duplicates_and_broadcast_reaches_all() {
 #[tokio::test]
 async fn ordered_keeps_per_key_order_across_two_subscribers() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let conn = host.connect().await;
     let mode = json!({ "mode": "ordered", "field": "key" });
     let mut a = Subscriber::new(&host, "o", "a", mode.clone(), 10).await;
@@ -377,7 +319,7 @@ async fn ordered_keeps_per_key_order_across_two_subscribers() {
 #[tokio::test]
 async fn nack_retries_then_dead_letters_and_replay_delivers_again() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let conn = host.connect().await;
     let mut s = Subscriber::with(&host, "f", "handle", "i", pool(), 10, 2).await;
     publish(&conn, "f", json!({ "poison": true })).await;
@@ -410,13 +352,15 @@ async fn nack_retries_then_dead_letters_and_replay_delivers_again() {
     let d = s.next().await;
     assert_eq!((d.id, d.attempt), (1, 1));
     s.ack(1, None).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (_, body) = http(&host, "GET", "/api/v1/events/dead", None).await;
-    assert_eq!(
-        body.trim(),
-        "[]",
-        "a replayed and handled dead letter is gone"
-    );
+    poll("a replayed and handled dead letter gone", || async {
+        let (_, body) = http(&host, "GET", "/api/v1/events/dead", None).await;
+        if body.trim() == "[]" {
+            Ok(())
+        } else {
+            Err(body)
+        }
+    })
+    .await;
     let (status, _) = http(
         &host,
         "POST",
@@ -431,10 +375,10 @@ async fn nack_retries_then_dead_letters_and_replay_delivers_again() {
 #[tokio::test]
 async fn a_disconnected_subscribers_deliveries_go_to_the_other() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let conn = host.connect().await;
     let mut a = Subscriber::new(&host, "d", "a", pool(), 100).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    subscribed(&host, "d", "svc.handle", "a").await;
     for n in 0..3 {
         publish(&conn, "d", json!({ "n": n })).await;
     }
@@ -458,7 +402,7 @@ async fn a_disconnected_subscribers_deliveries_go_to_the_other() {
 #[tokio::test]
 async fn restart_resumes_positions_and_redelivers_unacked() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let conn = host.connect().await;
     let mut s = Subscriber::new(&host, "r", "i", pool(), 100).await;
     for n in 0..5 {
@@ -474,7 +418,7 @@ async fn restart_resumes_positions_and_redelivers_unacked() {
     drop(conn);
     host.stop().await;
 
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let mut s = Subscriber::new(&host, "r", "i", pool(), 100).await;
     let d = s.next().await;
     assert_eq!(d.id, 3, "only the unacknowledged event comes again");
@@ -488,7 +432,7 @@ async fn restart_resumes_positions_and_redelivers_unacked() {
 #[tokio::test]
 async fn a_torn_tail_is_truncated_and_nothing_acknowledged_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let conn = host.connect().await;
     for n in 0..10 {
         publish(&conn, "torn", json!({ "n": n })).await;
@@ -507,7 +451,7 @@ async fn a_torn_tail_is_truncated_and_nothing_acknowledged_is_lost() {
     bytes.extend_from_slice(&[0x30, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7]);
     std::fs::write(&last, &bytes).unwrap();
 
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     assert_eq!(
         std::fs::metadata(&last).unwrap().len() as usize,
         len,
@@ -541,32 +485,42 @@ async fn instances_subscribing_at_once_share_one_group() {
     const SUBSCRIBERS: usize = 16;
     const EVENTS: u64 = 64;
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path()).await;
+    let host = start(dir.path()).await;
     let conn = host.connect().await;
     // The topic exists, so that the subscriptions race only for the group.
     publish(&conn, "race", json!({ "n": 0 })).await;
-    let mut subs = futures::future::join_all((0..SUBSCRIBERS).map(|i| {
-        let host = &host;
-        async move {
-            let mut s = Subscriber::new(host, "race", &format!("i{i}"), pool(), 1000).await;
-            // Subscribing happens when the host reads the request: wait for
-            // its first answer, or a short while.
-            let first = s.maybe_next(Duration::from_millis(100)).await;
-            (s, first)
-        }
-    }))
+    let names: Vec<String> = (0..SUBSCRIBERS).map(|i| format!("i{i}")).collect();
+    // Each subscription is sent as its connection is made, all at once.
+    let subs = futures::future::join_all(
+        names
+            .iter()
+            .map(|name| Subscriber::new(&host, "race", name, pool(), 1000)),
+    )
     .await;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    host.http()
+        .wait_subscribed("race", "svc.handle", &names)
+        .await;
     for n in 1..EVENTS {
         publish(&conn, "race", json!({ "n": n })).await;
     }
+    let mut all = futures::stream::select_all(
+        subs.into_iter()
+            .enumerate()
+            .map(|(i, s)| s.deliveries().map(move |d| (i, d))),
+    );
     let mut seen: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    for (i, (s, first)) in subs.iter_mut().enumerate() {
-        if let Some(d) = first.take() {
+    within("every event delivered", async {
+        while (seen.len() as u64) < EVENTS {
+            let (i, d) = all.next().await.expect("the subscriptions go on");
             seen.entry(d.id).or_default().push(i);
         }
-        while let Some(d) = s.maybe_next(Duration::from_millis(100)).await {
-            seen.entry(d.id).or_default().push(i);
-        }
+    })
+    .await;
+    // A pause to let any second delivery of an event arrive.
+    while let Ok(Some((i, d))) = tokio::time::timeout(Duration::from_millis(300), all.next()).await
+    {
+        seen.entry(d.id).or_default().push(i);
     }
     let twice: BTreeMap<&u64, &Vec<usize>> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
     assert!(
@@ -586,7 +540,7 @@ async fn the_broadcast_group_of_an_instance_that_left_is_removed() {
             .events
             .clone()
             .broadcast_idle(Duration::from_millis(300));
-        RunningHost::start_with(config)
+        RunningHost::start(config)
     };
     let groups = |body: &str| -> Vec<String> {
         let topics: Value = serde_json::from_str(body).unwrap();
@@ -615,15 +569,12 @@ async fn the_broadcast_group_of_an_instance_that_left_is_removed() {
 
     // The instance leaves; the others stay subscribed.
     drop(leaves);
-    let mut left = groups(&body);
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let left = poll("a group removed after the idle time", || async {
         let (_, body) = http(&host, "GET", "/api/v1/events/topics", None).await;
-        left = groups(&body);
-        if left.len() == 2 {
-            break;
-        }
-    }
+        let left = groups(&body);
+        if left.len() == 2 { Ok(left) } else { Err(left) }
+    })
+    .await;
     assert_eq!(
         left,
         ["svc.handle", "svc.handle@stays"],

@@ -5,100 +5,36 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use weft::host_api;
 use weft_core::codec::{self, Codec};
 use weft_core::name::Version;
 use weft_core::spec::ServiceSpec;
-use weft_core::{Code, Error, Notification, Severity};
-use weft_host::{Host, HostConfig};
+use weft_core::{Code, Notification, Severity};
+use weft_host::HostConfig;
+use weft_host_api::wire as host_api;
 use weft_registry::{InstanceInfo, ServiceSummary, WatchEvent};
-use weft_transport::{Address, ConnectOptions, Connection, ResponseStream};
+use weft_test_support::{RunningHost, host_call as call, within};
+use weft_transport::{ConnectOptions, Connection, ResponseStream};
 use weft_wire::Headers;
 
 /// Long enough that only a closed connection, never a lapsed lease, can
 /// explain an instance going down within a test.
 const LONG_LEASE: Duration = Duration::from_secs(60);
-const WAIT: Duration = Duration::from_secs(10);
 
-struct RunningHost {
-    address: Address,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), Error>>>,
-}
-
-impl RunningHost {
-    async fn start(dir: &Path, lease_ttl: Duration) -> RunningHost {
-        let config = HostConfig::new("127.0.0.1:0".parse().unwrap(), dir).lease_ttl(lease_ttl);
-        let host = Host::bind(config).await.unwrap();
-        let address = host.local_address();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(host.run(async move {
-            let _ = rx.await;
-        }));
-        RunningHost {
-            address,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, self.task.take().unwrap())
-            .await
-            .expect("the host stops")
-            .unwrap()
-            .unwrap();
-    }
-
-    async fn connect(&self) -> Connection {
-        Connection::connect(&self.address, &ConnectOptions::default())
-            .await
-            .unwrap()
-    }
-
-    fn hostport(&self) -> String {
-        match &self.address {
-            Address::Tcp(hp) => hp.clone(),
-            other => panic!("not tcp: {other}"),
-        }
-    }
-}
-
-impl Drop for RunningHost {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
+async fn start(dir: &Path, lease_ttl: Duration) -> RunningHost {
+    RunningHost::start(HostConfig::new("127.0.0.1:0".parse().unwrap(), dir).lease_ttl(lease_ttl))
+        .await
 }
 
 fn headers(entrypoint: &str) -> Headers {
     Headers::new(host_api::SERVICE, entrypoint)
 }
 
-async fn call<R: DeserializeOwned>(
-    conn: &Connection,
-    entrypoint: &str,
-    args: Value,
-) -> Result<R, Error> {
-    let payload = weft_core::args::encode(conn.codec(), &args)?;
-    let reply = tokio::time::timeout(WAIT, conn.call(headers(entrypoint), payload))
-        .await
-        .expect("the host answers")?;
-    codec::decode(conn.codec(), &reply)
-}
-
 async fn next_event(conn: &Connection, stream: &mut ResponseStream) -> WatchEvent {
-    let item = tokio::time::timeout(WAIT, stream.next())
+    let item = within("a watch event", stream.next())
         .await
-        .expect("a watch event arrives")
         .expect("the watch stream goes on")
         .unwrap();
     codec::decode(conn.codec(), &item).unwrap()
@@ -141,24 +77,17 @@ fn notification(message: &str) -> Notification {
     }
 }
 
+/// `GET path`: the status, the content type and the body.
 async fn http_get(host: &RunningHost, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(host.hostport()).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .expect("the host answers HTTP")
-        .unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    let answer = host.http().get(path).await;
+    let content_type = answer.content_type().to_owned();
+    (answer.status.as_u16(), content_type, answer.text())
 }
 
 #[tokio::test]
 async fn watchers_see_instances_come_and_go() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path(), LONG_LEASE).await;
+    let host = start(dir.path(), LONG_LEASE).await;
     let watcher = host.connect().await;
     let mut events = watch(&watcher).await;
     match next_event(&watcher, &mut events).await {
@@ -235,7 +164,7 @@ async fn watchers_see_instances_come_and_go() {
 #[tokio::test]
 async fn deregister_and_lapsed_leases_go_down() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path(), Duration::from_millis(300)).await;
+    let host = start(dir.path(), Duration::from_millis(300)).await;
     let conn = host.connect().await;
     let mut events = watch(&conn).await;
     assert!(matches!(
@@ -274,7 +203,7 @@ async fn deregister_and_lapsed_leases_go_down() {
 #[tokio::test]
 async fn bad_calls_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path(), LONG_LEASE).await;
+    let host = start(dir.path(), LONG_LEASE).await;
     let conn = host.connect().await;
 
     let payload = codec::encode(conn.codec(), &json!({})).unwrap();
@@ -308,7 +237,7 @@ async fn bad_calls_say_what_to_do() {
 #[tokio::test]
 async fn notifications_and_mains_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path(), LONG_LEASE).await;
+    let host = start(dir.path(), LONG_LEASE).await;
     let conn = host.connect().await;
     let before = weft_host_now_ms();
     let first: Notification = call(
@@ -354,7 +283,7 @@ async fn notifications_and_mains_survive_a_restart() {
     drop(conn);
     host.stop().await;
 
-    let host = RunningHost::start(dir.path(), LONG_LEASE).await;
+    let host = start(dir.path(), LONG_LEASE).await;
     let conn = host.connect().await;
     let listed: Vec<Notification> = call(&conn, host_api::NOTIFICATIONS, json!({}))
         .await
@@ -397,7 +326,7 @@ fn weft_host_now_ms() -> u64 {
 #[tokio::test]
 async fn http_shares_the_port() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path(), LONG_LEASE).await;
+    let host = start(dir.path(), LONG_LEASE).await;
     let (status, _, body) = http_get(&host, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok"));
 
@@ -417,9 +346,9 @@ async fn http_shares_the_port() {
     .await
     .unwrap();
 
-    let (status, head, body) = http_get(&host, "/api/v1/services").await;
+    let (status, content_type, body) = http_get(&host, "/api/v1/services").await;
     assert_eq!(status, 200);
-    assert!(head.contains("application/json"), "{head}");
+    assert!(content_type.contains("application/json"), "{content_type}");
     let services: Vec<ServiceSummary> = serde_json::from_str(&body).unwrap();
     assert_eq!(services[0].name, "a");
 
@@ -433,9 +362,12 @@ async fn http_shares_the_port() {
     assert_eq!(status, 400);
     assert!(body.contains("after=<id>"), "{body}");
 
-    let (status, head, body) = http_get(&host, "/nope").await;
+    let (status, content_type, body) = http_get(&host, "/nope").await;
     assert_eq!(status, 404);
-    assert!(head.contains("application/problem+json"), "{head}");
+    assert!(
+        content_type.contains("application/problem+json"),
+        "{content_type}"
+    );
     let problem: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(problem["code"], "not_found");
     assert!(
@@ -448,7 +380,7 @@ async fn http_shares_the_port() {
 #[tokio::test]
 async fn garbage_does_not_kill_the_host() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path(), LONG_LEASE).await;
+    let host = start(dir.path(), LONG_LEASE).await;
     let garbage: [&[u8]; 4] = [
         b"\xF7garbage that is not a preface\r\n\r\n",
         // A preface of a protocol version that does not exist.
@@ -461,9 +393,11 @@ async fn garbage_does_not_kill_the_host() {
         s.write_all(bytes).await.unwrap();
         let mut sink = Vec::new();
         // An answer, a close or a reset: anything but a hang.
-        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut sink))
-            .await
-            .expect("the host answers or closes garbage at once");
+        let _ = within(
+            "the host to answer or close garbage",
+            s.read_to_end(&mut sink),
+        )
+        .await;
     }
     // A connection that says nothing and leaves.
     drop(TcpStream::connect(host.hostport()).await.unwrap());
@@ -479,12 +413,12 @@ async fn garbage_does_not_kill_the_host() {
 #[tokio::test]
 async fn msgpack_connections_work_too() {
     let dir = tempfile::tempdir().unwrap();
-    let host = RunningHost::start(dir.path(), LONG_LEASE).await;
+    let host = start(dir.path(), LONG_LEASE).await;
     let opts = ConnectOptions {
         codecs: weft_wire::CodecSet::only(Codec::MsgPack),
         ..ConnectOptions::default()
     };
-    let conn = Connection::connect(&host.address, &opts).await.unwrap();
+    let conn = host.connect_with(opts).await;
     assert_eq!(conn.codec(), Codec::MsgPack);
     let stored: Notification = call(
         &conn,
