@@ -2,11 +2,16 @@
 //! log's own (`events/state.redb`), written by one thread that commits the
 //! changes of every group waiting at once in one transaction (one fsync).
 
+// redb's error is large, and the closures of `Db` return it; it is only
+// built on the cold path of a failing disk.
+#![allow(clippy::result_large_err)]
+
 use std::path::Path;
 
-use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 use weft_core::Error;
+use weft_core::db::Db;
+use weft_core::db::redb::{self, ReadableTable, TableDefinition};
 
 use super::group::{DeadLetter, GroupRecord};
 
@@ -14,6 +19,9 @@ use super::group::{DeadLetter, GroupRecord};
 const GROUPS: TableDefinition<'_, &str, &str> = TableDefinition::new("groups");
 /// `topic \x1f id \x1f group` → the dead letter as JSON.
 const DEAD: TableDefinition<'_, &str, &str> = TableDefinition::new("dead");
+
+/// Names the file in errors.
+const WHAT: &str = "the event log's state file";
 
 /// One change to store.
 #[derive(Debug)]
@@ -40,64 +48,55 @@ pub(crate) struct StateWriter {
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::unavailable(format!(
-        "the event log's state file failed to {what}: {e}; check that the data dir is writable and the disk is not full"
+        "{WHAT} failed to {what}: {e}; check that the data dir is writable and the disk is not full"
     ))
 }
 
 /// What was stored before.
 pub(crate) type Loaded = (Vec<GroupRecord>, Vec<DeadLetter>);
 
+/// Every entry of a table, as (key, JSON).
+fn entries(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<'_, &str, &str>,
+) -> Result<Vec<(String, String)>, redb::Error> {
+    let mut out = Vec::new();
+    for entry in tx.open_table(table)?.iter()? {
+        let (k, v) = entry?;
+        out.push((k.value().to_owned(), v.value().to_owned()));
+    }
+    Ok(out)
+}
+
 /// Opens the state file and starts its writer thread, which ends (closing
 /// the file) once every [`StateWriter`] is dropped.
 pub(crate) fn open(
     path: &Path,
 ) -> Result<(StateWriter, Loaded, std::thread::JoinHandle<()>), Error> {
-    let db = Database::create(path).map_err(|e| {
-        Error::unavailable(format!(
-            "cannot open the event log's state {}: {e}; is another `weft host` using this data dir?",
-            path.display()
-        ))
+    let db = Db::open(path, WHAT, |tx| {
+        tx.open_table(GROUPS)?;
+        tx.open_table(DEAD)?;
+        Ok(())
     })?;
-    let tx = db
-        .begin_write()
-        .map_err(|e| failed("start a transaction", e))?;
-    tx.open_table(GROUPS)
-        .map_err(|e| failed("open its tables", e))?;
-    tx.open_table(DEAD)
-        .map_err(|e| failed("open its tables", e))?;
-    tx.commit().map_err(|e| failed("commit", e))?;
-    let read = db.begin_read().map_err(|e| failed("read", e))?;
+    let (group_rows, dead_rows) = db.read(|tx| Ok((entries(tx, GROUPS)?, entries(tx, DEAD)?)))?;
     let mut groups = Vec::new();
-    for entry in read
-        .open_table(GROUPS)
-        .map_err(|e| failed("read", e))?
-        .iter()
-        .map_err(|e| failed("read", e))?
-    {
-        let (k, v) = entry.map_err(|e| failed("read", e))?;
-        match serde_json::from_str::<GroupRecord>(v.value()) {
+    for (k, v) in group_rows {
+        match serde_json::from_str::<GroupRecord>(&v) {
             Ok(g) => groups.push(g),
             Err(e) => {
-                tracing::warn!(group = k.value(), error = %e, "skipping an unreadable consumer group record")
+                tracing::warn!(group = k, error = %e, "skipping an unreadable consumer group record")
             }
         }
     }
     let mut dead = Vec::new();
-    for entry in read
-        .open_table(DEAD)
-        .map_err(|e| failed("read", e))?
-        .iter()
-        .map_err(|e| failed("read", e))?
-    {
-        let (k, v) = entry.map_err(|e| failed("read", e))?;
-        match serde_json::from_str::<DeadLetter>(v.value()) {
+    for (k, v) in dead_rows {
+        match serde_json::from_str::<DeadLetter>(&v) {
             Ok(d) => dead.push(d),
             Err(e) => {
-                tracing::warn!(key = k.value(), error = %e, "skipping an unreadable dead letter")
+                tracing::warn!(key = k, error = %e, "skipping an unreadable dead letter")
             }
         }
     }
-    drop(read);
     let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
     let thread = std::thread::Builder::new()
         .name("weft-events-state".into())
@@ -122,38 +121,51 @@ pub(crate) fn open(
     Ok((StateWriter { tx }, (groups, dead), thread))
 }
 
-fn commit(db: &Database, ops: Vec<Op>) -> Result<(), Error> {
-    let tx = db
-        .begin_write()
-        .map_err(|e| failed("start a transaction", e))?;
-    {
-        let mut groups = tx.open_table(GROUPS).map_err(|e| failed("open", e))?;
-        let mut dead = tx.open_table(DEAD).map_err(|e| failed("open", e))?;
-        for op in ops {
+/// One change, encoded.
+enum Encoded {
+    Group(String, String),
+    DelGroup(String),
+    PutDead(String, String),
+    DelDead(String),
+}
+
+/// Stores `ops` in one transaction (one fsync).
+fn commit(db: &Db, ops: Vec<Op>) -> Result<(), Error> {
+    // Encoded before the transaction, whose closure can only fail with
+    // redb's errors.
+    let encoded = ops
+        .into_iter()
+        .map(|op| {
+            Ok(match op {
+                Op::Group(key, record) => Encoded::Group(key, serde_json::to_string(&record)?),
+                Op::DelGroup(key) => Encoded::DelGroup(key),
+                Op::PutDead(key, d) => Encoded::PutDead(key, serde_json::to_string(&d)?),
+                Op::DelDead(key) => Encoded::DelDead(key),
+            })
+        })
+        .collect::<Result<Vec<_>, serde_json::Error>>()
+        .map_err(|e| failed("encode", e))?;
+    db.write(|tx| {
+        let mut groups = tx.open_table(GROUPS)?;
+        let mut dead = tx.open_table(DEAD)?;
+        for op in encoded {
             match op {
-                Op::Group(key, record) => {
-                    let json = serde_json::to_string(&record).map_err(|e| failed("encode", e))?;
-                    groups
-                        .insert(key.as_str(), json.as_str())
-                        .map_err(|e| failed("write", e))?;
+                Encoded::Group(key, json) => {
+                    groups.insert(key.as_str(), json.as_str())?;
                 }
-                Op::DelGroup(key) => {
-                    groups
-                        .remove(key.as_str())
-                        .map_err(|e| failed("write", e))?;
+                Encoded::DelGroup(key) => {
+                    groups.remove(key.as_str())?;
                 }
-                Op::PutDead(key, d) => {
-                    let json = serde_json::to_string(&d).map_err(|e| failed("encode", e))?;
-                    dead.insert(key.as_str(), json.as_str())
-                        .map_err(|e| failed("write", e))?;
+                Encoded::PutDead(key, json) => {
+                    dead.insert(key.as_str(), json.as_str())?;
                 }
-                Op::DelDead(key) => {
-                    dead.remove(key.as_str()).map_err(|e| failed("write", e))?;
+                Encoded::DelDead(key) => {
+                    dead.remove(key.as_str())?;
                 }
             }
         }
-    }
-    tx.commit().map_err(|e| failed("commit", e))
+        Ok(())
+    })
 }
 
 impl StateWriter {
