@@ -2,9 +2,8 @@
 //! who it is, what deadline it got, whether its handlers finished or were
 //! cancelled, and fails or blocks on request.
 //!
-//! It runs as a separate process: the test binary re-executes itself with
-//! the ignored test [`node`] selected and `WEFT_PROBE_NODE=1` set (see
-//! [`super::Service::probe`]).
+//! It runs as a separate process: this test binary run again (see
+//! [`crate::probe`]).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -12,12 +11,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use weft::prelude::*;
-
-/// The environment variable that makes [`node`] serve instead of returning.
-pub(crate) const NODE_ENV: &str = "WEFT_PROBE_NODE";
-
-/// The test filter that selects [`node`] in the test binary.
-pub(crate) const NODE_TEST: &str = "support::probe::node";
 
 /// The probe service.
 #[derive(Debug, Default)]
@@ -187,25 +180,5 @@ impl Probe {
     #[entrypoint]
     async fn notify(&self, ctx: &Context, msg: String) -> weft::Result<()> {
         ctx.notify(Severity::Warning, msg).await
-    }
-}
-
-/// Serves the probe when started as a probe process; returns at once in a
-/// normal test run.
-#[test]
-#[ignore = "the probe service process; the end-to-end tests start it"]
-fn node() {
-    if std::env::var_os(NODE_ENV).is_none() {
-        return;
-    }
-    // Two workers, fixed, so that a test knows how many `block` calls
-    // occupy them all.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("the probe's runtime starts");
-    if let Err(e) = runtime.block_on(weft::serve(Probe)) {
-        panic!("the probe failed: {e}");
     }
 }

@@ -1,14 +1,14 @@
 //! Calls between real processes as a user makes them: versions, balancing
 //! over instances, errors, notifications, unix sockets.
 
-mod support;
-
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use support::probe::WhoAmI;
-use support::{Host, Service, text, wait_instances};
 use weft::{Client, Code};
+use weft_test_support::{text, wait_instances};
+
+use crate::probe::WhoAmI;
+use crate::{probe, probe_with, start_host};
 
 async fn whoami(client: &Client, version: Option<&str>) -> WhoAmI {
     let mut request = client.request("probe", "whoami");
@@ -23,11 +23,11 @@ async fn whoami(client: &Client, version: Option<&str>) -> WhoAmI {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_are_chosen_by_main_exact_and_requirement() {
-    let host = Host::start();
+    let host = start_host().await;
     let watcher = host.client().await;
-    let _v1 = Service::probe(&host, "1.0.0", "probe-v1");
+    let _v1 = probe(&host, "1.0.0", "probe-v1");
     wait_instances(&watcher, "probe", Some("1.0.0"), 1).await;
-    let _v2 = Service::probe(&host, "2.0.0", "probe-v2");
+    let _v2 = probe(&host, "2.0.0", "probe-v2");
     wait_instances(&watcher, "probe", Some("2.0.0"), 1).await;
 
     let listed = watcher.services().await.unwrap();
@@ -87,10 +87,10 @@ async fn versions_are_chosen_by_main_exact_and_requirement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_spread_over_instances() {
-    let host = Host::start();
+    let host = start_host().await;
     let watcher = host.client().await;
-    let _a = Service::probe(&host, "1.0.0", "probe-a");
-    let _b = Service::probe(&host, "1.0.0", "probe-b");
+    let _a = probe(&host, "1.0.0", "probe-a");
+    let _b = probe(&host, "1.0.0", "probe-b");
     wait_instances(&watcher, "probe", Some("1.0.0"), 2).await;
 
     let client = host.client().await;
@@ -111,9 +111,9 @@ async fn calls_are_spread_over_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_say_what_went_wrong() {
-    let host = Host::start();
+    let host = start_host().await;
     let watcher = host.client().await;
-    let _probe = Service::probe(&host, "1.0.0", "probe-1");
+    let _probe = probe(&host, "1.0.0", "probe-1");
     wait_instances(&watcher, "probe", None, 1).await;
     let client = host.client().await;
 
@@ -226,9 +226,9 @@ async fn errors_say_what_went_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_from_a_service_are_listed() {
-    let host = Host::start();
+    let host = start_host().await;
     let watcher = host.client().await;
-    let _probe = Service::probe(&host, "1.2.3", "probe-n");
+    let _probe = probe(&host, "1.2.3", "probe-n");
     wait_instances(&watcher, "probe", None, 1).await;
     let client = host.client().await;
     client
@@ -253,12 +253,12 @@ async fn notifications_from_a_service_are_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_on_a_unix_socket_is_callable() {
-    let host = Host::start();
+    let host = start_host().await;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("p.sock");
     let listen = format!("unix://{}", socket.display());
     let watcher = host.client().await;
-    let _probe = Service::probe_with(&host, "1.0.0", "probe-unix", &[("WEFT_LISTEN", &listen)]);
+    let _probe = probe_with(&host, "1.0.0", "probe-unix", &[("WEFT_LISTEN", &listen)]);
     wait_instances(&watcher, "probe", None, 1).await;
     assert!(socket.exists(), "the probe listens on {listen}");
 

@@ -1,11 +1,11 @@
-//! The tutorial end to end, as the issue accepts it: a real host, `die_roller`
+//! The tutorial end to end: a real host, `die_roller`
 //! and `yatzee` as separate processes, games played by a program, by the CLI
 //! and by `weft demo`.
 
-mod support;
-
 use serde_json::Value;
-use support::{Host, Service, text, wait_instances};
+use weft_test_support::{Weft, text, wait_instances};
+
+use crate::{WEFT, start_host, tutorial};
 
 fn assert_game(rolls: &[u8]) {
     assert_eq!(rolls.len(), 5, "a game throws five dice: {rolls:?}");
@@ -18,9 +18,9 @@ fn assert_game(rolls: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yatzee_plays_across_processes() {
-    let host = Host::start();
-    let _die_roller = Service::tutorial(&host, "die_roller");
-    let _yatzee = Service::tutorial(&host, "yatzee");
+    let host = start_host().await;
+    let _die_roller = tutorial(&host, "die_roller");
+    let _yatzee = tutorial(&host, "yatzee");
     let watcher = host.client().await;
     wait_instances(&watcher, "die_roller", None, 1).await;
     wait_instances(&watcher, "yatzee", None, 1).await;
@@ -52,11 +52,10 @@ async fn yatzee_plays_across_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weft_demo_plays_the_requested_games() {
-    let out = support::weft_at(
-        "127.0.0.1:1",
-        &["demo", "--listen", "127.0.0.1:0", "--once", "--games", "2"],
-    )
-    .await;
+    let out = Weft::new(WEFT)
+        .host("127.0.0.1:1")
+        .run(&["demo", "--listen", "127.0.0.1:0", "--once", "--games", "2"])
+        .await;
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),

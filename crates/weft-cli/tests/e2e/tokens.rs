@@ -1,38 +1,30 @@
 //! Tokens as a user meets them: a host that requires them, `weft token`,
 //! `weft login`, and commands that then work (or say what to do).
 
-mod support;
-
 use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
 use serde_json::Value;
-use support::{Host, text};
+use weft_test_support::{HostProcess, text};
+
+use crate::host_builder;
 
 /// Runs `weft` as a user whose home (and so credentials file and default
 /// data dir) is `home`.
-async fn weft_as(home: &Path, host: &Host, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"));
-    cmd.args(args)
-        .env("WEFT_HOST", &host.address)
-        .env_remove("WEFT_TOKEN")
+async fn weft_as(home: &Path, host: &HostProcess, args: &[&str]) -> Output {
+    host.cli()
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .run(args)
         .await
-        .unwrap_or_else(|_| panic!("`weft {}` did not finish", args.join(" ")))
-        .expect("weft runs")
 }
 
 #[tokio::test]
 async fn a_host_that_requires_tokens_is_usable_after_login() {
-    let host = Host::start_with(&["--auth", "required"]);
+    let host = host_builder().args(["--auth", "required"]).start().await;
     let home = tempfile::tempdir().unwrap();
-    let data_dir = host.data_dir.to_str().unwrap().to_owned();
+    let data_dir = host.data_dir().to_str().unwrap().to_owned();
 
     // Without a token, both the HTTP API and the wire port say what to do.
     let out = weft_as(home.path(), &host, &["ls"]).await;
@@ -72,7 +64,7 @@ async fn a_host_that_requires_tokens_is_usable_after_login() {
     let out = weft_as(
         home.path(),
         &host,
-        &["login", &host.address, "--token", &token],
+        &["login", &host.address(), "--token", &token],
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -92,7 +84,7 @@ async fn a_host_that_requires_tokens_is_usable_after_login() {
     let out = weft_as(
         home.path(),
         &host,
-        &["login", &host.address, "--token", "weft_0_0"],
+        &["login", &host.address(), "--token", "weft_0_0"],
     )
     .await;
     assert!(!out.status.success());
@@ -106,10 +98,7 @@ async fn a_host_that_requires_tokens_is_usable_after_login() {
         "{}",
         text(&out.stderr)
     );
-    let admin = std::fs::read_to_string(host.data_dir.join(weft_host::ADMIN_TOKEN_FILE))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let admin = host.admin_token().expect("the host wrote its admin token");
     let out = weft_as(
         home.path(),
         &host,

@@ -4,27 +4,18 @@
 //! survives a SIGKILL of the instance), so a test reads what every instance
 //! handled, including instances it killed.
 //!
-//! It runs as a separate process: the test binary re-executes itself with
-//! the ignored test [`node`] selected and `WEFT_EVENTS_PROBE_NODE=1` set
-//! (see [`EventsProbe::start`]).
+//! It runs as a separate process: this test binary run again (see
+//! [`start`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use weft::prelude::*;
-
-use crate::support::Host;
-
-/// The environment variable that makes [`node`] serve instead of returning.
-const NODE_ENV: &str = "WEFT_EVENTS_PROBE_NODE";
-
-/// The test filter that selects [`node`] in the test binary.
-const NODE_TEST: &str = "events_probe::node";
+use weft_test_support::{HostProcess, ServiceProcess, test_service_command};
 
 /// Where instances write what they handled.
 const DIR_ENV: &str = "WEFT_EVENTS_PROBE_DIR";
@@ -211,65 +202,9 @@ pub(crate) fn handled_anywhere(dir: &Path, handler: &str, tag: &str) -> HashSet<
     handled(dir, handler, tag).into_values().flatten().collect()
 }
 
-/// A probe instance process, SIGKILLed and reaped on drop.
-#[derive(Debug)]
-pub(crate) struct ProbeProc {
-    pub(crate) instance: String,
-    child: Child,
-}
-
-impl ProbeProc {
-    /// Starts instance `instance` of the probe against `host`, logging to `dir`.
-    pub(crate) fn start(host: &Host, instance: &str, dir: &Path) -> ProbeProc {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let mut cmd = Command::new(exe);
-        cmd.args(["--exact", NODE_TEST, "--ignored", "--nocapture"])
-            .env(NODE_ENV, "1")
-            .env(DIR_ENV, dir)
-            .env_remove("WEFT_LISTEN")
-            .env_remove("WEFT_VERSION")
-            .env("WEFT_HOST", &host.address)
-            .env("WEFT_INSTANCE", instance)
-            .env("RUST_LOG", crate::support::test_log())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start probe {instance}: {e}"));
-        ProbeProc {
-            instance: instance.to_owned(),
-            child,
-        }
-    }
-
-    /// SIGKILLs the instance and reaps it.
-    pub(crate) fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ProbeProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// Serves the probe when started as a probe process; returns at once in a
-/// normal test run.
-#[test]
-#[ignore = "the events probe service process; the end-to-end tests start it"]
-fn node() {
-    if std::env::var_os(NODE_ENV).is_none() {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("the probe's runtime starts");
-    if let Err(e) = runtime.block_on(weft::serve(EventsProbe)) {
-        panic!("the events probe failed: {e}");
-    }
+/// Starts instance `instance` of the probe against `host`, logging to `dir`.
+pub(crate) fn start(host: &HostProcess, instance: &str, dir: &Path) -> ServiceProcess {
+    let mut cmd = test_service_command(SERVICE);
+    cmd.env(DIR_ENV, dir);
+    ServiceProcess::start(host.address(), instance, cmd)
 }

@@ -1,14 +1,14 @@
 //! Deadlines travel with calls, and a call that times out or is dropped
 //! stops its handler in the remote process, and the handlers it called.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
-use support::probe::Stats;
-use support::{Host, Service, poll, wait_instances};
 use weft::{Client, Code};
+use weft_test_support::{poll, wait_instances};
+
+use crate::probe::Stats;
+use crate::{probe, start_host};
 
 async fn stats(client: &Client, tag: &str) -> Stats {
     client
@@ -36,7 +36,7 @@ async fn assert_cancelled(client: &Client, tag: &str) {
     );
 }
 
-/// A deadline beyond [`support::PATIENCE`]: only a cancellation stops a
+/// A deadline beyond the harness's patience: only a cancellation stops a
 /// handler within the test's wait.
 const FAR: Duration = Duration::from_secs(300);
 
@@ -47,9 +47,9 @@ fn sleep_args(tag: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_propagate_and_cancel_remote_handlers() {
-    let host = Host::start();
+    let host = start_host().await;
     let watcher = host.client().await;
-    let _probe = Service::probe(&host, "1.0.0", "probe-d");
+    let _probe = probe(&host, "1.0.0", "probe-d");
     wait_instances(&watcher, "probe", None, 1).await;
     let client = host.client().await;
 

@@ -4,19 +4,18 @@
 //! SIGKILLs of instances and of the host; failing events end in the dead
 //! letters and come back with `weft events replay`.
 
-mod support;
-
-#[path = "support/events_probe.rs"]
-mod events_probe;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use events_probe::{BROADCAST, DEAD, Job, ORDERED, POOL, ProbeProc, SERVICE};
-use support::{Host, PATIENCE, poll, text, wait_instances};
 use tokio::task::JoinSet;
 use weft::Client;
+use weft_test_support::{
+    HostProcess, PATIENCE, ServiceProcess, poll, poll_within, text, wait_instances,
+};
+
+use crate::events_probe::{self, BROADCAST, DEAD, Job, ORDERED, POOL, SERVICE};
+use crate::{host_builder, start_host};
 
 /// How long the handling of thousands of events may take.
 const BULK_PATIENCE: Duration = Duration::from_secs(180);
@@ -32,17 +31,32 @@ fn job(tag: &str, n: u64) -> Job {
 /// Starts `count` probe instances `<prefix>-1..` and waits until they are
 /// registered.
 async fn probes(
-    host: &Host,
+    host: &HostProcess,
     client: &Client,
     prefix: &str,
     count: usize,
     dir: &Path,
-) -> Vec<ProbeProc> {
-    let procs: Vec<ProbeProc> = (1..=count)
-        .map(|i| ProbeProc::start(host, &format!("{prefix}-{i}"), dir))
+) -> Vec<ServiceProcess> {
+    let procs: Vec<ServiceProcess> = (1..=count)
+        .map(|i| events_probe::start(host, &format!("{prefix}-{i}"), dir))
         .collect();
     wait_instances(client, SERVICE, None, count).await;
     procs
+}
+
+/// Waits until every probe in `probes` is subscribed to `topic` with
+/// `handler`, so that what a test publishes next reaches all of them.
+async fn subscribed(host: &HostProcess, topic: &str, handler: &str, probes: &[ServiceProcess]) {
+    let http = host.http();
+    for p in probes {
+        // A broadcast handler has a consumer group per instance.
+        let group = if topic == BROADCAST {
+            format!("{SERVICE}.{handler}@{}", p.instance())
+        } else {
+            format!("{SERVICE}.{handler}")
+        };
+        http.wait_subscribed(topic, &group, &[p.instance()]).await;
+    }
 }
 
 /// Publishes `jobs` with at most 32 publishes in flight; returns once every
@@ -66,63 +80,33 @@ async fn publish_all(client: &Client, topic: &'static str, jobs: Vec<Job>) {
     }
 }
 
-/// Publishes warm-up events (taking `ms` each) until `ready` holds for the
-/// probe logs, so that the handler's consumer group exists (and, with
-/// `ready` asking for it, every instance has subscribed) before a test
-/// publishes the events it counts.
-async fn warm_up(client: &Client, topic: &'static str, ms: u64, ready: impl Fn() -> bool) {
-    let start = Instant::now();
-    let mut n = 0;
-    while !ready() {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "the probes did not take warm-up events on {topic} within {PATIENCE:?}"
-        );
-        let batch: Vec<Job> = (n..n + 20)
-            .map(|n| Job {
-                ms,
-                key: format!("warmup-{}", n % 4),
-                ..job("warmup", n)
-            })
-            .collect();
-        n += 20;
-        publish_all(client, topic, batch).await;
-        tokio::time::sleep(support::POLL).await;
-    }
-}
-
 /// Waits until `handler` handled every `n` in `0..count` of `tag` on some
 /// instance; panics with what is missing after `patience`.
 async fn wait_all_handled(dir: &Path, handler: &str, tag: &str, count: u64, patience: Duration) {
-    let start = Instant::now();
-    loop {
+    let what = format!("every one of {count} `{tag}` events handled by `{handler}`");
+    poll_within(patience, &what, || async {
         let seen = events_probe::handled_anywhere(dir, handler, tag);
         let missing: Vec<u64> = (0..count).filter(|n| !seen.contains(n)).collect();
         if missing.is_empty() {
-            return;
+            Ok(())
+        } else {
+            Err(format!(
+                "{} missing; the first: {:?}",
+                missing.len(),
+                &missing[..missing.len().min(20)]
+            ))
         }
-        assert!(
-            start.elapsed() < patience,
-            "{} of {count} `{tag}` events were never handled by `{handler}` within {patience:?}; the first: {:?}",
-            missing.len(),
-            &missing[..missing.len().min(20)]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_over_three_pool_instances_are_all_handled() {
-    let host = Host::start();
+    let host = start_host().await;
     let client = host.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let _probes = probes(&host, &client, "pool", 3, dir.path()).await;
-    // Slow warm-ups fill one instance's deliveries in flight, so the host
-    // has to use the others: once each has handled one, all subscribed.
-    warm_up(&client, POOL, 30, || {
-        events_probe::handled(dir.path(), "pooled", "warmup").len() == 3
-    })
-    .await;
+    let probes = probes(&host, &client, "pool", 3, dir.path()).await;
+    subscribed(&host, POOL, "pooled", &probes).await;
 
     const COUNT: u64 = 10_000;
     publish_all(&client, POOL, (0..COUNT).map(|n| job("main", n)).collect()).await;
@@ -150,14 +134,11 @@ fn counts(per: &BTreeMap<String, HashSet<u64>>) -> BTreeMap<&str, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_reaches_every_instance() {
-    let host = Host::start();
+    let host = start_host().await;
     let client = host.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let _probes = probes(&host, &client, "bcast", 3, dir.path()).await;
-    warm_up(&client, BROADCAST, 0, || {
-        events_probe::handled(dir.path(), "everywhere", "warmup").len() == 3
-    })
-    .await;
+    let probes = probes(&host, &client, "bcast", 3, dir.path()).await;
+    subscribed(&host, BROADCAST, "everywhere", &probes).await;
 
     const COUNT: u64 = 200;
     publish_all(
@@ -176,14 +157,11 @@ async fn broadcast_reaches_every_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_by_keeps_per_key_order_over_four_instances() {
-    let host = Host::start();
+    let host = start_host().await;
     let client = host.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let _probes = probes(&host, &client, "ord", 4, dir.path()).await;
-    warm_up(&client, ORDERED, 5, || {
-        !events_probe::handled(dir.path(), "ordered", "warmup").is_empty()
-    })
-    .await;
+    let probes = probes(&host, &client, "ord", 4, dir.path()).await;
+    subscribed(&host, ORDERED, "ordered", &probes).await;
 
     const KEYS: u64 = 8;
     const PER_KEY: u64 = 40;
@@ -235,14 +213,11 @@ async fn ordered_by_keeps_per_key_order_over_four_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_instance_loses_no_event() {
-    let host = Host::start();
+    let host = start_host().await;
     let client = host.client().await;
     let dir = tempfile::tempdir().unwrap();
     let mut probes = probes(&host, &client, "kill", 2, dir.path()).await;
-    warm_up(&client, POOL, 30, || {
-        events_probe::handled(dir.path(), "pooled", "warmup").len() == 2
-    })
-    .await;
+    subscribed(&host, POOL, "pooled", &probes).await;
 
     const COUNT: u64 = 300;
     let jobs = (0..COUNT)
@@ -252,7 +227,7 @@ async fn a_sigkilled_instance_loses_no_event() {
         })
         .collect();
     publish_all(&client, POOL, jobs).await;
-    let victim = probes[0].instance.clone();
+    let victim = probes[0].instance().to_owned();
     poll("the victim handles some events", || async {
         events_probe::handled(dir.path(), "pooled", "main")
             .get(&victim)
@@ -261,22 +236,19 @@ async fn a_sigkilled_instance_loses_no_event() {
     })
     .await;
     // Mid-handling: it has deliveries in flight that it never acknowledges.
-    probes[0].kill9();
+    probes[0].kill9().await;
     wait_all_handled(dir.path(), "pooled", "main", COUNT, BULK_PATIENCE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_host_loses_no_acknowledged_event() {
     let data = tempfile::tempdir().unwrap();
-    let mut host = Host::start_at("127.0.0.1:0", data.path(), &[]);
+    let mut host = host_builder().data_dir(data.path()).start().await;
     let socket = host.socket().to_owned();
     let client = host.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let _probes = probes(&host, &client, "hostkill", 2, dir.path()).await;
-    warm_up(&client, POOL, 0, || {
-        !events_probe::handled(dir.path(), "pooled", "warmup").is_empty()
-    })
-    .await;
+    let probes = probes(&host, &client, "hostkill", 2, dir.path()).await;
+    subscribed(&host, POOL, "pooled", &probes).await;
 
     const COUNT: u64 = 1_000;
     // One publisher, one event at a time: each publish that returns Ok is
@@ -302,6 +274,8 @@ async fn a_sigkilled_host_loses_no_acknowledged_event() {
                                 "publish {n} still fails after {:?}: {e}",
                                 start.elapsed()
                             );
+                            // The publisher's own retry pace while the host
+                            // is down, as a program would retry.
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -314,8 +288,12 @@ async fn a_sigkilled_host_loses_no_acknowledged_event() {
         .await
         .expect("a third of the events published")
         .unwrap();
-    host.proc.kill9().await;
-    let restarted = Host::start_at(&socket, data.path(), &[]);
+    host.kill9().await;
+    let restarted = host_builder()
+        .listen(socket)
+        .data_dir(data.path())
+        .start()
+        .await;
     tokio::time::timeout(PATIENCE * 3, publisher)
         .await
         .expect("every event published once the host is back")
@@ -326,14 +304,11 @@ async fn a_sigkilled_host_loses_no_acknowledged_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_come_back_with_replay_once_the_handler_is_fixed() {
-    let host = Host::start();
+    let host = start_host().await;
     let client = host.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let _probes = probes(&host, &client, "dead", 1, dir.path()).await;
-    warm_up(&client, DEAD, 0, || {
-        !events_probe::handled(dir.path(), "flaky", "warmup").is_empty()
-    })
-    .await;
+    let probes = probes(&host, &client, "dead", 1, dir.path()).await;
+    subscribed(&host, DEAD, "flaky", &probes).await;
 
     let doomed = Job {
         fail: true,
