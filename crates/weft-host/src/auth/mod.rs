@@ -6,20 +6,24 @@
 //! stored, so a copy of the data dir does not leak usable tokens.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use parking_lot::RwLock;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use weft::Address;
 use weft_core::{Code, Error};
 
 use weft_host_api::tokens::{SCOPE_FORMS, TokenInfo};
 
 use crate::time::now_ms;
+
+mod mode;
+mod scope;
+
+pub use self::mode::AuthMode;
+pub(crate) use self::mode::peer_is_local;
+pub(crate) use self::scope::{Need, Scope};
 
 /// The file in the data dir that holds the bootstrap admin token when auth
 /// is on; readable only by the host's user (mode 0600).
@@ -27,218 +31,6 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 /// Every token starts with this, so that leaked tokens are easy to scan for.
 const PREFIX: &str = "weft_";
-
-/// When the gateway and `/api/v1` ask for a bearer token.
-///
-/// ```
-/// use weft_host::AuthMode;
-///
-/// let mode: AuthMode = "required".parse()?;
-/// assert_eq!(mode, AuthMode::Required);
-/// assert_eq!(AuthMode::default(), AuthMode::Auto);
-/// # Ok::<(), weft::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AuthMode {
-    /// Never ask: anyone who reaches the port may call and manage.
-    Off,
-    /// Ask when the host listens on an address other than loopback (or a
-    /// unix socket): zero configuration on a laptop, safe on a network.
-    #[default]
-    Auto,
-    /// Always ask.
-    Required,
-}
-
-impl AuthMode {
-    /// Whether tokens are required for a host listening on `listen`.
-    pub fn is_required(self, listen: &Address) -> bool {
-        match self {
-            AuthMode::Off => false,
-            AuthMode::Required => true,
-            AuthMode::Auto => !is_local(listen),
-        }
-    }
-}
-
-impl FromStr for AuthMode {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "off" => Ok(AuthMode::Off),
-            "auto" => Ok(AuthMode::Auto),
-            "required" => Ok(AuthMode::Required),
-            other => Err(Error::invalid_argument(
-                "auth",
-                format!("`{other}` is not an auth mode; use `required`, `auto` or `off`"),
-            )),
-        }
-    }
-}
-
-impl fmt::Display for AuthMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AuthMode::Off => "off",
-            AuthMode::Auto => "auto",
-            AuthMode::Required => "required",
-        })
-    }
-}
-
-/// Whether only this machine can reach `address`: a loopback IP,
-/// `localhost`, or a unix socket.
-pub(crate) fn is_local(address: &Address) -> bool {
-    match address {
-        Address::Unix(_) => true,
-        Address::Tcp(hostport) => {
-            let host = hostport
-                .rsplit_once(':')
-                .map_or(hostport.as_str(), |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            host.eq_ignore_ascii_case("localhost")
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-    }
-}
-
-/// Whether a connection's peer (as the listener reports it) is this machine.
-pub(crate) fn peer_is_local(peer: &str) -> bool {
-    peer.starts_with("unix:")
-        || peer
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|a| a.ip().is_loopback())
-}
-
-/// What a token allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Scope {
-    /// `call:*`: call every entrypoint of every service.
-    CallAll,
-    /// `call:SERVICE`: call every entrypoint of one service.
-    CallService(String),
-    /// `call:SERVICE.ENTRYPOINT`: call one entrypoint.
-    CallEntrypoint(String, String),
-    /// `admin`: everything, including deploying and managing tokens.
-    Admin,
-}
-
-impl FromStr for Scope {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = |why: String| {
-            Error::invalid_argument(
-                "scopes",
-                format!("`{s}` is not a scope: {why}; scopes are {SCOPE_FORMS}"),
-            )
-        };
-        if s == "admin" {
-            return Ok(Scope::Admin);
-        }
-        let Some(target) = s.strip_prefix("call:") else {
-            return Err(bad(
-                "it starts with neither `call:` nor is it `admin`".into()
-            ));
-        };
-        if target == "*" {
-            return Ok(Scope::CallAll);
-        }
-        // Service names may contain dots, entrypoint names (Rust
-        // identifiers) cannot: the last dot splits them.
-        let valid =
-            |name: &str| weft_core::name::validate(name).map_err(|e| bad(e.message().into()));
-        if weft_core::name::validate(target).is_ok() && !target.contains('.') {
-            return Ok(Scope::CallService(target.to_owned()));
-        }
-        match target.rsplit_once('.') {
-            Some((service, entrypoint))
-                if !entrypoint.is_empty()
-                    && entrypoint
-                        .chars()
-                        .all(|c| c == '_' || c.is_ascii_alphanumeric()) =>
-            {
-                valid(service)?;
-                Ok(Scope::CallEntrypoint(
-                    service.to_owned(),
-                    entrypoint.to_owned(),
-                ))
-            }
-            _ => {
-                valid(target)?;
-                Ok(Scope::CallService(target.to_owned()))
-            }
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Scope::CallAll => f.write_str("call:*"),
-            Scope::CallService(s) => write!(f, "call:{s}"),
-            Scope::CallEntrypoint(s, e) => write!(f, "call:{s}.{e}"),
-            Scope::Admin => f.write_str("admin"),
-        }
-    }
-}
-
-/// What a request needs a token to allow.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Need<'a> {
-    /// Calling one entrypoint.
-    Call(&'a str, &'a str),
-    /// Reading one service's documentation: any scope that calls into it.
-    Docs(&'a str),
-    /// Reading the host's state (`GET /api/v1/...`): any valid token.
-    Read,
-    /// Managing the host: tokens, deployments.
-    Admin,
-}
-
-impl Need<'_> {
-    fn allowed_by(&self, scope: &Scope) -> bool {
-        match (self, scope) {
-            (_, Scope::Admin) | (Need::Read, _) => true,
-            (Need::Admin, _) => false,
-            (_, Scope::CallAll) => true,
-            (Need::Call(s, _) | Need::Docs(s), Scope::CallService(t)) => s == t,
-            (Need::Call(s, e), Scope::CallEntrypoint(ts, te)) => s == ts && e == te,
-            (Need::Docs(s), Scope::CallEntrypoint(ts, _)) => s == ts,
-        }
-    }
-
-    /// The narrowest scope that allows this, as `weft token create` takes it.
-    pub(crate) fn scope(&self) -> String {
-        match self {
-            Need::Call(s, e) => format!("call:{s}.{e}"),
-            Need::Docs(s) => format!("call:{s}"),
-            Need::Read => "any scope".to_owned(),
-            Need::Admin => "admin".to_owned(),
-        }
-    }
-
-    /// Every scope that allows this, for messages.
-    fn alternatives(&self) -> String {
-        match self {
-            Need::Call(s, e) => format!("`call:{s}.{e}`, `call:{s}`, `call:*` or `admin`"),
-            Need::Docs(s) => format!("`call:{s}`, `call:{s}.ENTRYPOINT`, `call:*` or `admin`"),
-            Need::Read => "any valid token".to_owned(),
-            Need::Admin => "`admin`".to_owned(),
-        }
-    }
-
-    fn create_hint(&self) -> String {
-        let scope = match self {
-            Need::Read => "call:*".to_owned(),
-            other => other.scope(),
-        };
-        format!("`weft token create --scope {scope}`")
-    }
-}
 
 /// A stored token: everything but its secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -537,41 +329,6 @@ mod tests {
     }
 
     #[test]
-    fn scopes_parse_and_print() {
-        for s in [
-            "call:*",
-            "call:die_roller",
-            "call:die_roller.roll_die",
-            "call:a.b.c",
-            "admin",
-        ] {
-            assert_eq!(s.parse::<Scope>().unwrap().to_string(), s);
-        }
-        assert_eq!(
-            "call:a.b.c".parse::<Scope>().unwrap(),
-            Scope::CallEntrypoint("a.b".into(), "c".into())
-        );
-        for bad in ["", "call:", "call:Die", "root", "call:.x", "call:*.x"] {
-            let e = bad.parse::<Scope>().unwrap_err();
-            assert_eq!(e.code(), Code::InvalidArgument, "{bad}");
-        }
-    }
-
-    #[test]
-    fn needs_match_scopes() {
-        let call = Need::Call("s", "e");
-        assert!(call.allowed_by(&Scope::CallAll));
-        assert!(call.allowed_by(&Scope::Admin));
-        assert!(call.allowed_by(&Scope::CallService("s".into())));
-        assert!(call.allowed_by(&Scope::CallEntrypoint("s".into(), "e".into())));
-        assert!(!call.allowed_by(&Scope::CallEntrypoint("s".into(), "f".into())));
-        assert!(!call.allowed_by(&Scope::CallService("t".into())));
-        assert!(Need::Docs("s").allowed_by(&Scope::CallEntrypoint("s".into(), "f".into())));
-        assert!(!Need::Admin.allowed_by(&Scope::CallAll));
-        assert!(Need::Read.allowed_by(&Scope::CallService("t".into())));
-    }
-
-    #[test]
     fn tokens_verify_by_secret_scope_and_expiry() {
         let auth = Auth::new(true, vec![]);
         let (record, token) = auth.mint("t".into(), vec!["call:s".into()], None).unwrap();
@@ -607,23 +364,5 @@ mod tests {
 
     fn denied_id(token: &str) -> String {
         token[PREFIX.len()..].split('_').next().unwrap().to_owned()
-    }
-
-    #[test]
-    fn locality() {
-        for (a, local) in [
-            ("127.0.0.1:7400", true),
-            ("localhost:1", true),
-            ("[::1]:7400", true),
-            ("0.0.0.0:7400", false),
-            ("10.1.2.3:7400", false),
-            ("example.com:80", false),
-            ("unix:///tmp/x.sock", true),
-        ] {
-            assert_eq!(is_local(&a.parse().unwrap()), local, "{a}");
-        }
-        assert!(peer_is_local("127.0.0.1:5555"));
-        assert!(peer_is_local("unix:/tmp/x"));
-        assert!(!peer_is_local("10.0.0.1:5555"));
     }
 }
