@@ -19,6 +19,7 @@ use super::store::{self, StateWriter, dead_key};
 use super::topic::{Enqueued, Topic, Writer};
 use crate::time::now_ms;
 
+/// What every clone of the log shares, and what group tasks reach back to.
 #[derive(Debug)]
 pub(super) struct Inner {
     pub(super) dir: PathBuf,

@@ -11,7 +11,7 @@ use weft_core::name::Version;
 
 use super::{Staged, Supervisor};
 
-pub(super) fn io_failed(what: String, e: std::io::Error) -> Error {
+fn io_failed(what: String, e: std::io::Error) -> Error {
     Error::internal(format!(
         "{what}: {e}; check that the host's data dir is writable and the disk is not full"
     ))

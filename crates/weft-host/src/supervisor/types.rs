@@ -56,14 +56,17 @@ pub(super) struct Deployment {
     pub(super) logs: Arc<LogRing>,
 }
 
+/// A deployment is known by its service and version.
 pub(super) type Key = (String, Version);
 
+/// The id of the deployment's next instance, `{service}-{version}-{n}`.
 pub(super) fn next_id(d: &mut Deployment) -> String {
     let id = format!("{}-{}-{}", d.record.service, d.record.version, d.next);
     d.next += 1;
     id
 }
 
+/// Versions for a message: `1.0.0, 1.1.0`.
 pub(super) fn list(versions: &[Version]) -> String {
     versions
         .iter()
