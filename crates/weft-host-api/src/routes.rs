@@ -21,8 +21,8 @@ use weft_registry::ServiceSummary;
 
 use crate::deployments::{Killed, MainRequest, MainSet, ScaleRequest, VersionStatus};
 use crate::events::{DeadLetter, PublishRequest, ReplayRequest, Replayed, TopicInfo};
-use crate::wire::Published;
 use crate::tokens::{CreateToken, CreatedToken, TokenInfo};
+use crate::wire::Published;
 
 /// Makes the schema of a type, adding its definitions to the generator.
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -406,10 +406,7 @@ pub const ROUTES: &[Route] = &[
         operation: "kill_service",
         summary: "Stops the main version, or with `all=true` every version. The main version cannot be stopped while others run.",
         access: Access::Admin,
-        params: &[
-            NAME,
-            query("all", "Stop every version.", schema::<bool>),
-        ],
+        params: &[NAME, query("all", "Stop every version.", schema::<bool>)],
         body: Body::None,
         answer: Answer::Json {
             status: 200,
@@ -441,11 +438,7 @@ pub const ROUTES: &[Route] = &[
         access: Access::Read,
         params: &[
             NAME,
-            query(
-                "version",
-                "Only this version's lines.",
-                schema::<String>,
-            ),
+            query("version", "Only this version's lines.", schema::<String>),
             query("n", "How many of the newest lines (100).", schema::<u64>),
             query("follow", "Go on with new lines.", schema::<bool>),
         ],
@@ -597,11 +590,7 @@ pub const ROUTES: &[Route] = &[
 const DEPLOY_PARAMS: &[Param] = &[
     NAME,
     VERSION,
-    query(
-        "instances",
-        "How many instances to run (1).",
-        schema::<u32>,
-    ),
+    query("instances", "How many instances to run (1).", schema::<u32>),
     query(
         "env",
         "An environment variable for the instances, `K=V`; repeat for several.",

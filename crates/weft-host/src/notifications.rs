@@ -2,8 +2,8 @@
 
 use weft_core::{Error, Notification};
 
-use crate::time::now_ms;
 use crate::store::Store;
+use crate::time::now_ms;
 
 /// The host's notifications, kept in its store.
 #[derive(Debug, Clone)]

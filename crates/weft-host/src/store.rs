@@ -109,7 +109,11 @@ impl Store {
             let start = after.map_or(0, |a| a.saturating_add(1));
             let mut rows = Vec::new();
             // Newest first, so that `limit` keeps the newest; reversed below.
-            for entry in table.range(start..)?.rev().take(limit.unwrap_or(usize::MAX)) {
+            for entry in table
+                .range(start..)?
+                .rev()
+                .take(limit.unwrap_or(usize::MAX))
+            {
                 let (id, json) = entry?;
                 rows.push((id.value().to_string(), json.value().to_owned()));
             }

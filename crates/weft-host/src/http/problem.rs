@@ -101,4 +101,3 @@ impl IntoResponse for Problem {
         response
     }
 }
-

@@ -14,10 +14,10 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::watch;
-use weft_host_api::wire as host_api;
 use weft_core::args::Args;
 use weft_core::codec::{self, Codec};
 use weft_core::{Error, Notification};
+use weft_host_api::wire as host_api;
 use weft_registry::InstanceInfo;
 use weft_transport::{Handler, PeerInfo, Reply};
 use weft_wire::Request;
@@ -142,7 +142,11 @@ impl Handler for HostHandler {
                 shared.registry.deregister(&id);
                 encode(codec, &())
             })),
-            host_api::WATCH => Reply::Stream(watch_stream::watch_registry(shared, codec, self.stop.clone())),
+            host_api::WATCH => Reply::Stream(watch_stream::watch_registry(
+                shared,
+                codec,
+                self.stop.clone(),
+            )),
             host_api::NOTIFY => Reply::Unary(
                 async move {
                     let notification = take_notification(args)?;
@@ -226,4 +230,3 @@ fn take_notification(mut args: Args) -> Result<Notification, Error> {
     args.finish(&["notification"])?;
     Ok(notification)
 }
-

@@ -139,7 +139,6 @@ impl Registrations {
     pub(crate) fn services(&self) -> Vec<ServiceSummary> {
         self.registry.lock().services()
     }
-
 }
 
 #[cfg(test)]

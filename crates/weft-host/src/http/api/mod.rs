@@ -32,8 +32,9 @@ pub(super) fn routes() -> Router<Arc<App>> {
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => Problem::from(Error::internal(format!("cannot encode the answer: {e}")))
-            .into_response(),
+        Err(e) => {
+            Problem::from(Error::internal(format!("cannot encode the answer: {e}"))).into_response()
+        }
     }
 }
 

@@ -120,10 +120,7 @@ pub(crate) fn host_document() -> Value {
             .or_insert_with(|| json!({}));
         item[route.method.as_str().to_ascii_lowercase()] = operation;
     }
-    let mut schemas: Map<String, Value> = generator
-        .take_definitions(true)
-        .into_iter()
-        .collect();
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     schemas.insert(PROBLEM.to_owned(), problem_schema());
     components.insert("schemas".to_owned(), Value::Object(schemas));
     let _ = security(false, &mut components);

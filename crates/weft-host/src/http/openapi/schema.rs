@@ -79,7 +79,12 @@ fn has_root_ref(value: &Value) -> bool {
 impl Schemas {
     /// A free name for `value` based on `wanted`: the same name when it is
     /// free or already holds an equal schema.
-    pub(super) fn name_for(&self, wanted: &str, value: &Value, taken: &BTreeMap<String, String>) -> String {
+    pub(super) fn name_for(
+        &self,
+        wanted: &str,
+        value: &Value,
+        taken: &BTreeMap<String, String>,
+    ) -> String {
         let base = component_name(wanted);
         let mut name = base.clone();
         for n in 2.. {
@@ -148,4 +153,3 @@ impl Schemas {
         }
     }
 }
-
