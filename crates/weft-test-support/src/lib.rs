@@ -23,12 +23,14 @@
 //! ```no_run
 //! # #[cfg(feature = "host")]
 //! # async fn example() {
+//! # let weft = "weft";
 //! use weft_test_support::{HostProcess, ServiceProcess, test_service_command, wait_instances};
 //!
 //! // In the test binary: `probe` is served when a test starts it.
 //! // weft_test_support::test_services! { "probe" => Probe }
 //!
-//! let host = HostProcess::start(env!("CARGO_BIN_EXE_weft")).await;
+//! // In the CLI's tests, `weft` is `env!("CARGO_BIN_EXE_weft")`.
+//! let host = HostProcess::start(weft).await;
 //! let _probe = ServiceProcess::start(host.address(), "probe-1", test_service_command("probe"));
 //! let client = host.client().await;
 //! wait_instances(&client, "probe", None, 1).await;

@@ -231,9 +231,11 @@ async fn read_lines(
 ///
 /// ```no_run
 /// # async fn example() {
+/// # let weft = "weft";
 /// use weft_test_support::HostProcess;
 ///
-/// let host = HostProcess::builder(env!("CARGO_BIN_EXE_weft"))
+/// // In the CLI's tests, `weft` is `env!("CARGO_BIN_EXE_weft")`.
+/// let host = HostProcess::builder(weft)
 ///     .args(["--lease-ttl", "600"])
 ///     .start()
 ///     .await;
@@ -447,9 +449,10 @@ fn kill_instances_of(data_dir: &Path) {
 ///
 /// ```no_run
 /// # async fn example() {
+/// # let weft = "weft";
 /// use weft_test_support::{Weft, both};
 ///
-/// let out = Weft::new(env!("CARGO_BIN_EXE_weft"))
+/// let out = Weft::new(weft)
 ///     .host("127.0.0.1:1")
 ///     .stdin("my_service\n")
 ///     .run(&["init"])

@@ -24,11 +24,26 @@ const SERVICE_TEST: &str = "weft_test_service";
 /// [`test_service_command`] re-executes the binary. Use it once, at the
 /// root of the test crate.
 ///
-/// ```ignore
+/// ```no_run
+/// use weft::prelude::*;
+///
+/// /// A service only tests use.
+/// #[derive(Debug, Default)]
+/// pub struct Probe;
+///
+/// #[weft::service(name = "probe")]
+/// impl Probe {
+///     /// Answers.
+///     #[entrypoint]
+///     async fn ping(&self) -> String {
+///         "pong".into()
+///     }
+/// }
+///
 /// weft_test_support::test_services! {
 ///     "probe" => Probe,
-///     "events_probe" => EventsProbe,
 /// }
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! test_services {

@@ -64,7 +64,7 @@ async fn a_host_that_requires_tokens_is_usable_after_login() {
     let out = weft_as(
         home.path(),
         &host,
-        &["login", &host.address(), "--token", &token],
+        &["login", host.address(), "--token", &token],
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -84,7 +84,7 @@ async fn a_host_that_requires_tokens_is_usable_after_login() {
     let out = weft_as(
         home.path(),
         &host,
-        &["login", &host.address(), "--token", "weft_0_0"],
+        &["login", host.address(), "--token", "weft_0_0"],
     )
     .await;
     assert!(!out.status.success());

@@ -43,7 +43,7 @@ async fn assert_echo(conn: &Connection) {
 async fn unary_round_trip_over_tcp() {
     let (handler, _events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
     assert_eq!(conn.codec(), Codec::MsgPack);
     assert_eq!(conn.peer(), server.addr());
     assert_echo(&conn).await;
@@ -102,7 +102,7 @@ async fn unary_round_trip_over_memory_with_json() {
 async fn a_thousand_concurrent_calls_on_one_connection() {
     let (handler, _events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
     let mut tasks = Vec::new();
     for t in 0..8 {
         let conn = conn.clone();
@@ -153,7 +153,7 @@ async fn mixed_calls(conn: &Connection) {
 async fn handlers_ready_at_once_and_later_large_and_small_payloads_all_arrive() {
     let (handler, _events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
     within("mixed calls", mixed_calls(&conn)).await;
     assert_eq!(conn.outstanding(), 0);
     let err = conn.call(h("panic_later"), Bytes::new()).await.unwrap_err();
@@ -166,7 +166,7 @@ async fn handlers_ready_at_once_and_later_large_and_small_payloads_all_arrive() 
 async fn mixed_calls_from_two_threads() {
     let (handler, _events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let conn = conn.clone();
@@ -203,7 +203,7 @@ async fn mixed_calls_over_memory() {
 async fn the_client_deadline_fails_the_call_and_cancels_the_handler() {
     let (handler, mut events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
     // No server-side timeout: only the client's deadline can end these.
     let now = tokio::time::Instant::now();
     let far = conn.call_with_deadline(h("hang"), "far".into(), now + Duration::from_secs(60));
@@ -233,7 +233,7 @@ async fn the_client_deadline_fails_the_call_and_cancels_the_handler() {
 async fn server_streaming() {
     let (handler, _events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
 
     let items: Vec<_> = within(
         "stream",
@@ -259,7 +259,7 @@ async fn server_streaming() {
 async fn dropping_a_call_cancels_the_handler() {
     let (handler, mut events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
 
     let call = conn.call(h("hang"), "unary".into());
     assert_eq!(
@@ -294,7 +294,7 @@ async fn dropping_a_call_cancels_the_handler() {
 async fn the_deadline_is_enforced_by_the_server() {
     let (handler, mut events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
     let mut headers = h("hang");
     headers.timeout = Some(Duration::from_millis(30));
     let err = within("deadline", conn.call(headers, "deadline".into()))
@@ -318,7 +318,7 @@ async fn oversized_frames_get_resource_exhausted_and_the_connection_goes_on() {
     let server = TestServer::start(&"127.0.0.1:0".parse().unwrap(), handler, opts).await;
 
     // A well-behaved client refuses to send it, with the same clear error.
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
     let err = conn
         .call(h("echo"), Bytes::from(vec![b'x'; 2000]))
         .await
@@ -338,7 +338,7 @@ async fn oversized_frames_get_resource_exhausted_and_the_connection_goes_on() {
     assert_echo(&conn).await;
 
     // A client that sends it anyway gets an error for that call, on the same connection.
-    let mut raw = Raw::connect(&server.addr()).await;
+    let mut raw = Raw::connect(server.addr()).await;
     let big = Request::new(5, "test", "echo", vec![b'x'; 4000]);
     raw.send(&Frame::Request(big)).await;
     raw.send(&Frame::Request(Request::new(
@@ -369,9 +369,9 @@ async fn oversized_frames_get_resource_exhausted_and_the_connection_goes_on() {
 async fn garbage_after_the_handshake_gets_a_go_away_and_others_are_still_served() {
     let (handler, _events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
 
-    let mut raw = Raw::connect(&server.addr()).await;
+    let mut raw = Raw::connect(server.addr()).await;
     raw.stream
         .write_all(&[0, 0, 0, 3, 0xde, 0xad, 0xbe, 0xef])
         .await
@@ -387,7 +387,7 @@ async fn garbage_after_the_handshake_gets_a_go_away_and_others_are_still_served(
     );
 
     // A frame of an unknown kind is answered for its id; the connection goes on.
-    let mut raw = Raw::connect(&server.addr()).await;
+    let mut raw = Raw::connect(server.addr()).await;
     raw.stream
         .write_all(&[0, 0, 0, 10, 200, 0, 0, 0, 0, 0, 0, 0, 0, 9])
         .await
@@ -397,7 +397,7 @@ async fn garbage_after_the_handshake_gets_a_go_away_and_others_are_still_served(
     assert_eq!(raw.next().await, Some(Frame::Pong { data: 3 }));
 
     assert_echo(&conn).await;
-    assert_echo(&connect(&server.addr()).await).await;
+    assert_echo(&connect(server.addr()).await).await;
     server.stop().await;
 }
 
@@ -458,7 +458,7 @@ async fn connect_errors_say_what_to_do() {
         ..Default::default()
     };
     let server = TestServer::start(&"127.0.0.1:0".parse().unwrap(), handler, opts).await;
-    let err = Connection::connect(&server.addr(), &ConnectOptions::default())
+    let err = Connection::connect(server.addr(), &ConnectOptions::default())
         .await
         .unwrap_err();
     assert!(err.message().contains("bad mesh credential"), "{err}");
@@ -466,7 +466,7 @@ async fn connect_errors_say_what_to_do() {
         credential: Some("secret".into()),
         ..Default::default()
     };
-    assert_echo(&Connection::connect(&server.addr(), &opts).await.unwrap()).await;
+    assert_echo(&Connection::connect(server.addr(), &opts).await.unwrap()).await;
     server.stop().await;
 }
 
@@ -508,8 +508,8 @@ async fn the_pool_shares_a_dial_and_redials_after_a_restart() {
 async fn graceful_shutdown_drains_in_flight_calls() {
     let (handler, mut events) = handler();
     let mut server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
-    let mut raw = Raw::connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
+    let mut raw = Raw::connect(server.addr()).await;
 
     let slow = tokio::spawn(conn.call(h("slow"), "client".into()));
     raw.send(&Frame::Request(Request::new(
@@ -570,7 +570,7 @@ async fn graceful_shutdown_drains_in_flight_calls() {
 async fn disconnected_is_called_when_the_client_leaves() {
     let (handler, mut events) = handler();
     let server = TestServer::tcp(handler).await;
-    let conn = connect(&server.addr()).await;
+    let conn = connect(server.addr()).await;
     assert_echo(&conn).await;
     drop(conn);
     within("disconnected", events.disconnected.recv())
@@ -578,7 +578,7 @@ async fn disconnected_is_called_when_the_client_leaves() {
         .unwrap();
 
     // A client that leaves mid-call: its handler is stopped too.
-    let mut raw = Raw::connect(&server.addr()).await;
+    let mut raw = Raw::connect(server.addr()).await;
     raw.send(&Frame::Request(Request::new(
         1,
         "test",
@@ -609,8 +609,8 @@ async fn pings_are_answered() {
         ping_interval: Some(Duration::from_millis(10)),
         ..Default::default()
     };
-    let conn = Connection::connect(&server.addr(), &opts).await.unwrap();
-    let mut raw = Raw::connect(&server.addr()).await;
+    let conn = Connection::connect(server.addr(), &opts).await.unwrap();
+    let mut raw = Raw::connect(server.addr()).await;
     raw.send(&Frame::Ping { data: 42 }).await;
     assert_eq!(raw.next().await, Some(Frame::Pong { data: 42 }));
     // Several ping rounds pass without the connection being declared dead.
