@@ -115,15 +115,6 @@ impl VersionSelector {
             VersionSelector::Req(r) => r.matches(v),
         }
     }
-
-    /// The selector as it travels in a request header; `None` for main.
-    pub fn to_header(&self) -> Option<String> {
-        match self {
-            VersionSelector::Main => None,
-            VersionSelector::Exact(v) => Some(v.to_string()),
-            VersionSelector::Req(r) => Some(r.to_string()),
-        }
-    }
 }
 
 impl FromStr for VersionSelector {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
+use weft_core::Address;
 use weft_core::Error;
 use weft_core::name::{Version, VersionSelector};
 use weft_core::spec::ServiceSpec;
-use weft_core::Address;
 
 use crate::balance::pick_two;
 use crate::select;

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -262,11 +263,11 @@ fn parse_headers(mut block: &[u8]) -> Result<Headers, &'static str> {
     if let (Some(service), Some(version), Some(instance)) =
         (caller_service, caller_version, caller_instance)
     {
-        headers.caller = Some(Caller {
+        headers.caller = Some(Arc::new(Caller {
             service,
             version,
             instance,
-        });
+        }));
     }
     Ok(headers)
 }
@@ -302,11 +303,11 @@ mod tests {
                 version: Some("^1.2".into()),
                 timeout: Some(Duration::from_micros(1_500_123)),
                 traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-                caller: Some(Caller {
+                caller: Some(Arc::new(Caller {
                     service: "shop".into(),
                     version: "2.0.1".into(),
                     instance: "shop-7f9c".into(),
-                }),
+                })),
                 idempotency_key: Some("order-42".into()),
                 auth: Some("Bearer xyz".into()),
             },

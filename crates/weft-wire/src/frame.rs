@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -208,8 +209,10 @@ pub struct Headers {
     pub timeout: Option<Duration>,
     /// The W3C `traceparent`.
     pub traceparent: Option<String>,
-    /// Who is calling; sent only if the caller identified itself.
-    pub caller: Option<Caller>,
+    /// Who is calling; sent only if the caller identified itself. Shared,
+    /// so that an instance builds its identity once rather than per call,
+    /// and a callee keeps the decoded one without copying it.
+    pub caller: Option<Arc<Caller>>,
     /// Lets the callee deduplicate retried calls.
     pub idempotency_key: Option<String>,
     /// An end-user auth token, passed through to the callee.

@@ -31,7 +31,7 @@ fn headers() -> impl Strategy<Value = Headers> {
         (text(), text(), prop::option::of(text())),
         prop::option::of(any::<u64>().prop_map(Duration::from_micros)),
         prop::option::of(text()),
-        prop::option::of(caller()),
+        prop::option::of(caller().prop_map(std::sync::Arc::new)),
         prop::option::of(text()),
         prop::option::of(text()),
     )

@@ -98,6 +98,9 @@ pub struct Context {
     pub(crate) mesh: Arc<dyn Mesh>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) identity: Option<Arc<Identity>>,
+    /// `identity` as the caller header of every call made from here, built
+    /// once per instance so that a call only counts a reference.
+    pub(crate) as_caller: Option<Arc<Caller>>,
     pub(crate) traceparent: Option<Arc<str>>,
     pub(crate) caller: Option<Arc<Caller>>,
     pub(crate) event: Option<Arc<EventInfo>>,
@@ -131,10 +134,18 @@ impl fmt::Debug for Context {
 
 impl Context {
     pub(crate) fn root(mesh: Arc<dyn Mesh>, identity: Option<Arc<Identity>>) -> Self {
+        let as_caller = identity.as_deref().map(|i| {
+            Arc::new(Caller {
+                service: i.service.clone(),
+                version: i.version.clone(),
+                instance: i.instance.clone(),
+            })
+        });
         Context {
             mesh,
             deadline: None,
             identity,
+            as_caller,
             traceparent: None,
             caller: None,
             event: None,
@@ -149,14 +160,16 @@ impl Context {
         }
     }
 
-    /// A context for handling one incoming call.
-    pub(crate) fn for_call(&self, headers: &Headers) -> Self {
+    /// A context for handling one incoming call; takes what it keeps out of
+    /// `headers` rather than copying it.
+    pub(crate) fn for_call(&self, headers: &mut Headers) -> Self {
         Context {
             mesh: self.mesh.clone(),
             deadline: headers.timeout.map(|t| Instant::now() + t),
             identity: self.identity.clone(),
-            traceparent: headers.traceparent.as_deref().map(Arc::from),
-            caller: headers.caller.clone().map(Arc::new),
+            as_caller: self.as_caller.clone(),
+            traceparent: headers.traceparent.take().map(Arc::from),
+            caller: headers.caller.take(),
             event: None,
         }
     }
@@ -399,7 +412,7 @@ impl CallBuilder<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.send_once(&version, budget, deadline, &args).await {
+            match self.send_once(&version, deadline, &args).await {
                 Err(e) if e.is_not_run() && attempt < MAX_NOT_RUN_RETRIES => {
                     tracing::debug!(service, entrypoint, error = %e, "sending again");
                     // Give the registry's `down` event a moment to arrive, so
@@ -422,7 +435,6 @@ impl CallBuilder<'_> {
     async fn send_once<A: EncodeArgs>(
         &self,
         version: &VersionSelector,
-        budget: Duration,
         deadline: Instant,
         args: &A,
     ) -> Result<(Codec, Bytes), Error> {
@@ -448,14 +460,15 @@ impl CallBuilder<'_> {
         let headers = Headers {
             service: service.to_owned(),
             entrypoint: entrypoint.to_owned(),
-            version: version.to_header(),
-            timeout: Some(budget),
+            // The route above already chose the version; the callee serves
+            // one version and has nothing to check it against.
+            version: None,
+            // What is left now, not the budget at the first attempt: a
+            // resend (or a slow dial) has used some of it, and the callee
+            // must not work past the caller's deadline.
+            timeout: Some(deadline.saturating_duration_since(Instant::now())),
             traceparent: ctx.traceparent.as_deref().map(str::to_owned),
-            caller: ctx.identity.as_deref().map(|i| Caller {
-                service: i.service.clone(),
-                version: i.version.clone(),
-                instance: i.instance.clone(),
-            }),
+            caller: ctx.as_caller.clone(),
             idempotency_key: self.idempotency_key.clone(),
             auth: None,
         };
@@ -525,5 +538,144 @@ struct Encoded(Codec, Bytes);
 impl EncodeArgs for Encoded {
     fn encode_args(&self, codec: Codec) -> Result<Bytes, Error> {
         codec::transcode(self.0, codec, self.1.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// A mesh with one channel that records the headers of every request and
+    /// answers the first `not_run` of them with "did not run".
+    struct Recorder {
+        sent: Mutex<Vec<Headers>>,
+        not_run: u32,
+    }
+
+    impl Channel for Recorder {
+        fn codec(&self) -> Codec {
+            Codec::Json
+        }
+
+        fn send(&self, headers: Headers, _: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
+            let mut sent = self.sent.lock();
+            sent.push(headers);
+            let reply = if sent.len() as u32 <= self.not_run {
+                Err(Error::not_run("the instance is shutting down"))
+            } else {
+                Ok(Bytes::from_static(b"4"))
+            };
+            Box::pin(futures::future::ready(reply))
+        }
+    }
+
+    struct OneChannel(Arc<Recorder>);
+
+    impl Mesh for OneChannel {
+        fn route<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a VersionSelector,
+        ) -> BoxFuture<'a, Result<Arc<dyn Channel>, Error>> {
+            let channel: Arc<dyn Channel> = self.0.clone();
+            Box::pin(futures::future::ready(Ok(channel)))
+        }
+
+        fn notify(&self, _: Notification) -> BoxFuture<'static, Result<(), Error>> {
+            unreachable!("these tests only call")
+        }
+
+        fn publish(&self, _: PublishArgs) -> BoxFuture<'static, Result<u64, Error>> {
+            unreachable!("these tests only call")
+        }
+    }
+
+    fn context(not_run: u32) -> (Context, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder {
+            sent: Mutex::new(Vec::new()),
+            not_run,
+        });
+        let identity = Arc::new(Identity {
+            service: "shop".into(),
+            version: "1.0.0".into(),
+            instance: "shop-1".into(),
+        });
+        let ctx = Context::root(Arc::new(OneChannel(recorder.clone())), Some(identity));
+        (ctx, recorder)
+    }
+
+    #[tokio::test]
+    async fn a_resent_call_carries_the_time_left_at_resend() {
+        let (ctx, recorder) = context(2);
+        let budget = Duration::from_secs(2);
+        let roll: u8 = ctx
+            .request("dice", "roll")
+            .timeout(budget)
+            .send(())
+            .await
+            .unwrap();
+        assert_eq!(roll, 4);
+        let sent: Vec<Duration> = recorder
+            .sent
+            .lock()
+            .iter()
+            .map(|h| h.timeout.unwrap())
+            .collect();
+        assert_eq!(sent.len(), 3);
+        assert!(sent[0] <= budget && sent[0] > budget - Duration::from_millis(10));
+        // Each resend waits at least 20 ms for the registry to drop the
+        // instance that went away; that time is no longer the callee's.
+        for pair in sent.windows(2) {
+            assert!(
+                pair[1] + Duration::from_millis(20) <= pair[0],
+                "resent with {:?} after {:?}",
+                pair[1],
+                pair[0]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_carry_the_identity_built_once_and_no_version() {
+        let (ctx, recorder) = context(0);
+        for _ in 0..2 {
+            let _: u8 = ctx
+                .request("dice", "roll")
+                .version("^1")
+                .send(())
+                .await
+                .unwrap();
+        }
+        let sent = recorder.sent.lock();
+        let mine = ctx.as_caller.as_ref().unwrap();
+        for headers in sent.iter() {
+            let caller = headers.caller.as_ref().unwrap();
+            assert!(Arc::ptr_eq(caller, mine));
+            assert_eq!(caller.instance, "shop-1");
+            assert_eq!(headers.version, None);
+        }
+    }
+
+    #[test]
+    fn an_incoming_call_keeps_its_caller_without_a_copy() {
+        let (root, _) = context(0);
+        let caller = Arc::new(Caller {
+            service: "cart".into(),
+            version: "2.0.0".into(),
+            instance: "cart-9".into(),
+        });
+        let mut headers = Headers::new("shop", "order");
+        headers.caller = Some(caller.clone());
+        headers.traceparent =
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        let ctx = root.for_call(&mut headers);
+        assert!(Arc::ptr_eq(ctx.caller.as_ref().unwrap(), &caller));
+        assert_eq!(
+            ctx.traceparent.as_deref(),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
+        assert_eq!(ctx.identity().unwrap().instance, "shop-1");
     }
 }

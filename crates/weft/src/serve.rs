@@ -372,7 +372,7 @@ struct ServiceHandler {
 impl Handler for ServiceHandler {
     fn call(&self, request: Request, codec: Codec, _peer: &PeerInfo) -> Reply {
         let name = self.service.name();
-        let headers = request.headers;
+        let mut headers = request.headers;
         if headers.service != name {
             return Reply::Unary(
                 futures::future::ready(Err(Error::not_found(format!(
@@ -382,7 +382,7 @@ impl Handler for ServiceHandler {
                 .boxed(),
             );
         }
-        let ctx = self.root.for_call(&headers);
+        let ctx = self.root.for_call(&mut headers);
         let incoming = Incoming::new(headers.entrypoint, codec, request.payload, ctx);
         dispatch(&*self.service, incoming)
     }

@@ -367,7 +367,11 @@ impl Channel for MeshChannel {
         Codec::Json
     }
 
-    fn send(&self, headers: Headers, payload: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
+    fn send(
+        &self,
+        mut headers: Headers,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, Error>> {
         let inner = self.mesh.inner.clone();
         let mock = inner
             .mocks
@@ -392,7 +396,7 @@ impl Channel for MeshChannel {
         let Some(service) = service else {
             return futures::future::ready(Err(not_registered(&headers.service))).boxed();
         };
-        let ctx = self.mesh.service_context(&*service).for_call(&headers);
+        let ctx = self.mesh.service_context(&*service).for_call(&mut headers);
         let incoming = Incoming::new(headers.entrypoint, Codec::Json, payload, ctx);
         match crate::serve::dispatch(&*service, incoming) {
             weft_transport::Reply::Unary(fut) => fut,
