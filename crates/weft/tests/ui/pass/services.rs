@@ -1,0 +1,113 @@
+//! What `#[weft::service]` accepts, in one program so that the suite
+//! builds and runs one binary: every kind of entrypoint and its typed
+//! client, an empty service, and event handlers with every option.
+
+mod die_roller {
+    use weft::prelude::*;
+
+    #[derive(Default)]
+    pub struct DieRoller;
+
+    /// Rolls dice.
+    #[weft::service(name = "die_roller")]
+    impl DieRoller {
+        /// Roll one die.
+        #[entrypoint]
+        async fn roll_die(&self) -> u8 {
+            4
+        }
+
+        /// Add.
+        #[entrypoint]
+        async fn add(&self, ctx: &Context, a: i64, b: Option<i64>) -> weft::Result<i64> {
+            let _ = ctx;
+            Ok(a + b.unwrap_or(0))
+        }
+
+        #[entrypoint(name = "echo")]
+        async fn echo_impl(&self, mut s: String) -> Result<String, std::fmt::Error> {
+            s.push('!');
+            Ok(s)
+        }
+
+        #[entrypoint(name = "get-user")]
+        async fn get_user(&self, id: u64) {
+            let _ = id;
+        }
+
+        fn helper(&self) {}
+    }
+
+    pub async fn caller(ctx: &Context) -> weft::Result<()> {
+        let client = DieRollerClient::new(ctx);
+        let _: u8 = client.roll_die().await?;
+        let _: i64 = client.add(1, None).await?;
+        let _: String = client.echo("hi".to_owned()).await?;
+        client.get_user(7).await?;
+        DieRoller.helper();
+        Ok(())
+    }
+}
+
+mod empty_service {
+    pub struct Nothing;
+
+    #[weft::service(name = "nothing")]
+    impl Nothing {}
+}
+
+mod events {
+    use weft::prelude::*;
+
+    /// A new order.
+    #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct OrderCreated {
+        order: u64,
+        customer: String,
+    }
+
+    #[derive(Default)]
+    pub struct Shop;
+
+    #[weft::service(name = "shop", publishes("orders.created" = OrderCreated, "orders.counted" = u64))]
+    impl Shop {
+        /// Places an order and tells everyone.
+        #[entrypoint]
+        async fn order(&self, ctx: &Context, customer: String) -> weft::Result<u64> {
+            ctx.publish("orders.created", &OrderCreated { order: 1, customer })
+                .await
+        }
+
+        #[event_handler(topic = "orders.created")]
+        async fn pooled(&self, event: OrderCreated) {
+            let _ = event.order;
+        }
+
+        #[event_handler(topic = "orders.created", mode = "broadcast", max_attempts = 1)]
+        async fn everywhere(&self, ctx: &Context, event: OrderCreated) -> weft::Result<()> {
+            let _ = (ctx, event.customer);
+            Ok(())
+        }
+
+        #[weft::event_handler(topic = "orders.created", ordered_by = "customer")]
+        async fn in_order(
+            &self,
+            event: OrderCreated,
+            ctx: &weft::Context,
+        ) -> Result<(), std::fmt::Error> {
+            let _ = (ctx, event);
+            Ok(())
+        }
+    }
+}
+
+fn main() {
+    let _ = die_roller::caller;
+    assert_eq!(<die_roller::DieRoller as weft::Service>::NAME, "die_roller");
+
+    let spec = <empty_service::Nothing as weft::Service>::spec();
+    assert!(spec.entrypoints.is_empty());
+
+    let spec = <events::Shop as weft::Service>::spec();
+    assert_eq!(spec.event_handlers.len(), 3);
+}
