@@ -6,7 +6,8 @@
 //! len u32 LE | crc u32 LE | id u64 LE | published_ms u64 LE | key_len u16 LE | key | payload JSON
 //! ```
 //!
-//! `len` counts the bytes after the CRC; the CRC (CRC-32, IEEE) covers them.
+//! `len` counts the bytes after the CRC; the CRC (CRC-32/ISO-HDLC, the
+//! IEEE one of zlib) covers them.
 //! A record cut short by a crash, or whose CRC does not match, ends the
 //! valid part of a segment: recovery truncates the file there.
 
@@ -193,6 +194,20 @@ mod tests {
     #[test]
     fn crc_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn a_record_written_by_an_earlier_host_still_reads() {
+        // Written by the hand-made CRC-32 table segments used before
+        // crc32fast; a CRC of another variant would reject it.
+        let stored: &[u8] = &[
+            0x20, 0x00, 0x00, 0x00, 0x61, 0x6b, 0x3a, 0x33, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x07, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, 0x07, 0x00, 0x6f, 0x72,
+            0x64, 0x65, 0x72, 0x2d, 0x37, 0x7b, 0x22, 0x6e, 0x22, 0x3a, 0x37, 0x7d,
+        ];
+        let r = record(7, Some("order-7"));
+        assert_eq!(Record::decode(stored), Some(r.clone()));
+        assert_eq!(r.encode(), stored);
     }
 
     #[test]
