@@ -110,7 +110,7 @@ pub use weft_wire::Caller;
 // Paths the host and the CLI still import; they move to `weft_core` and
 // `weft_host_api`, after which these go.
 #[doc(hidden)]
-pub use weft_core::{codec, name, spec};
+pub use weft_core::{name, spec};
 #[doc(hidden)]
 pub use weft_host_api::wire as host_api;
 
