@@ -9,10 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use cargo_metadata::{DependencyKind, Message, MetadataCommand, Node, PackageId};
 use clap::Args;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
-use cargo_metadata::{DependencyKind, Message, MetadataCommand, Node, PackageId};
 
 use crate::manage::{HostApi, Target, render_table};
 use crate::{Failure, Result};
@@ -217,7 +217,7 @@ fn query_escape(text: &str) -> String {
 }
 
 pub(crate) async fn deploy(cmd: DeployCmd) -> Result<()> {
-    weft::name::validate(&cmd.name).map_err(|e| Failure(format!("NAME: {}", e.message())))?;
+    weft_core::name::validate(&cmd.name).map_err(|e| Failure(format!("NAME: {}", e.message())))?;
     semver_check(&cmd.version)?;
     if cmd.instances == 0 {
         return Err(Failure(
@@ -279,7 +279,7 @@ pub(crate) async fn deploy(cmd: DeployCmd) -> Result<()> {
 }
 
 fn semver_check(version: &str) -> Result<()> {
-    weft::name::Version::parse(version)
+    weft_core::name::Version::parse(version)
         .map(|_| ())
         .map_err(|e| {
             Failure(format!(

@@ -137,7 +137,7 @@ pub(crate) async fn init(cmd: InitCmd) -> Result<()> {
     };
     check_project_name(&project)?;
     let service = cmd.service.unwrap_or_else(|| service_name(&project));
-    weft::name::validate(&service)
+    weft_core::name::validate(&service)
         .map_err(|e| Failure(format!("the service name: {}; pass --service", e.message())))?;
     let weft_path = match cmd.weft_path {
         Some(p) => p,

@@ -104,7 +104,9 @@ fn parse_size(text: &str) -> std::result::Result<u64, String> {
         .with_binary()
         .parse_size(text.trim())
         .map_err(|e| {
-            format!("`{text}` is not a size ({e}); write it like 10G, 512M, 64K or a number of bytes")
+            format!(
+                "`{text}` is not a size ({e}); write it like 10G, 512M, 64K or a number of bytes"
+            )
         })?;
     if bytes == 0 {
         return Err(format!("`{text}` is nothing; give a positive size"));
@@ -228,7 +230,9 @@ fn main() -> ExitCode {
 /// `$XDG_DATA_HOME/weft`, or `~/.local/share/weft`.
 fn default_data_dir() -> Result<PathBuf> {
     dirs::data_dir().map(|d| d.join("weft")).ok_or_else(|| {
-        Failure("cannot find a data dir: neither XDG_DATA_HOME nor HOME is set; pass --data-dir".into())
+        Failure(
+            "cannot find a data dir: neither XDG_DATA_HOME nor HOME is set; pass --data-dir".into(),
+        )
     })
 }
 

@@ -28,11 +28,6 @@
 //! # Ok::<(), weft_core::Error>(())
 //! ```
 
-// The closures return redb's own error, which is large; it is only built on
-// the cold path of a failing disk, and converting it at every `?` inside them
-// would cost more code than the bytes it saves.
-#![allow(clippy::result_large_err)]
-
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +37,47 @@ pub use redb;
 use redb::{Database, Durability, ReadTransaction, WriteTransaction};
 
 use crate::Error;
+
+/// What a closure given to [`Db`] fails with: any of redb's errors, boxed,
+/// since redb's own error is large and the closures' results would carry
+/// its size on every success too. `?` converts every redb error into it.
+///
+/// ```
+/// use weft_core::db::{TxError, redb};
+///
+/// fn fails() -> Result<(), TxError> {
+///     Err(redb::StorageError::Io(std::io::Error::other("disk on fire")))?
+/// }
+/// assert!(fails().unwrap_err().to_string().contains("disk on fire"));
+/// ```
+#[derive(Debug)]
+pub struct TxError(Box<redb::Error>);
+
+impl TxError {
+    /// A failure of the closure's own (encoding a record, say), reported as
+    /// the database's errors are.
+    pub fn other(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        TxError::from(redb::StorageError::Io(std::io::Error::other(e)))
+    }
+}
+
+impl<E: Into<redb::Error>> From<E> for TxError {
+    fn from(e: E) -> Self {
+        TxError(Box::new(e.into()))
+    }
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TxError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
 
 /// A handle to one redb file; cheap to clone, all clones share the file.
 ///
@@ -84,7 +120,7 @@ impl Db {
     pub fn open(
         path: &Path,
         what: &'static str,
-        init: impl FnOnce(&WriteTransaction) -> Result<(), redb::Error>,
+        init: impl FnOnce(&WriteTransaction) -> Result<(), TxError>,
     ) -> Result<Db, Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -101,7 +137,7 @@ impl Db {
                 path.display()
             ))
         })?;
-        let failed = |e: redb::Error| failed(what, "create its tables", e);
+        let failed = |e: TxError| failed(what, "create its tables", e);
         let tx = db.begin_write().map_err(|e| failed(e.into()))?;
         init(&tx).map_err(failed)?;
         tx.commit().map_err(|e| failed(e.into()))?;
@@ -123,7 +159,7 @@ impl Db {
     /// commit before it began.
     pub fn read<T>(
         &self,
-        f: impl FnOnce(&ReadTransaction) -> Result<T, redb::Error>,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, TxError>,
     ) -> Result<T, Error> {
         self.with_db(|db| {
             let tx = db.begin_read()?;
@@ -137,7 +173,7 @@ impl Db {
     /// survives a crash. If `f` fails, nothing it wrote is kept.
     pub fn write<T>(
         &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error>,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, TxError>,
     ) -> Result<T, Error> {
         self.with_db(|db| {
             let mut tx = db.begin_write()?;
@@ -181,10 +217,7 @@ impl Db {
         self.inner.db.write().take();
     }
 
-    fn with_db<T>(
-        &self,
-        f: impl FnOnce(&Database) -> Result<T, redb::Error>,
-    ) -> Result<T, DbError> {
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T, TxError>) -> Result<T, DbError> {
         match &*self.inner.db.read() {
             Some(db) => f(db).map_err(DbError::Redb),
             None => Err(DbError::Closed),
@@ -195,7 +228,7 @@ impl Db {
 /// Why an operation on an open-or-closed database failed.
 enum DbError {
     Closed,
-    Redb(redb::Error),
+    Redb(TxError),
 }
 
 impl DbError {
@@ -212,7 +245,7 @@ impl DbError {
 /// A failure of the file itself: the disk is full, the file is not writable
 /// or is damaged. Unavailable rather than internal: freeing disk space or
 /// fixing permissions makes the same request work.
-fn failed(what: &str, op: &str, e: redb::Error) -> Error {
+fn failed(what: &str, op: &str, e: TxError) -> Error {
     Error::unavailable(format!(
         "{what} failed to {op}: {e}; check that the data dir is writable and the disk is not full"
     ))
@@ -272,7 +305,7 @@ mod tests {
         let err = db
             .write(|tx| {
                 tx.open_table(T)?.insert(1, "lost")?;
-                Err::<(), _>(redb::Error::Io(std::io::Error::other("disk on fire")))
+                Err::<(), _>(redb::Error::Io(std::io::Error::other("disk on fire")).into())
             })
             .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable);
@@ -318,7 +351,7 @@ mod tests {
     fn a_failing_init_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let err = Db::open(&dir.path().join("x.redb"), "the test's database", |_| {
-            Err(redb::Error::Io(std::io::Error::other("no room")))
+            Err(redb::Error::Io(std::io::Error::other("no room")).into())
         })
         .unwrap_err();
         assert!(

@@ -50,7 +50,6 @@ pub struct GroupInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
     /// How events are spread over the instances.
-    #[schemars(with = "DeliveryModeSchema")]
     pub mode: DeliveryMode,
     /// Every event up to this id is acknowledged or dead-lettered.
     pub position: u64,
@@ -62,24 +61,6 @@ pub struct GroupInfo {
     pub dead: u64,
     /// The instances subscribed right now.
     pub subscribers: Vec<String>,
-}
-
-/// The schema of [`DeliveryMode`], which is serialized as an object tagged
-/// by `mode`.
-#[derive(JsonSchema)]
-#[serde(tag = "mode", rename_all = "snake_case")]
-#[allow(dead_code)] // Only its schema is used.
-enum DeliveryModeSchema {
-    /// Each event goes to one instance of the service (per handler).
-    Pool,
-    /// Each event goes to every instance of the service.
-    Broadcast,
-    /// Like `pool`, but events whose payload has the same value at `field`
-    /// are handled one at a time, in publish order, across all instances.
-    Ordered {
-        /// The payload field (top level) whose value is the ordering key.
-        field: String,
-    },
 }
 
 /// One event as `GET /api/v1/events/topics/{topic}/tail` shows it, one JSON

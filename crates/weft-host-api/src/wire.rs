@@ -86,7 +86,7 @@ pub struct Published {
 }
 
 /// How the events of a topic are spread over a service's instances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum DeliveryMode {
     /// Each event goes to one instance of the service (per handler).

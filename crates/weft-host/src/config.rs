@@ -19,11 +19,11 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a lease lasts without a keepalive, unless configured otherwise.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(6);
 
-/// Where and how a [`Host`] runs.
+/// Where and how a [`Host`](crate::Host) runs.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// The one address for the wire protocol and HTTP (`127.0.0.1:7400`;
-    /// port 0 picks a free port, see [`Host::local_address`]).
+    /// port 0 picks a free port, see [`Host::local_address`](crate::Host::local_address)).
     pub listen: Address,
     /// The directory for the host's state; created if missing.
     pub data_dir: PathBuf,

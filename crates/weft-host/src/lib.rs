@@ -3,7 +3,7 @@
 //!
 //! One address serves everything: connections that open with the weft wire
 //! preface ([`weft_wire::MAGIC`]) speak the wire protocol to the host's own
-//! service [`weft::host_api::SERVICE`]; any other connection is HTTP:
+//! service [`weft_host_api::wire::SERVICE`]; any other connection is HTTP:
 //!
 //! - the gateway, `POST /services/{name}/{entrypoint}` with a JSON object of
 //!   named arguments (`?version=1.2.0`, `?version=^1.2` or the

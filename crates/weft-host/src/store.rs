@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use weft_core::db::Db;
 use weft_core::db::redb::{ReadableTable, TableDefinition};
+use weft_core::db::{Db, TxError};
 use weft_core::name::Version;
 use weft_core::{Error, Notification};
 
@@ -30,11 +30,6 @@ const TOKENS: TableDefinition<'_, &str, &str> = TableDefinition::new("tokens");
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     db: Db,
-}
-
-/// What cannot be encoded for the store, as the error redb's closures carry.
-fn encoding(e: serde_json::Error) -> weft_core::db::redb::Error {
-    weft_core::db::redb::StorageError::Io(std::io::Error::other(e)).into()
 }
 
 /// Decodes the JSON records of a table, skipping (with a warning) one that
@@ -90,7 +85,7 @@ impl Store {
             let mut table = tx.open_table(NOTIFICATIONS)?;
             let last = table.last()?.map(|(k, _)| k.value()).unwrap_or(0);
             notification.id = last + 1;
-            let json = serde_json::to_string(&notification).map_err(encoding)?;
+            let json = serde_json::to_string(&notification).map_err(TxError::other)?;
             table.insert(notification.id, json.as_str())?;
             Ok(())
         })?;

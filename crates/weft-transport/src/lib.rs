@@ -46,8 +46,8 @@ mod pool;
 mod server;
 mod writer;
 
-pub use weft_core::Address;
 pub use client::{ConnectOptions, Connection, ResponseFuture, ResponseStream};
 pub use io::{Listener, Stream, connect, memory_pair};
 pub use pool::Pool;
 pub use server::{Handler, PeerInfo, Reply, ServerOptions, serve, serve_connection};
+pub use weft_core::Address;

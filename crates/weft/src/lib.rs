@@ -107,13 +107,6 @@ pub use weft_macros::{entrypoint, event_handler, service};
 pub use weft_registry::ServiceSummary;
 pub use weft_wire::Caller;
 
-// Paths the host and the CLI still import; they move to `weft_core` and
-// `weft_host_api`, after which these go.
-#[doc(hidden)]
-pub use weft_core::{name, spec};
-#[doc(hidden)]
-pub use weft_host_api::wire as host_api;
-
 /// What a service file needs: `use weft::prelude::*;`.
 pub mod prelude {
     pub use crate::{AsContext, Context, Error, Result, Severity, entrypoint, event_handler};

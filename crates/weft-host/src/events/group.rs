@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use weft::host_api::{Delivery, DeliveryMode};
 use weft_core::Error;
 use weft_core::backoff::Backoff;
+use weft_host_api::wire::{Delivery, DeliveryMode};
 // A dead letter is stored as `weft events dead` shows it.
 pub(crate) use weft_host_api::events::DeadLetter;
 

@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicU64;
 
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
-use weft::host_api::{PublishArgs, Published};
 use weft_core::Error;
 use weft_core::name::validate_topic;
+use weft_host_api::wire::{PublishArgs, Published};
 
 use super::config::{EventsConfig, MAX_KEY, RETAIN_EVERY};
 use super::group::{Core, DeadLetter, group_name};

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
-use weft::host_api::{Delivery, Subscription};
 use weft_core::Error;
 use weft_host_api::events::GroupInfo;
+use weft_host_api::wire::{Delivery, Subscription};
 
 use super::config::STORE_POSITION_EVERY;
 use super::group::{Core, DeadLetter, Sub, group_name};

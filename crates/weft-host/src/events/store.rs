@@ -2,16 +2,12 @@
 //! log's own (`events/state.redb`), written by one thread that commits the
 //! changes of every group waiting at once in one transaction (one fsync).
 
-// redb's error is large, and the closures of `Db` return it; it is only
-// built on the cold path of a failing disk.
-#![allow(clippy::result_large_err)]
-
 use std::path::Path;
 
 use tokio::sync::{mpsc, oneshot};
 use weft_core::Error;
-use weft_core::db::Db;
 use weft_core::db::redb::{self, ReadableTable, TableDefinition};
+use weft_core::db::{Db, TxError};
 
 use super::group::{DeadLetter, GroupRecord};
 
@@ -59,7 +55,7 @@ pub(crate) type Loaded = (Vec<GroupRecord>, Vec<DeadLetter>);
 fn entries(
     tx: &redb::ReadTransaction,
     table: TableDefinition<'_, &str, &str>,
-) -> Result<Vec<(String, String)>, redb::Error> {
+) -> Result<Vec<(String, String)>, TxError> {
     let mut out = Vec::new();
     for entry in tx.open_table(table)?.iter()? {
         let (k, v) = entry?;

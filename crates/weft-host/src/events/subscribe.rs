@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use futures::stream::{BoxStream, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
-use weft::host_api::{Ack, Delivery, DeliveryMode, Subscription};
 use weft_core::Error;
 use weft_core::name::validate_topic;
+use weft_host_api::wire::{Ack, Delivery, DeliveryMode, Subscription};
 
 use super::group::{Core, GroupRecord, group_name};
 use super::log::{EventLog, group_key};

@@ -2,10 +2,6 @@
 //! redb file of its own (`deployments.redb`) so that it can evolve apart
 //! from the host's store.
 
-// redb's error is large, and the closures of `Db` return it; it is only
-// built on the cold path of a failing disk.
-#![allow(clippy::result_large_err)]
-
 use std::path::Path;
 
 use weft_core::Error;

@@ -5,7 +5,7 @@
 //!   with the executable as the body (`application/octet-stream`, up to
 //!   512 MiB): stores it, starts the instances (or replaces those of a
 //!   version deployed before, one at a time) and answers `200` with a
-//!   [`VersionStatus`](weft_host_api::deployments::VersionStatus) once they
+//!   `VersionStatus` once they
 //!   have registered; `400` with the instance's last lines of output when
 //!   one exits first.
 //! - `DELETE /api/v1/services/{name}/versions/{version}` stops a version

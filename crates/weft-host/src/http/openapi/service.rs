@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn events_appear_as_webhooks_with_their_payloads() {
-        use weft::spec::{EventHandlerSpec, TopicSpec};
+        use weft_core::spec::{EventHandlerSpec, TopicSpec};
         let order = json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "Order",
