@@ -10,6 +10,7 @@
 //! Every command but `weft host` talks to the host named by `--host` or
 //! `WEFT_HOST` (default `127.0.0.1:7400`).
 
+mod credentials;
 mod demo;
 mod deploy;
 mod events;
@@ -302,7 +303,7 @@ async fn connect(host: &HostArg) -> Result<Client> {
     options.token = match &host.token {
         Some(t) => Some(t.clone()),
         None => match host.host.parse::<weft::Address>() {
-            Ok(address) => login::saved_token(&address)?,
+            Ok(address) => credentials::saved_token(&address)?,
             Err(_) => None,
         },
     };

@@ -23,7 +23,7 @@ use weft_host_api::deployments::{
     Deployments, Killed, LogLine, MainRequest, MainSet, ScaleRequest, Status, VersionStatus,
 };
 
-use crate::{Failure, Result, default_data_dir, login, table};
+use crate::{Failure, Result, credentials, default_data_dir, table};
 
 /// How long a request that is not a deploy may take.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(120);
@@ -68,7 +68,7 @@ impl HostApi {
             .map_err(|e: weft::Error| Failure(format!("--host: {}", e.message())))?;
         let (token, source) = if let Some(t) = target.token.clone().filter(|t| !t.is_empty()) {
             (Some(t), "--token".to_owned())
-        } else if let Some(t) = login::saved_token(&address)? {
+        } else if let Some(t) = credentials::saved_token(&address)? {
             (
                 Some(t),
                 format!("the token `weft login` saved for {address}"),

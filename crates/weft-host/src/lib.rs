@@ -39,6 +39,7 @@ mod config;
 mod events;
 mod http;
 mod notifications;
+mod registrations;
 mod registry_service;
 mod state;
 mod store;
@@ -66,7 +67,8 @@ pub use crate::events::EventsConfig;
 use crate::http::gateway::Gateway;
 use crate::http::{App, PeerLocal};
 use crate::notifications::Notifications;
-use crate::registry_service::{HostHandler, Registrations};
+use crate::registrations::Registrations;
+use crate::registry_service::HostHandler;
 use crate::state::Shared;
 use crate::store::Store;
 

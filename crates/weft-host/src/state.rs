@@ -4,7 +4,7 @@
 use crate::auth::Auth;
 use crate::events::EventLog;
 use crate::notifications::Notifications;
-use crate::registry_service::Registrations;
+use crate::registrations::Registrations;
 use crate::store::Store;
 
 /// The host's state: handles only.

@@ -9,8 +9,9 @@ use weft_core::Error;
 use weft_core::name::validate_topic;
 use weft_host_api::events::{DeadLetter, TailEvent, TopicInfo};
 
-use super::log::{EventLog, group_key};
-use super::runner::Msg;
+use super::log::EventLog;
+use super::shared::Msg;
+use super::shared::group_key;
 use super::topic::Topic;
 use crate::time::now_ms;
 

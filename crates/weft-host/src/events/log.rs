@@ -2,7 +2,6 @@
 //! resuming every stored consumer group), publishing, and closing it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -13,35 +12,16 @@ use weft_core::name::validate_topic;
 use weft_host_api::wire::{PublishArgs, Published};
 
 use super::config::{EventsConfig, MAX_KEY, RETAIN_EVERY};
-use super::group::{Core, DeadLetter, group_name};
-use super::runner::{GroupHandle, Msg};
-use super::store::{self, StateWriter, dead_key};
+use super::group::{Core, group_name};
+use super::shared::{GroupHandle, Inner, Msg, group_key};
+use super::store::{self, dead_key};
 use super::topic::{Enqueued, Topic, Writer};
 use crate::time::now_ms;
-
-/// What every clone of the log shares, and what group tasks reach back to.
-#[derive(Debug)]
-pub(super) struct Inner {
-    pub(super) dir: PathBuf,
-    pub(super) config: EventsConfig,
-    pub(super) writer: Mutex<Option<Writer>>,
-    pub(super) threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    pub(super) state: Mutex<Option<StateWriter>>,
-    pub(super) topics: Mutex<HashMap<String, Arc<Topic>>>,
-    pub(super) groups: Mutex<BTreeMap<String, Arc<GroupHandle>>>,
-    pub(super) dead: Mutex<BTreeMap<String, DeadLetter>>,
-    pub(super) next_sub: AtomicU64,
-    pub(super) stop: watch::Sender<bool>,
-}
 
 /// The host's event log; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct EventLog {
     pub(super) inner: Arc<Inner>,
-}
-
-pub(super) fn group_key(topic: &str, group: &str) -> String {
-    format!("{topic}\x1f{group}")
 }
 
 impl EventLog {

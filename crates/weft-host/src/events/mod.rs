@@ -28,6 +28,7 @@ mod inspect;
 mod log;
 mod runner;
 mod segment;
+mod shared;
 mod store;
 mod subscribe;
 mod topic;

@@ -4,34 +4,15 @@
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use weft_core::Error;
 use weft_host_api::events::GroupInfo;
-use weft_host_api::wire::{Delivery, Subscription};
 
 use super::config::STORE_POSITION_EVERY;
 use super::group::{Core, DeadLetter, Sub, group_name};
-use super::log::Inner;
+use super::shared::{GroupHandle, Inner, Msg};
 use super::store::{Op, StateWriter, dead_key};
 use super::topic::Topic;
-
-/// One message to a group's task.
-#[derive(Debug)]
-pub(super) enum Msg {
-    Subscribe(u64, Subscription, mpsc::UnboundedSender<Delivery>),
-    Unsubscribe(u64),
-    Ack(u64, Option<String>, oneshot::Sender<Result<(), Error>>),
-    Replay(u64),
-    Stop(oneshot::Sender<()>),
-}
-
-#[derive(Debug)]
-pub(super) struct GroupHandle {
-    pub(super) tx: mpsc::UnboundedSender<Msg>,
-    pub(super) stats: Arc<Mutex<GroupInfo>>,
-    pub(super) task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
 
 pub(super) fn info(core: &Core, last_id: u64) -> GroupInfo {
     GroupInfo {

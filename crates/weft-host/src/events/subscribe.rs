@@ -13,8 +13,10 @@ use weft_core::name::validate_topic;
 use weft_host_api::wire::{Ack, Delivery, DeliveryMode, Subscription};
 
 use super::group::{Core, GroupRecord, group_name};
-use super::log::{EventLog, group_key};
-use super::runner::{GroupHandle, Msg, info, run_group};
+use super::log::EventLog;
+use super::runner::{info, run_group};
+use super::shared::group_key;
+use super::shared::{GroupHandle, Msg};
 use super::topic::Topic;
 
 impl EventLog {

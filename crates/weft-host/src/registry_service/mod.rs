@@ -3,10 +3,7 @@
 //! notifications and the event log's publish, subscribe and ack, for the
 //! instances and clients connected on the wire.
 
-mod registrations;
 mod watch_stream;
-
-pub(crate) use self::registrations::Registrations;
 
 use std::sync::Arc;
 
