@@ -6,7 +6,7 @@ mod die_roller {
     use weft::prelude::*;
 
     #[derive(Default)]
-    pub struct DieRoller;
+    pub(crate) struct DieRoller;
 
     /// Rolls dice.
     #[weft::service(name = "die_roller")]
@@ -38,7 +38,7 @@ mod die_roller {
         fn helper(&self) {}
     }
 
-    pub async fn caller(ctx: &Context) -> weft::Result<()> {
+    pub(crate) async fn caller(ctx: &Context) -> weft::Result<()> {
         let client = DieRollerClient::new(ctx);
         let _: u8 = client.roll_die().await?;
         let _: i64 = client.add(1, None).await?;
@@ -50,7 +50,7 @@ mod die_roller {
 }
 
 mod empty_service {
-    pub struct Nothing;
+    pub(crate) struct Nothing;
 
     #[weft::service(name = "nothing")]
     impl Nothing {}
@@ -61,13 +61,13 @@ mod events {
 
     /// A new order.
     #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-    pub struct OrderCreated {
+    pub(crate) struct OrderCreated {
         order: u64,
         customer: String,
     }
 
     #[derive(Default)]
-    pub struct Shop;
+    pub(crate) struct Shop;
 
     #[weft::service(name = "shop", publishes("orders.created" = OrderCreated, "orders.counted" = u64))]
     impl Shop {
