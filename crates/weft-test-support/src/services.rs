@@ -11,10 +11,10 @@ use crate::poll;
 use crate::process::{ChildProcess, WEFT_ENV, test_log};
 
 /// The environment variable that names the test service a re-executed test
-/// binary serves (see [`test_services!`]).
+/// binary serves (see [`test_services!`](crate::test_services!)).
 pub const SERVICE_ENV: &str = "WEFT_TEST_SERVICE";
 
-/// The name of the test function [`test_services!`] defines, which the
+/// The name of the test function [`test_services!`](crate::test_services!) defines, which the
 /// re-executed binary runs.
 const SERVICE_TEST: &str = "weft_test_service";
 
@@ -71,7 +71,7 @@ pub fn selected_service() -> Option<String> {
 
 /// Serves `service` with [`weft::serve`] on a runtime of two workers (fixed,
 /// so that a test knows how many handlers that block a thread occupy them
-/// all); what [`test_services!`] runs in the child.
+/// all); what [`test_services!`](crate::test_services!) runs in the child.
 pub fn serve_test_service<S: Service>(service: S) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -84,7 +84,7 @@ pub fn serve_test_service<S: Service>(service: S) {
 }
 
 /// A command that runs this test binary again to serve the test service
-/// `name` (declared with [`test_services!`]); add the environment it needs
+/// `name` (declared with [`test_services!`](crate::test_services!)); add the environment it needs
 /// (`WEFT_VERSION`, ...) and start it with [`ServiceProcess::start`].
 pub fn test_service_command(name: &str) -> Command {
     let exe = std::env::current_exe().expect("the test binary's path");
