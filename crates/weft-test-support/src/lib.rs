@@ -17,6 +17,12 @@
 //! - [`wait_instances`] and [`wait_services`]: wait for the registry;
 //! - [`Http`]: one HTTP client for tests, with JSON and problem helpers.
 //!
+//! and, with the `nats` feature (off by default, so that only the tests of
+//! the NATS backend build a NATS client):
+//!
+//! - [`NatsServer`]: one nats-server with JetStream on 127.0.0.1;
+//! - [`ChildProcess`]: any program as a child process.
+//!
 //! Every process and task it starts is killed or stopped when its handle
 //! is dropped.
 //!
@@ -45,21 +51,29 @@ mod transport;
 pub use poll::{Outcome, PATIENCE, poll, poll_within, within};
 pub use transport::TestServer;
 
+#[cfg(any(feature = "host", feature = "nats"))]
+mod child;
 #[cfg(feature = "host")]
 mod http;
 #[cfg(feature = "host")]
 mod in_process;
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "host")]
 mod process;
 #[cfg(feature = "host")]
 mod services;
 
+#[cfg(any(feature = "host", feature = "nats"))]
+pub use child::{ChildProcess, both, test_log, text};
 #[cfg(feature = "host")]
 pub use http::{Answer, Http};
 #[cfg(feature = "host")]
 pub use in_process::{RunningHost, Served, Watch, host_call};
+#[cfg(feature = "nats")]
+pub use nats::NatsServer;
 #[cfg(feature = "host")]
-pub use process::{ChildProcess, HostBuilder, HostProcess, Weft, both, test_log, text};
+pub use process::{HostBuilder, HostProcess, Weft};
 #[cfg(feature = "host")]
 pub use services::{
     SERVICE_ENV, ServiceProcess, instances, serve_test_service, test_service_command,

@@ -7,8 +7,9 @@ use std::process::{Command, ExitStatus};
 use nix::sys::signal::Signal;
 use weft::{Client, Service, ServiceSummary};
 
+use crate::child::{ChildProcess, test_log};
 use crate::poll;
-use crate::process::{ChildProcess, WEFT_ENV, test_log};
+use crate::process::WEFT_ENV;
 
 /// The environment variable that names the test service a re-executed test
 /// binary serves (see [`test_services!`](crate::test_services!)).
