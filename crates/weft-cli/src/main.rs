@@ -28,7 +28,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 use weft::{Client, ClientOptions, Code, Error};
-use weft_host::{Host, HostConfig};
+use weft_host::{ClusterConfig, Host, HostConfig};
 
 /// weft: services that call each other by name.
 #[derive(Debug, Parser)]
@@ -96,6 +96,39 @@ struct HostCmd {
     /// dropped (answered with the first event's id).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = token::parse_duration)]
     events_dedup_window: u64,
+    /// Join a cluster of hosts through these NATS servers (with JetStream):
+    /// `nats://10.0.0.5:4222,nats://10.0.0.6:4222`. Without it the host
+    /// keeps everything on this machine.
+    #[arg(
+        long,
+        env = "WEFT_NATS",
+        value_name = "URL[,URL...]",
+        value_delimiter = ','
+    )]
+    nats: Vec<String>,
+    /// The address other machines reach this machine's instances at (an IP
+    /// or a DNS name), in a cluster.
+    #[arg(long, value_name = "ADDR", requires = "nats")]
+    advertise: Option<String>,
+    /// This host's name in its cluster: letters, digits, `-`, `_`
+    /// [default: the machine's host name].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// A NATS credentials file (`.creds`).
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    nats_creds: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for TLS to NATS.
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    nats_tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for TLS to NATS; with --nats-tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["nats", "nats_tls_key"])]
+    nats_tls_cert: Option<PathBuf>,
+    /// The key (PEM) of --nats-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "nats_tls_cert")]
+    nats_tls_key: Option<PathBuf>,
+    /// Refuse NATS connections without TLS.
+    #[arg(long, requires = "nats")]
+    nats_tls_required: bool,
 }
 
 /// Parses a size like `10G`, `512M`, `64K`, `1T` (powers of 1024, with or
@@ -265,6 +298,27 @@ async fn host(cmd: HostCmd) -> Result<()> {
     config.events.max_age = cmd.events_max_age.map(Duration::from_secs);
     config.events.max_bytes = cmd.events_max_bytes;
     config.events.dedup_window = Duration::from_secs(cmd.events_dedup_window);
+    if let Some(name) = cmd.name {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Failure(format!(
+                "--name `{name}`: a host's name is letters, digits, `-` and `_`"
+            )));
+        }
+        config = config.name(name);
+    }
+    if !cmd.nats.is_empty() {
+        let mut cluster = ClusterConfig::new(cmd.nats);
+        cluster.advertise = cmd.advertise;
+        cluster.credentials = cmd.nats_creds;
+        cluster.tls_ca = cmd.nats_tls_ca;
+        cluster.tls_client = cmd.nats_tls_cert.zip(cmd.nats_tls_key);
+        cluster.tls_required = cmd.nats_tls_required;
+        config = config.cluster(cluster);
+    }
     let host = Host::bind(config.auth(cmd.auth)).await?;
     {
         // Tests and scripts read the port from this line: keep its shape.

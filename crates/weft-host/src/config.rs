@@ -38,6 +38,13 @@ pub struct HostConfig {
     pub body_timeout: Duration,
     /// Retention and deduplication of the event log.
     pub events: EventsConfig,
+    /// This host's name, unique in its cluster: instances carry it, so
+    /// that every host can tell whose they are. The machine's host name by
+    /// default.
+    pub name: String,
+    /// Cluster mode: share the registry with other hosts through NATS
+    /// JetStream. `None` keeps everything on this machine.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl HostConfig {
@@ -57,7 +64,21 @@ impl HostConfig {
             max_body: DEFAULT_MAX_BODY,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             events: EventsConfig::default(),
+            name: default_name(),
+            cluster: None,
         }
+    }
+
+    /// Sets this host's name in its cluster.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Joins a cluster of hosts through NATS.
+    pub fn cluster(mut self, cluster: ClusterConfig) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Sets the event log's retention and deduplication window.
@@ -98,5 +119,75 @@ impl HostConfig {
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
+    }
+}
+
+/// How a host reaches the NATS servers of its cluster.
+///
+/// ```
+/// let cluster = weft_host::ClusterConfig::new(["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"])
+///     .advertise("10.0.0.7");
+/// assert_eq!(cluster.servers.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://10.0.0.5:4222`); any one of them is enough
+    /// to join.
+    pub servers: Vec<String>,
+    /// The address other machines reach this machine's instances at, an IP
+    /// or a DNS name; instances registered with a loopback or wildcard
+    /// address are announced with it instead.
+    pub advertise: Option<String>,
+    /// A NATS credentials file (`.creds`: a user JWT and its NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// CA certificates to trust for TLS to NATS (PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate and its key for TLS to NATS (PEM).
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Whether to insist on TLS to NATS.
+    pub tls_required: bool,
+}
+
+impl ClusterConfig {
+    /// A cluster reached at `servers`, without credentials or TLS.
+    pub fn new<S: Into<String>>(servers: impl IntoIterator<Item = S>) -> Self {
+        ClusterConfig {
+            servers: servers.into_iter().map(Into::into).collect(),
+            advertise: None,
+            credentials: None,
+            tls_ca: None,
+            tls_client: None,
+            tls_required: false,
+        }
+    }
+
+    /// Sets the address other machines reach this machine's instances at.
+    pub fn advertise(mut self, address: impl Into<String>) -> Self {
+        self.advertise = Some(address.into());
+        self
+    }
+}
+
+/// The machine's host name, as a host name in a cluster may be written:
+/// letters, digits, `-` and `_`.
+fn default_name() -> String {
+    let raw = nix::unistd::gethostname()
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .unwrap_or_default();
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "host".to_owned()
+    } else {
+        cleaned
     }
 }

@@ -35,6 +35,7 @@
 //! ```
 
 mod auth;
+mod backend;
 mod config;
 mod events;
 mod http;
@@ -62,7 +63,9 @@ use weft_transport::{Listener, ServerOptions, Stream};
 
 use crate::auth::Auth;
 pub use crate::auth::{ADMIN_TOKEN_FILE, AuthMode};
-pub use crate::config::{DEFAULT_BODY_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, HostConfig};
+pub use crate::config::{
+    ClusterConfig, DEFAULT_BODY_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, HostConfig,
+};
 pub use crate::events::EventsConfig;
 use crate::http::gateway::Gateway;
 use crate::http::{App, PeerLocal};
@@ -103,12 +106,17 @@ pub struct Host {
     admin_token_file: Option<PathBuf>,
     /// Runs deployed versions as child processes.
     supervisor: Arc<supervisor::Supervisor>,
+    /// Shares the registry with the other hosts of a cluster, if any.
+    cluster: Arc<dyn backend::RegistryBackend>,
 }
 
 impl Host {
     /// Opens (or creates) the data dir and its store, restores main versions
     /// and binds the listener.
     pub async fn bind(config: HostConfig) -> Result<Host, Error> {
+        // First, so that a host that cannot join its cluster says so before
+        // it takes the data dir and the port.
+        let cluster = backend::registry(&config).await?;
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&dir))
             .await
@@ -130,7 +138,7 @@ impl Host {
         let events = events::EventLog::open(&config.data_dir, config.events.clone()).await?;
         let mesh_token = auth.mint_mesh_token();
         let shared = Arc::new(Shared {
-            registry: Registrations::new(registry),
+            registry: Registrations::new(registry, config.name.clone()),
             notifications: Notifications::new(store.clone()),
             store,
             auth,
@@ -151,6 +159,7 @@ impl Host {
             shared,
             admin_token_file,
             supervisor,
+            cluster,
         })
     }
 
@@ -203,6 +212,7 @@ impl Host {
             shared,
             admin_token_file: _,
             supervisor,
+            cluster,
         } = self;
         tracing::info!(%address, auth = shared.auth.required(), "weft host listening");
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -239,6 +249,8 @@ impl Host {
             let supervisor = supervisor.clone();
             async move { supervisor.restore().await }
         });
+        let (cluster_stop_tx, cluster_stop) = watch::channel(false);
+        let cluster = tokio::spawn(cluster.run(shared.clone(), cluster_stop));
         tokio::pin!(shutdown);
         let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
         let mut conns = JoinSet::new();
@@ -275,6 +287,10 @@ impl Host {
         // before those are told to go away.
         let _ = restore.await;
         supervisor.shutdown().await;
+        // The instances have deregistered: the cluster hears of it, and of
+        // this host's leaving, before the connections close.
+        let _ = cluster_stop_tx.send(true);
+        let _ = cluster.await;
         let _ = stop_tx.send(true);
         // Ends subscribe streams and tails, so that connections can drain.
         shared.events.stopping();

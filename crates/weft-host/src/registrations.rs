@@ -18,6 +18,8 @@ pub(crate) struct Registrations {
     registry: Mutex<Registry>,
     /// The registry's routing index, readable without its lock.
     index: Arc<Cache>,
+    /// This host's name, stamped on the instances that register with it.
+    name: String,
     conns: Mutex<Conns>,
 }
 
@@ -67,8 +69,9 @@ impl Conns {
 }
 
 impl Registrations {
-    pub(crate) fn new(registry: Registry) -> Self {
+    pub(crate) fn new(registry: Registry, name: String) -> Self {
         Registrations {
+            name,
             index: registry.index(),
             registry: Mutex::new(registry),
             conns: Mutex::new(Conns::default()),
@@ -87,11 +90,17 @@ impl Registrations {
     }
 
     /// Registers an instance on behalf of connection `conn`.
+    /// Registers an instance: one that connected to this host (`conn`)
+    /// becomes this host's; one without a connection comes from another
+    /// host of the cluster and keeps its host's name.
     pub(crate) fn register(
         &self,
         conn: Option<u64>,
-        info: InstanceInfo,
+        mut info: InstanceInfo,
     ) -> Result<RegisterReply, Error> {
+        if conn.is_some() {
+            info.host = Some(self.name.clone());
+        }
         let id = info.id.clone();
         let reply = self.registry.lock().register(info, Instant::now())?;
         if let Some(conn) = conn {

@@ -35,6 +35,7 @@
 //!         },
 //!         pid: Some(4242),
 //!         started_ms: 0,
+//!         host: None,
 //!     },
 //!     now,
 //! )?;
@@ -82,6 +83,7 @@ mod test_support {
             },
             pid: None,
             started_ms: 0,
+            host: None,
         }
     }
 }

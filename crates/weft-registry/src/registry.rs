@@ -45,6 +45,7 @@ pub const WATCH_CAPACITY: usize = 1024;
 ///     spec,
 ///     pid: None,
 ///     started_ms: 0,
+///     host: None,
 /// }, t0)?;
 /// assert!(matches!(events.try_recv(), Ok(WatchEvent::Up { .. })));
 /// assert!(matches!(events.try_recv(), Ok(WatchEvent::Main { .. })));

@@ -26,6 +26,11 @@ pub struct InstanceInfo {
     /// When the instance started, in milliseconds since the Unix epoch.
     #[serde(default)]
     pub started_ms: u64,
+    /// The host the instance registered with, by name; set by that host.
+    /// In a cluster, every host lists every host's instances, and this
+    /// tells them apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// Asks the host to register (or re-register) an instance.

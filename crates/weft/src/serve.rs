@@ -205,6 +205,8 @@ impl Server {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
+            // The host says which host it is.
+            host: None,
         };
         let (registered_tx, registered_rx) = watch::channel(false);
         let (stop_lease, lease_stopped) =

@@ -5,6 +5,7 @@
 
 mod calls;
 mod cli;
+mod cluster;
 mod deadlines;
 mod events_cli;
 mod events_e2e;

@@ -62,6 +62,7 @@ fn instance(id: &str, service: &str, version: &str) -> InstanceInfo {
         },
         pid: None,
         started_ms: 0,
+        host: None,
     }
 }
 

@@ -1,0 +1,106 @@
+//! Cluster mode: hosts that share one registry through NATS JetStream.
+
+use serde_json::json;
+use weft_test_support::{NatsServer, Weft, instances, poll, text, wait_instances};
+
+use crate::probe::WhoAmI;
+use crate::{WEFT, host_builder, probe};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_on_one_nats_see_and_call_each_others_instances() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let cluster = |name: &'static str| {
+        host_builder().args(["--nats", url.as_str(), "--name", name, "--lease-ttl", "2"])
+    };
+    let mut a = cluster("a").start().await;
+    let b = cluster("b").start().await;
+    let _instance = probe(&a, "1.0.0", "probe-on-a");
+
+    // b's registry lists the instance that registered with a, with its host.
+    let on_b = b.client().await;
+    wait_instances(&on_b, "probe", Some("1.0.0"), 1).await;
+    // A caller of b reaches it directly.
+    let me: WhoAmI = on_b.call("probe", "whoami", ()).await.unwrap();
+    assert_eq!(me.instance, "probe-on-a");
+    // So does b's gateway.
+    let answer = b
+        .http()
+        .post_json("/services/probe/echo", &json!({ "data": "across" }))
+        .await;
+    answer.expect_status(200);
+    assert_eq!(answer.json(), json!("across"));
+
+    // Killed, a writes nothing more: b lets its instance go within the
+    // lease time, though the instance's process still runs.
+    a.kill9().await;
+    poll("b dropped the instance of the killed host a", || async {
+        let list = on_b.services().await.map_err(|e| e.to_string())?;
+        match instances(&list, "probe", None) {
+            0 => Ok(()),
+            n => Err(format!("{n} probe instance(s) still listed")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_host_that_cannot_join_its_cluster_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let weft = Weft::new(WEFT);
+
+    // Nothing listens on port 1.
+    let out = weft
+        .run(&[
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--nats",
+            "nats://127.0.0.1:1",
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("cannot reach NATS at nats://127.0.0.1:1"),
+        "{said}"
+    );
+    assert!(said.contains("nats-server -js"), "{said}");
+
+    let plain = NatsServer::start_without_jetstream().await;
+    let out = weft
+        .run(&[
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--nats",
+            &plain.url(),
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(said.contains("does not run JetStream"), "{said}");
+
+    let out = weft
+        .run(&[
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--nats",
+            "not a url",
+        ])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not a NATS server URL"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,481 @@
+//! The registry shared through NATS JetStream: each host writes its own
+//! instances into a key-value bucket, `weft_registry`, under
+//! `<host>.<instance>`, and writes them again every third of the lease
+//! time; every host watches the bucket and merges the other hosts'
+//! instances into its own registry, where each write renews their lease.
+//! Callers on every host then see every instance through the watch stream
+//! they already use, and call it directly at its address.
+//!
+//! A host that dies stops writing: its instances lapse in every other
+//! host's registry within the lease time. A busy instance is never evicted
+//! for being busy: its host, not its handlers, writes for it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use weft_core::Error;
+use weft_core::backoff::Backoff;
+use weft_registry::{InstanceInfo, WatchEvent};
+
+use super::RegistryBackend;
+use crate::config::ClusterConfig;
+use crate::state::Shared;
+use crate::time::now_ms;
+
+/// The bucket every host of a cluster shares its instances in.
+const BUCKET: &str = "weft_registry";
+
+/// How long connecting to NATS may take before the host gives up starting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await point.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// What a host writes for one of its instances.
+#[derive(Debug, Serialize, Deserialize)]
+struct Announcement {
+    instance: InstanceInfo,
+    /// When the host wrote it, by its clock: an entry older than two lease
+    /// times is the last word of a host that stopped, not a live instance.
+    announced_ms: u64,
+}
+
+/// This host's part of the cluster's registry.
+pub(super) struct NatsRegistry {
+    kv: kv::Store,
+    name: String,
+    advertise: Option<String>,
+    ttl: Duration,
+}
+
+impl fmt::Debug for NatsRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsRegistry")
+            .field("bucket", &BUCKET)
+            .field("name", &self.name)
+            .field("advertise", &self.advertise)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// A key-value key for `id`: letters, digits, `-` and `_` as they are,
+/// every other byte as `=XX`, so that any instance id makes a valid key
+/// and can be read back from it.
+fn encode_id(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reads back what [`encode_id`] wrote.
+fn decode_id(key: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(key.len());
+    let bytes = key.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' {
+            let hex = key.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `address` as other machines reach it: a loopback or wildcard IP is
+/// replaced by `advertise`, the port kept.
+fn advertised(address: &str, advertise: &str) -> String {
+    let (scheme, rest) = match address.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, address),
+    };
+    if scheme.is_some_and(|s| s != "tcp") {
+        return address.to_owned();
+    }
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return address.to_owned();
+    };
+    let local = matches!(
+        host.trim_start_matches('[').trim_end_matches(']'),
+        "127.0.0.1" | "0.0.0.0" | "::1" | "::" | "localhost"
+    );
+    if !local {
+        return address.to_owned();
+    }
+    let advertise = if advertise.contains(':') && !advertise.starts_with('[') {
+        format!("[{advertise}]")
+    } else {
+        advertise.to_owned()
+    };
+    format!("tcp://{advertise}:{port}")
+}
+
+impl NatsRegistry {
+    /// Connects to the cluster's NATS servers, checks that they run
+    /// JetStream, and opens (or creates) the registry bucket.
+    pub(super) async fn connect(
+        cluster: &ClusterConfig,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<NatsRegistry, Error> {
+        let servers = cluster.servers.join(",");
+        let addresses = cluster
+            .servers
+            .iter()
+            .map(|s| {
+                s.parse::<async_nats::ServerAddr>().map_err(|e| {
+                    Error::invalid_argument(
+                        "nats",
+                        format!("`{s}` is not a NATS server URL ({e}); write it like nats://10.0.0.5:4222"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if addresses.is_empty() {
+            return Err(Error::invalid_argument(
+                "nats",
+                "no NATS server given; pass --nats nats://HOST:4222[,nats://HOST:4222...]",
+            ));
+        }
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("weft host {name}"))
+            .connection_timeout(CONNECT_TIMEOUT);
+        if let Some(creds) = &cluster.credentials {
+            options = options.credentials_file(creds).await.map_err(|e| {
+                Error::invalid_argument(
+                    "nats-creds",
+                    format!(
+                        "cannot read the NATS credentials {}: {e}; pass a .creds file that `nsc` wrote",
+                        creds.display()
+                    ),
+                )
+            })?;
+        }
+        if let Some(ca) = &cluster.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &cluster.tls_client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if cluster.tls_required {
+            options = options.require_tls(true);
+        }
+        let unreachable = |why: String| {
+            Error::unavailable(format!(
+                "cannot reach NATS at {servers}: {why}; start nats-server there with JetStream \
+                 (`nats-server -js`), or check --nats and its credential and TLS options"
+            ))
+        };
+        let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(addresses))
+            .await
+            .map_err(|_| unreachable("no answer in time".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let js = jetstream::new(client.clone());
+        js.query_account().await.map_err(|e| {
+            Error::unavailable(format!(
+                "the NATS server at {servers} does not run JetStream ({e}); start it with \
+                 JetStream on (`nats-server -js`, or a `jetstream {{}}` block in its config)"
+            ))
+        })?;
+        // Three copies on a cluster of three or more, so that losing a NATS
+        // node loses no host's announcements; one on a single server.
+        let replicas = if client.server_info().connect_urls.len() >= 3 {
+            3
+        } else {
+            1
+        };
+        let config = kv::Config {
+            bucket: BUCKET.to_owned(),
+            description: "weft: the instances of every host, written by their host".to_owned(),
+            history: 1,
+            // Only bounds what a stopped cluster leaves behind: liveness is
+            // judged by each write's time.
+            max_age: ttl * 10,
+            storage: jetstream::stream::StorageType::Memory,
+            num_replicas: replicas,
+            ..kv::Config::default()
+        };
+        let kv = match js.get_key_value(BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => match js.create_key_value(config).await {
+                Ok(kv) => kv,
+                // Another host may have created it meanwhile.
+                Err(create) => js.get_key_value(BUCKET).await.map_err(|_| {
+                    Error::unavailable(format!(
+                        "cannot create the registry bucket `{BUCKET}` in NATS at {servers}: {create}"
+                    ))
+                })?,
+            },
+        };
+        tracing::info!(%servers, host = name, replicas, "joined the cluster through NATS");
+        Ok(NatsRegistry {
+            kv,
+            name: name.to_owned(),
+            advertise: cluster.advertise.clone(),
+            ttl,
+        })
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}.{}", self.name, encode_id(id))
+    }
+
+    fn is_local(&self, instance: &InstanceInfo) -> bool {
+        instance.host.as_deref() == Some(self.name.as_str())
+    }
+
+    /// This host's own instances, as registered with it.
+    fn local(&self, shared: &Shared) -> Vec<InstanceInfo> {
+        shared
+            .registry
+            .lock()
+            .instances()
+            .filter(|i| self.is_local(i))
+            .cloned()
+            .collect()
+    }
+
+    async fn put(&self, instance: &InstanceInfo, announced: &mut HashSet<String>) {
+        let mut instance = instance.clone();
+        if let Some(advertise) = &self.advertise {
+            instance.address = advertised(&instance.address, advertise);
+        }
+        let id = instance.id.clone();
+        let announcement = Announcement {
+            instance,
+            announced_ms: now_ms(),
+        };
+        let value = match serde_json::to_vec(&announcement) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(instance = %id, error = %e, "cannot encode an instance for the cluster");
+                return;
+            }
+        };
+        match self.kv.put(self.key(&id), value.into()).await {
+            Ok(_) => {
+                announced.insert(id);
+            }
+            // NATS is away: the next round writes it again.
+            Err(e) => {
+                tracing::warn!(instance = %id, error = %e, "cannot announce an instance to the cluster")
+            }
+        }
+    }
+
+    async fn withdraw(&self, id: &str) {
+        if let Err(e) = self.kv.delete(self.key(id)).await {
+            tracing::warn!(instance = %id, error = %e, "cannot withdraw an instance from the cluster; it lapses there within the lease time");
+        }
+    }
+
+    /// Writes this host's instances as they come and go, and all of them
+    /// every third of the lease time; withdraws them when the host stops.
+    async fn announce(&self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+        let mut events = shared.registry.lock().subscribe();
+        let mut announced = HashSet::new();
+        let mut tick = tokio::time::interval(self.ttl / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    for instance in self.local(&shared) {
+                        self.put(&instance, &mut announced).await;
+                    }
+                }
+                event = events.recv() => match event {
+                    Ok(WatchEvent::Up { instance }) if self.is_local(&instance) => {
+                        self.put(&instance, &mut announced).await;
+                    }
+                    Ok(WatchEvent::Down { id, .. }) if announced.remove(&id) => {
+                        self.withdraw(&id).await;
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        // Departures may be among what was missed.
+                        let local: HashSet<String> =
+                            self.local(&shared).into_iter().map(|i| i.id).collect();
+                        let gone: Vec<String> = announced.difference(&local).cloned().collect();
+                        for id in gone {
+                            announced.remove(&id);
+                            self.withdraw(&id).await;
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                () = stopped(&mut stop) => break,
+            }
+        }
+        for id in announced {
+            self.withdraw(&id).await;
+        }
+    }
+
+    /// Merges one change of the bucket into this host's registry.
+    fn apply(&self, shared: &Shared, entry: kv::Entry) {
+        let Some((host, encoded)) = entry.key.split_once('.') else {
+            return;
+        };
+        if host == self.name {
+            return;
+        }
+        match entry.operation {
+            kv::Operation::Put => {
+                let announcement: Announcement = match serde_json::from_slice(&entry.value) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(key = %entry.key, error = %e, "skipping an unreadable instance in the cluster's registry");
+                        return;
+                    }
+                };
+                let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+                if now_ms().saturating_sub(announcement.announced_ms) > ttl_ms.saturating_mul(2) {
+                    return;
+                }
+                let mut instance = announcement.instance;
+                instance.host = Some(host.to_owned());
+                let known = shared
+                    .registry
+                    .lock()
+                    .instances()
+                    .find(|i| i.id == instance.id)
+                    .cloned();
+                let result = match known {
+                    Some(k) if k == instance => shared.registry.keepalive(&k.id),
+                    _ => shared.registry.register(None, instance).map(|_| ()),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(key = %entry.key, error = %e, "cannot take an instance from the cluster's registry");
+                }
+            }
+            kv::Operation::Delete | kv::Operation::Purge => {
+                let Some(id) = decode_id(encoded) else {
+                    return;
+                };
+                let owned = shared
+                    .registry
+                    .lock()
+                    .instances()
+                    .any(|i| i.id == id && i.host.as_deref() == Some(host));
+                if owned {
+                    shared.registry.deregister(&id);
+                }
+            }
+        }
+    }
+
+    /// Follows the bucket, from the current state on, until `stop`.
+    async fn follow(&self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let watched = tokio::select! {
+                w = self.kv.watch_with_history(">") => w,
+                () = stopped(&mut stop) => return,
+            };
+            match watched {
+                Ok(mut entries) => loop {
+                    tokio::select! {
+                        entry = entries.next() => match entry {
+                            Some(Ok(entry)) => {
+                                backoff.reset();
+                                self.apply(&shared, entry);
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "the cluster's registry watch broke off; watching again");
+                                break;
+                            }
+                            None => break,
+                        },
+                        () = stopped(&mut stop) => return,
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the cluster's registry; trying again");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = stopped(&mut stop) => return,
+            }
+        }
+    }
+}
+
+impl RegistryBackend for NatsRegistry {
+    fn run(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        stop: watch::Receiver<bool>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            tokio::join!(
+                self.announce(shared.clone(), stop.clone()),
+                self.follow(shared, stop),
+            );
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_make_keys_and_read_back() {
+        for id in ["die_roller-1.0.0-1", "a b/c", "x=y", "ünï"] {
+            let key = encode_id(id);
+            assert!(
+                key.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b)),
+                "{key}"
+            );
+            assert_eq!(decode_id(&key).as_deref(), Some(id));
+        }
+        assert_eq!(encode_id("a.b"), "a=2Eb");
+    }
+
+    #[test]
+    fn local_addresses_are_advertised() {
+        assert_eq!(
+            advertised("tcp://127.0.0.1:4312", "10.0.0.7"),
+            "tcp://10.0.0.7:4312"
+        );
+        assert_eq!(
+            advertised("0.0.0.0:4312", "10.0.0.7"),
+            "tcp://10.0.0.7:4312"
+        );
+        assert_eq!(
+            advertised("tcp://[::1]:4312", "fd00::7"),
+            "tcp://[fd00::7]:4312"
+        );
+        assert_eq!(
+            advertised("tcp://10.0.0.9:4312", "10.0.0.7"),
+            "tcp://10.0.0.9:4312"
+        );
+        assert_eq!(
+            advertised("unix:///tmp/s.sock", "10.0.0.7"),
+            "unix:///tmp/s.sock"
+        );
+    }
+}
