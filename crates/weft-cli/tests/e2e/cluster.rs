@@ -44,6 +44,43 @@ async fn hosts_on_one_nats_see_and_call_each_others_instances() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_main_version_set_on_one_host_applies_on_every_host() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let cluster =
+        |name: &'static str| host_builder().args(["--nats", url.as_str(), "--name", name]);
+    let a = cluster("a").start().await;
+    let b = cluster("b").start().await;
+    let _one = probe(&a, "1.0.0", "probe-1");
+    let _two = probe(&b, "2.0.0", "probe-2");
+    let (on_a, on_b) = (a.client().await, b.client().await);
+    wait_instances(&on_a, "probe", None, 2).await;
+    wait_instances(&on_b, "probe", None, 2).await;
+
+    for (host, version) in [(&a, "2.0.0"), (&b, "1.0.0"), (&a, "2.0.0")] {
+        let out = host.weft(&["main", "probe", version]).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for (name, client) in [("a", &on_a), ("b", &on_b)] {
+            poll(
+                &format!("calls without a version on {name} go to {version}"),
+                || async {
+                    let me: WhoAmI = client
+                        .call("probe", "whoami", ())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if me.version == version {
+                        Ok(())
+                    } else {
+                        Err(format!("answered by {}", me.version))
+                    }
+                },
+            )
+            .await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_host_that_cannot_join_its_cluster_says_why() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,8 +9,13 @@
 //! A host that dies stops writing: its instances lapse in every other
 //! host's registry within the lease time. A busy instance is never evicted
 //! for being busy: its host, not its handlers, writes for it.
+//!
+//! Main versions live in a second bucket, `weft_mains`, one key per
+//! service: a host writes a main that changed on it, and every host applies
+//! every write in the bucket's order, so `weft main` on any host applies on
+//! all, and concurrent changes end on the same (last) version everywhere.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +23,13 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use weft_core::Error;
 use weft_core::backoff::Backoff;
+use weft_core::name::Version;
 use weft_registry::{InstanceInfo, WatchEvent};
 
 use super::RegistryBackend;
@@ -32,6 +39,9 @@ use crate::time::now_ms;
 
 /// The bucket every host of a cluster shares its instances in.
 const BUCKET: &str = "weft_registry";
+
+/// The bucket of main versions, one key per service.
+const MAINS: &str = "weft_mains";
 
 /// How long connecting to NATS may take before the host gives up starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +64,12 @@ struct Announcement {
 /// This host's part of the cluster's registry.
 pub(super) struct NatsRegistry {
     kv: kv::Store,
+    /// Main versions by service: the last one written, by any host, wins
+    /// everywhere.
+    mains: kv::Store,
+    /// The main versions last seen in (or written to) the bucket, so that
+    /// a main this host took from there is not written back.
+    mains_seen: Mutex<HashMap<String, Version>>,
     name: String,
     advertise: Option<String>,
     ttl: Duration,
@@ -129,6 +145,27 @@ fn advertised(address: &str, advertise: &str) -> String {
         advertise.to_owned()
     };
     format!("tcp://{advertise}:{port}")
+}
+
+/// Opens the bucket `config` names, creating it when no host has yet.
+async fn open_bucket(
+    js: &jetstream::Context,
+    config: kv::Config,
+    servers: &str,
+) -> Result<kv::Store, Error> {
+    let bucket = config.bucket.clone();
+    match js.get_key_value(&bucket).await {
+        Ok(kv) => Ok(kv),
+        Err(_) => match js.create_key_value(config).await {
+            Ok(kv) => Ok(kv),
+            // Another host may have created it meanwhile.
+            Err(create) => js.get_key_value(&bucket).await.map_err(|_| {
+                Error::unavailable(format!(
+                    "cannot create the bucket `{bucket}` in NATS at {servers}: {create}"
+                ))
+            }),
+        },
+    }
 }
 
 impl NatsRegistry {
@@ -216,21 +253,24 @@ impl NatsRegistry {
             num_replicas: replicas,
             ..kv::Config::default()
         };
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => match js.create_key_value(config).await {
-                Ok(kv) => kv,
-                // Another host may have created it meanwhile.
-                Err(create) => js.get_key_value(BUCKET).await.map_err(|_| {
-                    Error::unavailable(format!(
-                        "cannot create the registry bucket `{BUCKET}` in NATS at {servers}: {create}"
-                    ))
-                })?,
+        let kv = open_bucket(&js, config, &servers).await?;
+        let mains = open_bucket(
+            &js,
+            kv::Config {
+                bucket: MAINS.to_owned(),
+                description: "weft: the main version of each service".to_owned(),
+                history: 1,
+                num_replicas: replicas,
+                ..kv::Config::default()
             },
-        };
+            &servers,
+        )
+        .await?;
         tracing::info!(%servers, host = name, replicas, "joined the cluster through NATS");
         Ok(NatsRegistry {
             kv,
+            mains,
+            mains_seen: Mutex::new(HashMap::new()),
             name: name.to_owned(),
             advertise: cluster.advertise.clone(),
             ttl,
@@ -290,10 +330,66 @@ impl NatsRegistry {
         }
     }
 
+    /// Writes a main version that changed on this host, unless it came
+    /// from the bucket.
+    async fn put_main(&self, service: &str, version: &Version) {
+        if self.mains_seen.lock().get(service) == Some(version) {
+            return;
+        }
+        match self
+            .mains
+            .put(encode_id(service), version.to_string().into())
+            .await
+        {
+            Ok(_) => {
+                self.mains_seen
+                    .lock()
+                    .insert(service.to_owned(), version.clone());
+            }
+            Err(e) => {
+                tracing::warn!(%service, %version, error = %e, "cannot share a main version with the cluster")
+            }
+        }
+    }
+
+    /// Takes a main version from the bucket. Every host applies every
+    /// write, its own too, in the bucket's order, so all end on the last.
+    fn apply_main(&self, shared: &Shared, entry: kv::Entry) {
+        if entry.operation != kv::Operation::Put {
+            return;
+        }
+        let (Some(service), Ok(version)) = (
+            decode_id(&entry.key),
+            std::str::from_utf8(&entry.value)
+                .map_err(|e| e.to_string())
+                .and_then(|v| Version::parse(v).map_err(|e| e.to_string())),
+        ) else {
+            tracing::warn!(key = %entry.key, "skipping an unreadable main version in the cluster");
+            return;
+        };
+        self.mains_seen
+            .lock()
+            .insert(service.clone(), version.clone());
+        shared
+            .registry
+            .lock()
+            .restore_mains(std::iter::once((service, version)).collect());
+    }
+
     /// Writes this host's instances as they come and go, and all of them
     /// every third of the lease time; withdraws them when the host stops.
     async fn announce(&self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-        let mut events = shared.registry.lock().subscribe();
+        let (mut events, mains) = {
+            let registry = shared.registry.lock();
+            (registry.subscribe(), registry.mains().clone())
+        };
+        // Mains this host kept from before it joined, that no host has
+        // written yet.
+        for (service, version) in mains {
+            if matches!(self.mains.get(encode_id(&service)).await, Ok(None)) {
+                self.put_main(&service, &version).await;
+            }
+        }
         let mut announced = HashSet::new();
         let mut tick = tokio::time::interval(self.ttl / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -310,6 +406,9 @@ impl NatsRegistry {
                     }
                     Ok(WatchEvent::Down { id, .. }) if announced.remove(&id) => {
                         self.withdraw(&id).await;
+                    }
+                    Ok(WatchEvent::Main { service, version }) => {
+                        self.put_main(&service, &version).await;
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
@@ -385,12 +484,19 @@ impl NatsRegistry {
         }
     }
 
-    /// Follows the bucket, from the current state on, until `stop`.
-    async fn follow(&self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    /// Follows `bucket`, from its current state on, until `stop`, handing
+    /// every change to `apply`.
+    async fn follow(
+        &self,
+        bucket: &kv::Store,
+        apply: fn(&Self, &Shared, kv::Entry),
+        shared: Arc<Shared>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let watched = tokio::select! {
-                w = self.kv.watch_with_history(">") => w,
+                w = bucket.watch_with_history(">") => w,
                 () = stopped(&mut stop) => return,
             };
             match watched {
@@ -399,7 +505,7 @@ impl NatsRegistry {
                         entry = entries.next() => match entry {
                             Some(Ok(entry)) => {
                                 backoff.reset();
-                                self.apply(&shared, entry);
+                                apply(self, &shared, entry);
                             }
                             Some(Err(e)) => {
                                 tracing::warn!(error = %e, "the cluster's registry watch broke off; watching again");
@@ -431,7 +537,8 @@ impl RegistryBackend for NatsRegistry {
         Box::pin(async move {
             tokio::join!(
                 self.announce(shared.clone(), stop.clone()),
-                self.follow(shared, stop),
+                self.follow(&self.kv, Self::apply, shared.clone(), stop.clone()),
+                self.follow(&self.mains, Self::apply_main, shared, stop),
             );
         })
     }
