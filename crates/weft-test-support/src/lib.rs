@@ -21,6 +21,9 @@
 //! the NATS backend build a NATS client):
 //!
 //! - [`NatsServer`]: one nats-server with JetStream on 127.0.0.1;
+//! - [`Netns`] on a [`Network`]: network namespaces on a bridge, so that
+//!   processes have different machines' addresses (needs root and
+//!   iproute2);
 //! - [`ChildProcess`]: any program as a child process.
 //!
 //! Every process and task it starts is killed or stopped when its handle
@@ -59,6 +62,8 @@ mod http;
 mod in_process;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "nats")]
+mod netns;
 #[cfg(feature = "host")]
 mod process;
 #[cfg(feature = "host")]
@@ -72,6 +77,8 @@ pub use http::{Answer, Http};
 pub use in_process::{RunningHost, Served, Watch, host_call};
 #[cfg(feature = "nats")]
 pub use nats::NatsServer;
+#[cfg(feature = "nats")]
+pub use netns::{Netns, Network};
 #[cfg(feature = "host")]
 pub use process::{HostBuilder, HostProcess, Weft};
 #[cfg(feature = "host")]
