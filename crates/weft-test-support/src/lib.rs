@@ -21,9 +21,9 @@
 //! the NATS backend build a NATS client):
 //!
 //! - [`NatsServer`]: one nats-server with JetStream on 127.0.0.1;
-//! - [`Netns`] on a [`Network`]: network namespaces on a bridge, so that
-//!   processes have different machines' addresses (needs root and
-//!   iproute2);
+//! - [`NatsCluster`]: nats-server nodes in cluster mode with JetStream,
+//!   each in a network namespace of its own ([`Netns`] on a [`Network`]),
+//!   to kill and restart one at a time (needs root and iproute2);
 //! - [`ChildProcess`]: any program as a child process.
 //!
 //! Every process and task it starts is killed or stopped when its handle
@@ -76,7 +76,7 @@ pub use http::{Answer, Http};
 #[cfg(feature = "host")]
 pub use in_process::{RunningHost, Served, Watch, host_call};
 #[cfg(feature = "nats")]
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsNode, NatsServer};
 #[cfg(feature = "nats")]
 pub use netns::{Netns, Network};
 #[cfg(feature = "host")]

@@ -1,13 +1,14 @@
-//! nats-server as a child process, for the tests of the NATS backend.
+//! nats-server as a child process, alone on 127.0.0.1 or as a cluster in
+//! network namespaces, for the tests of the NATS backend.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::{ChildProcess, poll, within};
+use crate::{ChildProcess, Netns, Network, poll, within};
 
 /// The oldest nats-server the backend relies on (JetStream with per-key
 /// TTLs and the API it speaks).
@@ -98,11 +99,16 @@ pub(crate) async fn wait_healthy(process: &mut ChildProcess, monitor: SocketAddr
         .await;
 }
 
-/// A client of the servers at `urls` (comma-separated), bounded.
+/// A client of the servers at `urls` (comma-separated, as `--nats` takes
+/// them), bounded.
 pub(crate) async fn connect(urls: &str) -> async_nats::Client {
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .split(',')
+        .map(|u| u.parse().unwrap_or_else(|e| panic!("{u}: {e}")))
+        .collect();
     within(
         &format!("a NATS client of {urls}"),
-        async_nats::connect(urls),
+        async_nats::connect(addrs),
     )
     .await
     .unwrap_or_else(|e| panic!("cannot connect to {urls}: {e}"))
@@ -235,4 +241,253 @@ fn read_ports(dir: &Path) -> Result<(String, SocketAddr), String> {
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| format!("monitoring at {monitor}"))?;
     Ok((url, monitor))
+}
+
+// The ports of every node of a [`NatsCluster`]: fixed, since each node
+// listens on an address of its own, where nothing else can hold them.
+const CLIENT_PORT: u16 = 4222;
+const ROUTE_PORT: u16 = 6222;
+const MONITOR_PORT: u16 = 8222;
+
+/// One node of a [`NatsCluster`]: a nats-server in a network namespace of
+/// its own, with its own store, listening on the namespace's address.
+#[derive(Debug)]
+pub struct NatsNode {
+    server_name: String,
+    config: PathBuf,
+    /// `None` while killed.
+    process: Option<ChildProcess>,
+    /// Dropped after the process (fields drop in order), which its drop
+    /// would kill anyway.
+    netns: Netns,
+}
+
+impl NatsNode {
+    /// Its `server_name` (`n1`, `n2`, ...), as JetStream names its peers.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// `nats://ADDR:4222`.
+    pub fn url(&self) -> String {
+        format!("nats://{}:{CLIENT_PORT}", self.netns.addr())
+    }
+
+    /// Its monitoring endpoint (`/healthz`, `/jsz`, ...).
+    pub fn monitor(&self) -> SocketAddr {
+        SocketAddr::from((self.netns.addr(), MONITOR_PORT))
+    }
+
+    /// The namespace it runs in, to run more there (a weft host beside it).
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// The process, while it runs.
+    pub fn process(&mut self) -> Option<&mut ChildProcess> {
+        self.process.as_mut()
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.process.is_none(), "{} already runs", self.server_name);
+        let mut cmd = Command::new(nats_server_binary());
+        cmd.arg("-c").arg(&self.config);
+        self.process = Some(self.netns.spawn(cmd));
+    }
+
+    async fn wait_healthy(&mut self) {
+        let monitor = self.monitor();
+        let process = self.process.as_mut().expect("a running node");
+        wait_healthy(process, monitor).await;
+    }
+}
+
+/// nats-server nodes in cluster mode with JetStream, each in a [`Netns`]
+/// of its own on one [`Network`], so that they are addressed as separate
+/// machines are; everything is killed and deleted when it is dropped.
+///
+/// Needs root and iproute2, as [`Netns`] does.
+///
+/// ```no_run
+/// # async fn example() {
+/// use weft_test_support::NatsCluster;
+///
+/// let mut cluster = NatsCluster::start(3).await;
+/// // weft host --nats {cluster.urls()} ...
+/// let client = cluster.client().await;
+/// cluster.kill9(0).await;
+/// cluster.restart(0).await;
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<NatsNode>,
+    network: Network,
+    /// Configurations and stores; removed after the nodes are gone.
+    _dir: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts `nodes` nodes and waits (bounded) until each is healthy and
+    /// all agree on a JetStream meta leader, so that streams can be
+    /// created with up to `nodes` replicas at once.
+    pub async fn start(nodes: usize) -> NatsCluster {
+        assert!(nodes >= 1, "a cluster has at least one node");
+        // Fails here, saying how to install it, rather than in a namespace.
+        nats_server_binary();
+        let network = Network::new();
+        let dir = tempfile::tempdir().expect("a temporary dir for the cluster");
+        let spaces: Vec<Netns> = (0..nodes).map(|_| network.netns()).collect();
+        let addrs: Vec<Ipv4Addr> = spaces.iter().map(Netns::addr).collect();
+        let nodes = spaces
+            .into_iter()
+            .enumerate()
+            .map(|(i, netns)| {
+                let server_name = format!("n{}", i + 1);
+                let config = dir.path().join(format!("{server_name}.conf"));
+                let store = dir.path().join(&server_name);
+                let routes: Vec<String> = addrs
+                    .iter()
+                    .filter(|a| **a != netns.addr())
+                    .map(|a| format!("nats://{a}:{ROUTE_PORT}"))
+                    .collect();
+                let text = node_config(&server_name, netns.addr(), &store, &routes);
+                std::fs::write(&config, text).expect("a node's configuration");
+                NatsNode {
+                    server_name,
+                    config,
+                    process: None,
+                    netns,
+                }
+            })
+            .collect();
+        let mut cluster = NatsCluster {
+            nodes,
+            network,
+            _dir: dir,
+        };
+        for node in &mut cluster.nodes {
+            node.spawn();
+        }
+        for node in &mut cluster.nodes {
+            node.wait_healthy().await;
+        }
+        cluster.wait_meta_leader().await;
+        cluster
+    }
+
+    /// Every node's client URL, comma-separated, as `--nats` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsNode::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `i` (from 0).
+    pub fn node(&self, i: usize) -> &NatsNode {
+        &self.nodes[i]
+    }
+
+    /// Node `i` (from 0), to reach its process.
+    pub fn node_mut(&mut self, i: usize) -> &mut NatsNode {
+        &mut self.nodes[i]
+    }
+
+    /// The network the nodes are on, to put more namespaces (weft hosts)
+    /// beside them.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// A client of the cluster, connected to any node (bounded).
+    pub async fn client(&self) -> async_nats::Client {
+        connect(&self.urls()).await
+    }
+
+    /// SIGKILLs node `i` and waits until it is gone; its store stays for
+    /// [`restart`](NatsCluster::restart).
+    pub async fn kill9(&mut self, i: usize) -> ExitStatus {
+        let node = &mut self.nodes[i];
+        let mut process = node
+            .process
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", node.server_name));
+        process.kill9().await
+    }
+
+    /// Starts node `i` again on its store and address and waits (bounded)
+    /// until it is healthy (back in the cluster, JetStream current) and
+    /// the cluster has a meta leader.
+    pub async fn restart(&mut self, i: usize) {
+        self.nodes[i].spawn();
+        self.nodes[i].wait_healthy().await;
+        self.wait_meta_leader().await;
+    }
+
+    /// Waits until every running node names the same JetStream meta leader
+    /// in `/jsz` and counts every node in the meta group.
+    async fn wait_meta_leader(&mut self) {
+        let monitors: Vec<SocketAddr> = self
+            .nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .map(NatsNode::monitor)
+            .collect();
+        let size = self.nodes.len();
+        let what = "the cluster's nodes to agree on a JetStream meta leader";
+        poll(what, || {
+            let monitors = monitors.clone();
+            async move {
+                let mut leaders = Vec::new();
+                for monitor in monitors {
+                    let (_, body) = monitor_get(monitor, "/jsz")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let jsz: serde_json::Value =
+                        serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+                    let meta = &jsz["meta_cluster"];
+                    let leader = meta["leader"].as_str().unwrap_or_default().to_owned();
+                    if leader.is_empty() || meta["cluster_size"].as_u64() != Some(size as u64) {
+                        return Err(format!("{monitor}: {meta}"));
+                    }
+                    leaders.push(leader);
+                }
+                leaders.dedup();
+                match leaders.as_slice() {
+                    [_] => Ok(()),
+                    _ => Err(format!("leaders {leaders:?}")),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// A node's configuration: client, route and monitoring ports on its own
+/// address, JetStream on its own store, routes to the others.
+fn node_config(server_name: &str, addr: Ipv4Addr, store: &Path, routes: &[String]) -> String {
+    let routes = routes
+        .iter()
+        .map(|r| format!("    {r}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!(
+        r#"server_name: {server_name}
+listen: "{addr}:{CLIENT_PORT}"
+http: "{addr}:{MONITOR_PORT}"
+jetstream {{
+  store_dir: "{store}"
+}}
+cluster {{
+  name: weft
+  listen: "{addr}:{ROUTE_PORT}"
+  routes: [
+{routes}
+  ]
+}}
+"#,
+        store = store.display()
+    )
 }
