@@ -46,6 +46,7 @@ mod state;
 mod store;
 mod supervisor;
 mod time;
+mod tokens;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -116,7 +117,7 @@ impl Host {
     pub async fn bind(config: HostConfig) -> Result<Host, Error> {
         // First, so that a host that cannot join its cluster says so before
         // it takes the data dir and the port.
-        let cluster = backend::registry(&config).await?;
+        let backends = backend::open(&config).await?;
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&dir))
             .await
@@ -144,6 +145,7 @@ impl Host {
             auth,
             mesh_token,
             events,
+            cluster_tokens: backends.tokens,
         });
         let admin_token_file = if shared.auth.required() {
             Some(bootstrap_admin(&shared, &config.data_dir).await?)
@@ -159,7 +161,7 @@ impl Host {
             shared,
             admin_token_file,
             supervisor,
-            cluster,
+            cluster: backends.registry,
         })
     }
 
@@ -393,9 +395,7 @@ async fn bootstrap_admin(shared: &Shared, data_dir: &std::path::Path) -> Result<
         vec!["admin".to_owned()],
         None,
     )?;
-    let stored = record.clone();
-    shared.store.blocking(move |s| s.put_token(&stored)).await?;
-    shared.auth.insert(record);
+    tokens::add(shared, record).await?;
     auth::write_private(&path, &format!("{token}\n")).map_err(|e| {
         Error::unavailable(format!(
             "cannot write the admin token to {}: {e}; check that the data dir is writable",

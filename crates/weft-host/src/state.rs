@@ -1,7 +1,10 @@
 //! What the wire service, the HTTP API and the supervisor share: handles to
 //! the host's concerns. The logic lives with each concern.
 
+use std::sync::Arc;
+
 use crate::auth::Auth;
+use crate::backend::TokenBackend;
 use crate::events::EventLog;
 use crate::notifications::Notifications;
 use crate::registrations::Registrations;
@@ -24,4 +27,7 @@ pub(crate) struct Shared {
     pub(crate) notifications: Notifications,
     /// Topics, consumer groups and dead letters.
     pub(crate) events: EventLog,
+    /// Where tokens made or revoked here go for the other hosts of a
+    /// cluster (nowhere on a host of its own).
+    pub(crate) cluster_tokens: Arc<dyn TokenBackend>,
 }

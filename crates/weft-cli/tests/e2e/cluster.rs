@@ -1,7 +1,7 @@
 //! Cluster mode: hosts that share one registry through NATS JetStream.
 
 use serde_json::json;
-use weft_test_support::{NatsServer, Weft, instances, poll, text, wait_instances};
+use weft_test_support::{HostProcess, NatsServer, Weft, instances, poll, text, wait_instances};
 
 use crate::probe::WhoAmI;
 use crate::{WEFT, host_builder, probe};
@@ -79,6 +79,54 @@ async fn a_main_version_set_on_one_host_applies_on_every_host() {
             .await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_made_on_one_host_works_everywhere_until_revoked_anywhere() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let cluster = |name: &'static str| {
+        host_builder().args(["--nats", url.as_str(), "--name", name, "--auth", "required"])
+    };
+    let a = cluster("a").start().await;
+    let b = cluster("b").start().await;
+    let admin_a = a.admin_token().expect("an admin token on a");
+    let admin_b = b.admin_token().expect("an admin token on b");
+
+    let out = a
+        .weft(&[
+            "token", "create", "--scope", "call:*", "--json", "--token", &admin_a,
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (id, token) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["token"].as_str().unwrap().to_owned(),
+    );
+    let status = |host: &HostProcess| {
+        let http = host.http().token(token.clone());
+        async move { http.get("/api/v1/services").await.status.as_u16() }
+    };
+    assert_eq!(status(&a).await, 200);
+    poll("b accepts the token made on a", || async {
+        match status(&b).await {
+            200 => Ok(()),
+            other => Err(format!("b answered {other}")),
+        }
+    })
+    .await;
+
+    let out = b.weft(&["token", "revoke", &id, "--token", &admin_b]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(status(&b).await, 401);
+    poll("a refuses the token revoked on b", || async {
+        match status(&a).await {
+            401 => Ok(()),
+            other => Err(format!("a answered {other}")),
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

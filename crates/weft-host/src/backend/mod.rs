@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use weft_core::Error;
 
+use crate::auth::TokenRecord;
 use crate::config::HostConfig;
 use crate::state::Shared;
 
@@ -25,6 +26,16 @@ pub(crate) trait RegistryBackend: Send + Sync + fmt::Debug {
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, ()>;
+}
+
+/// How tokens made or revoked on this host reach the other hosts of its
+/// cluster (each host keeps every token in its own store too, so that it
+/// checks tokens without asking anyone).
+pub(crate) trait TokenBackend: Send + Sync + fmt::Debug {
+    /// Shares a token made on this host.
+    fn share(&self, record: &TokenRecord) -> BoxFuture<'static, Result<(), Error>>;
+    /// Revokes a token everywhere.
+    fn revoke(&self, id: &str) -> BoxFuture<'static, Result<(), Error>>;
 }
 
 /// One host on its own: its registry is all there is.
@@ -41,16 +52,40 @@ impl RegistryBackend for Embedded {
     }
 }
 
-/// The registry backend `config` asks for: NATS when the host joins a
-/// cluster (connecting now, so that a host that cannot reach NATS says so
-/// at start), embedded otherwise.
-pub(crate) async fn registry(config: &HostConfig) -> Result<Arc<dyn RegistryBackend>, Error> {
+impl TokenBackend for Embedded {
+    fn share(&self, _record: &TokenRecord) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn revoke(&self, _id: &str) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The backends of the host's concerns, chosen together at start-up.
+#[derive(Debug)]
+pub(crate) struct Backends {
+    pub(crate) registry: Arc<dyn RegistryBackend>,
+    pub(crate) tokens: Arc<dyn TokenBackend>,
+}
+
+/// The backends `config` asks for: NATS when the host joins a cluster
+/// (connecting now, so that a host that cannot reach NATS says so at
+/// start), embedded otherwise.
+pub(crate) async fn open(config: &HostConfig) -> Result<Backends, Error> {
     match &config.cluster {
-        None => Ok(Arc::new(Embedded)),
+        None => Ok(Backends {
+            registry: Arc::new(Embedded),
+            tokens: Arc::new(Embedded),
+        }),
         Some(cluster) => {
-            let backend =
-                nats::NatsRegistry::connect(cluster, &config.name, config.lease_ttl).await?;
-            Ok(Arc::new(backend))
+            let nats = Arc::new(
+                nats::NatsCluster::connect(cluster, &config.name, config.lease_ttl).await?,
+            );
+            Ok(Backends {
+                registry: nats.clone(),
+                tokens: nats,
+            })
         }
     }
 }

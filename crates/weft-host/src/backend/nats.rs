@@ -32,7 +32,8 @@ use weft_core::backoff::Backoff;
 use weft_core::name::Version;
 use weft_registry::{InstanceInfo, WatchEvent};
 
-use super::RegistryBackend;
+use super::{RegistryBackend, TokenBackend};
+use crate::auth::TokenRecord;
 use crate::config::ClusterConfig;
 use crate::state::Shared;
 use crate::time::now_ms;
@@ -42,6 +43,9 @@ const BUCKET: &str = "weft_registry";
 
 /// The bucket of main versions, one key per service.
 const MAINS: &str = "weft_mains";
+
+/// The bucket of tokens (their records: id, scopes, the secret's hash).
+const TOKENS: &str = "weft_tokens";
 
 /// How long connecting to NATS may take before the host gives up starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,7 +66,7 @@ struct Announcement {
 }
 
 /// This host's part of the cluster's registry.
-pub(super) struct NatsRegistry {
+pub(super) struct NatsCluster {
     kv: kv::Store,
     /// Main versions by service: the last one written, by any host, wins
     /// everywhere.
@@ -70,14 +74,15 @@ pub(super) struct NatsRegistry {
     /// The main versions last seen in (or written to) the bucket, so that
     /// a main this host took from there is not written back.
     mains_seen: Mutex<HashMap<String, Version>>,
+    tokens: kv::Store,
     name: String,
     advertise: Option<String>,
     ttl: Duration,
 }
 
-impl fmt::Debug for NatsRegistry {
+impl fmt::Debug for NatsCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsRegistry")
+        f.debug_struct("NatsCluster")
             .field("bucket", &BUCKET)
             .field("name", &self.name)
             .field("advertise", &self.advertise)
@@ -168,14 +173,14 @@ async fn open_bucket(
     }
 }
 
-impl NatsRegistry {
+impl NatsCluster {
     /// Connects to the cluster's NATS servers, checks that they run
     /// JetStream, and opens (or creates) the registry bucket.
     pub(super) async fn connect(
         cluster: &ClusterConfig,
         name: &str,
         ttl: Duration,
-    ) -> Result<NatsRegistry, Error> {
+    ) -> Result<NatsCluster, Error> {
         let servers = cluster.servers.join(",");
         let addresses = cluster
             .servers
@@ -266,11 +271,24 @@ impl NatsRegistry {
             &servers,
         )
         .await?;
+        let tokens = open_bucket(
+            &js,
+            kv::Config {
+                bucket: TOKENS.to_owned(),
+                description: "weft: tokens (never their secrets), by id".to_owned(),
+                history: 1,
+                num_replicas: replicas,
+                ..kv::Config::default()
+            },
+            &servers,
+        )
+        .await?;
         tracing::info!(%servers, host = name, replicas, "joined the cluster through NATS");
-        Ok(NatsRegistry {
+        Ok(NatsCluster {
             kv,
             mains,
             mains_seen: Mutex::new(HashMap::new()),
+            tokens,
             name: name.to_owned(),
             advertise: cluster.advertise.clone(),
             ttl,
@@ -374,6 +392,40 @@ impl NatsRegistry {
             .registry
             .lock()
             .restore_mains(std::iter::once((service, version)).collect());
+    }
+
+    /// Takes a token made or revoked on any host: into this host's tokens
+    /// and its store, so that it is checked here without asking anyone.
+    fn apply_token(&self, shared: &Shared, entry: kv::Entry) {
+        let store = shared.store.clone();
+        match entry.operation {
+            kv::Operation::Put => {
+                let record: TokenRecord = match serde_json::from_slice(&entry.value) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(key = %entry.key, error = %e, "skipping an unreadable token in the cluster");
+                        return;
+                    }
+                };
+                shared.auth.insert(record.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.put_token(&record) {
+                        tracing::warn!(id = %record.id, error = %e, "cannot store a token from the cluster");
+                    }
+                });
+            }
+            kv::Operation::Delete | kv::Operation::Purge => {
+                let Some(id) = decode_id(&entry.key) else {
+                    return;
+                };
+                shared.auth.remove(&id);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.remove_token(&id) {
+                        tracing::warn!(%id, error = %e, "cannot forget a token revoked in the cluster");
+                    }
+                });
+            }
+        }
     }
 
     /// Writes this host's instances as they come and go, and all of them
@@ -528,7 +580,7 @@ impl NatsRegistry {
     }
 }
 
-impl RegistryBackend for NatsRegistry {
+impl RegistryBackend for NatsCluster {
     fn run(
         self: Arc<Self>,
         shared: Arc<Shared>,
@@ -538,8 +590,39 @@ impl RegistryBackend for NatsRegistry {
             tokio::join!(
                 self.announce(shared.clone(), stop.clone()),
                 self.follow(&self.kv, Self::apply, shared.clone(), stop.clone()),
-                self.follow(&self.mains, Self::apply_main, shared, stop),
+                self.follow(&self.mains, Self::apply_main, shared.clone(), stop.clone()),
+                self.follow(&self.tokens, Self::apply_token, shared, stop),
             );
+        })
+    }
+}
+
+impl TokenBackend for NatsCluster {
+    fn share(&self, record: &TokenRecord) -> BoxFuture<'static, Result<(), Error>> {
+        let tokens = self.tokens.clone();
+        let key = encode_id(&record.id);
+        let value = serde_json::to_vec(record);
+        Box::pin(async move {
+            let value =
+                value.map_err(|e| Error::internal(format!("cannot encode a token: {e}")))?;
+            tokens.put(key, value.into()).await.map_err(|e| {
+                Error::unavailable(format!(
+                    "cannot share the token with the cluster: {e}; it works on this host only until NATS is back"
+                ))
+            })?;
+            Ok(())
+        })
+    }
+
+    fn revoke(&self, id: &str) -> BoxFuture<'static, Result<(), Error>> {
+        let tokens = self.tokens.clone();
+        let key = encode_id(id);
+        Box::pin(async move {
+            tokens.delete(key).await.map_err(|e| {
+                Error::unavailable(format!(
+                    "cannot revoke the token in the cluster: {e}; it is revoked on this host, try again for the others"
+                ))
+            })
         })
     }
 }

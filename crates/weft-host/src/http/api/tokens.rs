@@ -44,12 +44,7 @@ async fn create(
         .shared
         .auth
         .mint(req.name, req.scopes, req.expires_in_secs)?;
-    let stored = record.clone();
-    app.shared
-        .store
-        .blocking(move |s| s.put_token(&stored))
-        .await?;
-    app.shared.auth.insert(record.clone());
+    crate::tokens::add(&app.shared, record.clone()).await?;
     tracing::info!(id = %record.id, scopes = ?record.scopes, "token created");
     Ok((
         StatusCode::CREATED,
@@ -70,14 +65,7 @@ async fn revoke(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, Problem> {
     let Path(id) = id.map_err(|e| Problem::from(Error::not_found(e.body_text())))?;
-    let key = id.clone();
-    let existed = app
-        .shared
-        .store
-        .blocking(move |s| s.remove_token(&key))
-        .await?;
-    let known = app.shared.auth.remove(&id);
-    if existed || known {
+    if crate::tokens::revoke(&app.shared, &id).await? {
         tracing::info!(%id, "token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
