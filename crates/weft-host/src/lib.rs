@@ -115,13 +115,13 @@ impl Host {
     /// Opens (or creates) the data dir and its store, restores main versions
     /// and binds the listener.
     pub async fn bind(config: HostConfig) -> Result<Host, Error> {
-        // First, so that a host that cannot join its cluster says so before
-        // it takes the data dir and the port.
-        let backends = backend::open(&config).await?;
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&dir))
             .await
             .map_err(|e| Error::internal(format!("opening the store failed: {e}")))??;
+        // Before the port, so that a host that cannot join its cluster says
+        // so before anything connects to it.
+        let backends = backend::open(&config, &store).await?;
         let mut registry = Registry::new(config.lease_ttl);
         // Before anything registers, so that a restored main is not first
         // replaced by whichever version registers first.
@@ -140,7 +140,7 @@ impl Host {
         let mesh_token = auth.mint_mesh_token();
         let shared = Arc::new(Shared {
             registry: Registrations::new(registry, config.name.clone()),
-            notifications: Notifications::new(store.clone()),
+            notifications: Notifications::new(backends.notifications),
             store,
             auth,
             mesh_token,

@@ -1,22 +1,24 @@
-//! Notifications: messages for people, stored fsync'd as they arrive.
+//! Notifications: messages for people, stored before they are answered.
+
+use std::sync::Arc;
 
 use weft_core::{Error, Notification};
 
-use crate::store::Store;
+use crate::backend::NotificationBackend;
 use crate::time::now_ms;
 
-/// The host's notifications, kept in its store.
+/// The host's notifications, kept by its backend.
 #[derive(Debug, Clone)]
 pub(crate) struct Notifications {
-    store: Store,
+    backend: Arc<dyn NotificationBackend>,
 }
 
 impl Notifications {
-    pub(crate) fn new(store: Store) -> Self {
-        Notifications { store }
+    pub(crate) fn new(backend: Arc<dyn NotificationBackend>) -> Self {
+        Notifications { backend }
     }
 
-    /// Stores a notification (fsync'd) and returns it with its id.
+    /// Stores a notification and returns it with its id.
     pub(crate) async fn notify(
         &self,
         mut notification: Notification,
@@ -24,10 +26,7 @@ impl Notifications {
         if notification.time_ms == 0 {
             notification.time_ms = now_ms();
         }
-        let stored = self
-            .store
-            .blocking(move |s| s.add_notification(notification))
-            .await?;
+        let stored = self.backend.add(notification).await?;
         tracing::info!(
             id = stored.id,
             severity = %stored.severity,
@@ -38,13 +37,13 @@ impl Notifications {
         Ok(stored)
     }
 
+    /// Notifications with an id above `after`, oldest first; with `limit`,
+    /// only the newest `limit` of them.
     pub(crate) async fn list(
         &self,
         after: Option<u64>,
         limit: Option<usize>,
     ) -> Result<Vec<Notification>, Error> {
-        self.store
-            .blocking(move |s| s.notifications(after, limit))
-            .await
+        self.backend.list(after, limit).await
     }
 }

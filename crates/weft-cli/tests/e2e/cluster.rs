@@ -129,6 +129,51 @@ async fn a_token_made_on_one_host_works_everywhere_until_revoked_anywhere() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_from_any_host_reach_every_host() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let cluster =
+        |name: &'static str| host_builder().args(["--nats", url.as_str(), "--name", name]);
+    let a = cluster("a").start().await;
+    let b = cluster("b").start().await;
+    let _instance = probe(&a, "1.0.0", "probe-on-a");
+    let on_b = b.client().await;
+    wait_instances(&on_b, "probe", None, 1).await;
+
+    // The instance notifies through its own host, a; the caller is b's.
+    let () = on_b
+        .call("probe", "notify", json!({ "msg": "disk almost full" }))
+        .await
+        .unwrap();
+    let () = on_b
+        .call("probe", "notify", json!({ "msg": "disk full" }))
+        .await
+        .unwrap();
+    for host in [&a, &b] {
+        let out = host.weft(&["notifications", "--json"]).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let listed = text(&out.stdout);
+        let almost = listed
+            .find("disk almost full")
+            .unwrap_or_else(|| panic!("{listed}"));
+        let full = listed
+            .rfind("\"disk full\"")
+            .unwrap_or_else(|| panic!("{listed}"));
+        assert!(almost < full, "oldest first: {listed}");
+    }
+    // Paging by id works on the stream's ids.
+    let on_a = a.client().await;
+    let all = on_a.notifications(None, None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let newest = on_b.notifications(None, Some(1)).await.unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].message, "disk full");
+    let after = on_b.notifications(Some(all[0].id), None).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, all[1].id);
+}
+
 #[tokio::test]
 async fn a_host_that_cannot_join_its_cluster_says_why() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,7 @@
 //! The backend is chosen once, at start-up; the rest of the host sees only
 //! the traits here.
 
+mod embedded;
 mod nats;
 
 use std::fmt;
@@ -10,11 +11,12 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tokio::sync::watch;
-use weft_core::Error;
+use weft_core::{Error, Notification};
 
 use crate::auth::TokenRecord;
 use crate::config::HostConfig;
 use crate::state::Shared;
+use crate::store::Store;
 
 /// How the host shares its registry with the other hosts of its cluster.
 pub(crate) trait RegistryBackend: Send + Sync + fmt::Debug {
@@ -36,6 +38,21 @@ pub(crate) trait TokenBackend: Send + Sync + fmt::Debug {
     fn share(&self, record: &TokenRecord) -> BoxFuture<'static, Result<(), Error>>;
     /// Revokes a token everywhere.
     fn revoke(&self, id: &str) -> BoxFuture<'static, Result<(), Error>>;
+}
+
+/// Where notifications are kept: they must be stored before they are
+/// answered, and `weft notifications` on any host of a cluster lists every
+/// host's.
+pub(crate) trait NotificationBackend: Send + Sync + fmt::Debug {
+    /// Stores a notification and returns it with its id.
+    fn add(&self, notification: Notification) -> BoxFuture<'static, Result<Notification, Error>>;
+    /// Notifications with an id above `after`, oldest first; with `limit`,
+    /// only the newest `limit` of them.
+    fn list(
+        &self,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> BoxFuture<'static, Result<Vec<Notification>, Error>>;
 }
 
 /// One host on its own: its registry is all there is.
@@ -67,16 +84,18 @@ impl TokenBackend for Embedded {
 pub(crate) struct Backends {
     pub(crate) registry: Arc<dyn RegistryBackend>,
     pub(crate) tokens: Arc<dyn TokenBackend>,
+    pub(crate) notifications: Arc<dyn NotificationBackend>,
 }
 
 /// The backends `config` asks for: NATS when the host joins a cluster
 /// (connecting now, so that a host that cannot reach NATS says so at
 /// start), embedded otherwise.
-pub(crate) async fn open(config: &HostConfig) -> Result<Backends, Error> {
+pub(crate) async fn open(config: &HostConfig, store: &Store) -> Result<Backends, Error> {
     match &config.cluster {
         None => Ok(Backends {
             registry: Arc::new(Embedded),
             tokens: Arc::new(Embedded),
+            notifications: Arc::new(embedded::Notifications::new(store.clone())),
         }),
         Some(cluster) => {
             let nats = Arc::new(
@@ -84,7 +103,8 @@ pub(crate) async fn open(config: &HostConfig) -> Result<Backends, Error> {
             );
             Ok(Backends {
                 registry: nats.clone(),
-                tokens: nats,
+                tokens: nats.clone(),
+                notifications: nats,
             })
         }
     }

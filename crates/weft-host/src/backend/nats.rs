@@ -27,12 +27,12 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
-use weft_core::Error;
 use weft_core::backoff::Backoff;
 use weft_core::name::Version;
+use weft_core::{Error, Notification};
 use weft_registry::{InstanceInfo, WatchEvent};
 
-use super::{RegistryBackend, TokenBackend};
+use super::{NotificationBackend, RegistryBackend, TokenBackend};
 use crate::auth::TokenRecord;
 use crate::config::ClusterConfig;
 use crate::state::Shared;
@@ -46,6 +46,18 @@ const MAINS: &str = "weft_mains";
 
 /// The bucket of tokens (their records: id, scopes, the secret's hash).
 const TOKENS: &str = "weft_tokens";
+
+/// The stream of notifications; an id is the notification's sequence in it.
+const NOTIFICATIONS: &str = "WEFT_NOTIFICATIONS";
+
+/// The subject notifications are published on.
+const NOTIFICATIONS_SUBJECT: &str = "weft.notifications";
+
+/// How long notifications are kept in a cluster.
+const NOTIFICATIONS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long storing or reading notifications may take.
+const NOTIFICATIONS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long connecting to NATS may take before the host gives up starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,6 +87,7 @@ pub(super) struct NatsCluster {
     /// a main this host took from there is not written back.
     mains_seen: Mutex<HashMap<String, Version>>,
     tokens: kv::Store,
+    js: jetstream::Context,
     name: String,
     advertise: Option<String>,
     ttl: Duration,
@@ -283,12 +296,27 @@ impl NatsCluster {
             &servers,
         )
         .await?;
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: NOTIFICATIONS.to_owned(),
+            description: Some("weft: notifications from every host".to_owned()),
+            subjects: vec![NOTIFICATIONS_SUBJECT.to_owned()],
+            max_age: NOTIFICATIONS_MAX_AGE,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| {
+            Error::unavailable(format!(
+                "cannot open the notifications stream `{NOTIFICATIONS}` in NATS at {servers}: {e}"
+            ))
+        })?;
         tracing::info!(%servers, host = name, replicas, "joined the cluster through NATS");
         Ok(NatsCluster {
             kv,
             mains,
             mains_seen: Mutex::new(HashMap::new()),
             tokens,
+            js,
             name: name.to_owned(),
             advertise: cluster.advertise.clone(),
             ttl,
@@ -625,6 +653,119 @@ impl TokenBackend for NatsCluster {
             })
         })
     }
+}
+
+impl NotificationBackend for NatsCluster {
+    fn add(&self, notification: Notification) -> BoxFuture<'static, Result<Notification, Error>> {
+        let js = self.js.clone();
+        Box::pin(async move {
+            let failed = |e: String| {
+                Error::unavailable(format!(
+                    "the notification could not be stored in the cluster: {e}; try again once NATS is back"
+                ))
+            };
+            let body = serde_json::to_vec(&notification)
+                .map_err(|e| Error::internal(format!("cannot encode a notification: {e}")))?;
+            let stored = tokio::time::timeout(NOTIFICATIONS_TIMEOUT, async {
+                js.publish(NOTIFICATIONS_SUBJECT, body.into())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|_| failed("no acknowledgement in time".into()))?
+            .map_err(failed)?;
+            let mut notification = notification;
+            notification.id = stored.sequence;
+            Ok(notification)
+        })
+    }
+
+    fn list(
+        &self,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> BoxFuture<'static, Result<Vec<Notification>, Error>> {
+        let js = self.js.clone();
+        Box::pin(async move {
+            tokio::time::timeout(NOTIFICATIONS_TIMEOUT, read_notifications(js, after, limit))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::unavailable(
+                        "reading the cluster's notifications took too long; try again",
+                    ))
+                })
+        })
+    }
+}
+
+/// Reads the notifications after `after` (the newest `limit` of them) from
+/// the stream, with an ordered consumer from the first one wanted to the
+/// last one stored when the read began.
+async fn read_notifications(
+    js: jetstream::Context,
+    after: Option<u64>,
+    limit: Option<usize>,
+) -> Result<Vec<Notification>, Error> {
+    let failed =
+        |e: String| Error::unavailable(format!("cannot read the cluster's notifications: {e}"));
+    let mut stream = js
+        .get_stream(NOTIFICATIONS)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let (messages, first, last) = {
+        let state = &stream
+            .info()
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .state;
+        (state.messages, state.first_sequence, state.last_sequence)
+    };
+    if messages == 0 || limit == Some(0) {
+        return Ok(Vec::new());
+    }
+    let mut start = after.map_or(first, |a| a.saturating_add(1)).max(first);
+    if let Some(limit) = limit {
+        start = start.max(last.saturating_sub(limit as u64 - 1));
+    }
+    if start > last {
+        return Ok(Vec::new());
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut out = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| failed(e.to_string()))?;
+        let sequence = message
+            .info()
+            .map_err(|e| failed(e.to_string()))?
+            .stream_sequence;
+        match serde_json::from_slice::<Notification>(&message.payload) {
+            Ok(mut n) => {
+                n.id = sequence;
+                out.push(n);
+            }
+            Err(e) => {
+                tracing::warn!(sequence, error = %e, "skipping an unreadable notification in the cluster")
+            }
+        }
+        if sequence >= last {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
