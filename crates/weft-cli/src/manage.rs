@@ -335,12 +335,16 @@ pub(crate) fn render_table(list: &[VersionStatus]) -> String {
                 if v.main { "*" } else { "" }.to_owned(),
                 v.service.clone(),
                 v.version.to_string(),
+                v.hosts.join(","),
                 status_name(v.status),
                 running_column(v),
             ]
         })
         .collect();
-    table::render(&["MAIN", "NAME", "VERSION", "STATUS", "RUNNING"], &rows)
+    table::render(
+        &["MAIN", "NAME", "VERSION", "HOST", "STATUS", "RUNNING"],
+        &rows,
+    )
 }
 
 /// Options of `weft ls`.

@@ -79,6 +79,7 @@ pub enum InstanceState {
 ///     deployed_ms: Some(1_795_348_577_000),
 ///     sha256: Some("ab12".into()),
 ///     instances: Vec::new(),
+///     hosts: Vec::new(),
 /// };
 /// let json = serde_json::to_value(&v).unwrap();
 /// assert_eq!(json["status"], "stopped");
@@ -110,6 +111,10 @@ pub struct VersionStatus {
     pub sha256: Option<String>,
     /// The instances the host runs of it (none for `external`).
     pub instances: Vec<InstanceStatus>,
+    /// The hosts its registered instances run on, by name; in a cluster,
+    /// every host lists every host's versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// One instance of a deployed version.
@@ -285,6 +290,7 @@ mod tests {
                 restarts: 1,
                 last_exit: Some("exited with status 3".into()),
             }],
+            hosts: Vec::new(),
         };
         let json = serde_json::to_string(&v).unwrap();
         assert_eq!(

@@ -22,7 +22,10 @@ async fn commands_against_a_running_host() {
 
     let out = host.weft(&["ls"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "MAIN  NAME  VERSION  STATUS  RUNNING\n");
+    assert_eq!(
+        text(&out.stdout),
+        "MAIN  NAME  VERSION  HOST  STATUS  RUNNING\n"
+    );
 
     let out = host.weft(&["notifications", "--json"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -20,6 +20,12 @@ async fn hosts_on_one_nats_see_and_call_each_others_instances() {
     // b's registry lists the instance that registered with a, with its host.
     let on_b = b.client().await;
     wait_instances(&on_b, "probe", Some("1.0.0"), 1).await;
+    // `weft ls` on b lists it, with the host it runs on.
+    let out = b.weft(&["ls", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["service"], "probe", "{listed}");
+    assert_eq!(listed[0]["hosts"], json!(["a"]), "{listed}");
     // A caller of b reaches it directly.
     let me: WhoAmI = on_b.call("probe", "whoami", ()).await.unwrap();
     assert_eq!(me.instance, "probe-on-a");

@@ -1,7 +1,7 @@
 //! What runs, as `weft ls` and `weft logs` show it: the status of every
 //! version, deployed here or started by hand, and the output of instances.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
@@ -65,6 +65,21 @@ impl Supervisor {
             .filter_map(|(s, v)| self.status_of(s, v))
             .collect();
         let registry = self.shared.registry.lock();
+        let mut hosts: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
+        for info in registry.instances() {
+            if let Some(host) = &info.host {
+                hosts
+                    .entry((info.service.clone(), info.version.clone()))
+                    .or_default()
+                    .insert(host.clone());
+            }
+        }
+        let hosts_of = |service: &str, version: &Version| -> Vec<String> {
+            hosts
+                .get(&(service.to_owned(), version.clone()))
+                .map(|h| h.iter().cloned().collect())
+                .unwrap_or_default()
+        };
         let mut external: BTreeMap<Key, (usize, u64)> = BTreeMap::new();
         for info in registry.instances() {
             let key = (info.service.clone(), info.version.clone());
@@ -76,7 +91,9 @@ impl Supervisor {
             e.1 = e.1.min(info.started_ms);
         }
         for ((service, version), (count, since)) in external {
+            let hosts = hosts_of(&service, &version);
             out.push(VersionStatus {
+                hosts,
                 main: registry.mains().get(&service) == Some(&version),
                 service,
                 version,
@@ -100,15 +117,17 @@ impl Supervisor {
             let d = all.get(&(service.to_owned(), version.clone()))?;
             (d.record.clone(), d.instances.clone())
         };
-        let (registered_pids, main): (HashMap<String, Option<u32>>, bool) = {
+        let (registered_pids, main, hosts): (HashMap<String, Option<u32>>, bool, BTreeSet<String>) = {
             let registry = self.shared.registry.lock();
-            (
+            let of_version = || {
                 registry
                     .instances()
                     .filter(|i| i.service == service && &i.version == version)
-                    .map(|i| (i.id.clone(), i.pid))
-                    .collect(),
+            };
+            (
+                of_version().map(|i| (i.id.clone(), i.pid)).collect(),
                 registry.mains().get(service) == Some(version),
+                of_version().filter_map(|i| i.host.clone()).collect(),
             )
         };
         let mut statuses = Vec::new();
@@ -168,6 +187,7 @@ impl Supervisor {
             deployed_ms: Some(record.deployed_ms),
             sha256: Some(record.sha256),
             instances: statuses,
+            hosts: hosts.into_iter().collect(),
         })
     }
 }
