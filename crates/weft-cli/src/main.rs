@@ -46,6 +46,8 @@ enum Command {
     Call(CallCmd),
     /// List services with their versions, status and main version.
     Ls(manage::LsCmd),
+    /// List the hosts of the cluster with their address, state and instances.
+    Hosts(manage::HostsCmd),
     /// Create a service crate to start from (asks for its name).
     Init(init::InitCmd),
     /// Build a service's crate and run it on the host as a version.
@@ -244,6 +246,7 @@ fn main() -> ExitCode {
             Command::Scale(cmd) => manage::scale(cmd).await,
             Command::Logs(cmd) => manage::logs(cmd).await,
             Command::Notifications(cmd) => notifications(cmd).await,
+            Command::Hosts(cmd) => manage::hosts(cmd).await,
             Command::Demo(cmd) => demo::demo(cmd).await,
             Command::Token(cmd) => token::token(cmd).await,
             Command::Login(cmd) => login::login(cmd).await,

@@ -22,6 +22,7 @@ use weft_core::Address;
 use weft_host_api::deployments::{
     Deployments, Killed, LogLine, MainRequest, MainSet, ScaleRequest, Status, VersionStatus,
 };
+use weft_host_api::hosts::{HostInfo, HostState};
 
 use crate::{Failure, Result, credentials, default_data_dir, table};
 
@@ -345,6 +346,52 @@ pub(crate) fn render_table(list: &[VersionStatus]) -> String {
         &["MAIN", "NAME", "VERSION", "HOST", "STATUS", "RUNNING"],
         &rows,
     )
+}
+
+/// Options of `weft hosts`.
+#[derive(Debug, Args)]
+pub(crate) struct HostsCmd {
+    #[command(flatten)]
+    target: Target,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn hosts(cmd: HostsCmd) -> Result<()> {
+    let list: Vec<HostInfo> = HostApi::new(&cmd.target)?
+        .request::<(), _>(Method::GET, "/api/v1/hosts", None)
+        .await?;
+    let mut out = std::io::stdout().lock();
+    if cmd.json {
+        let text = serde_json::to_string_pretty(&list).map_err(|e| Failure(e.to_string()))?;
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|h| {
+            vec![
+                h.name.clone(),
+                h.address.clone(),
+                match h.state {
+                    HostState::Up => "up".to_owned(),
+                    HostState::Down => "down".to_owned(),
+                },
+                h.instances.to_string(),
+                when(h.heartbeat_ms),
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        table::render(
+            &["NAME", "ADDRESS", "STATE", "INSTANCES", "HEARTBEAT"],
+            &rows
+        )
+    )?;
+    Ok(())
 }
 
 /// Options of `weft ls`.

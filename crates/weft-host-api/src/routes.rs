@@ -21,6 +21,7 @@ use weft_registry::ServiceSummary;
 
 use crate::deployments::{Killed, MainRequest, MainSet, ScaleRequest, VersionStatus};
 use crate::events::{DeadLetter, PublishRequest, ReplayRequest, Replayed, TopicInfo};
+use crate::hosts::HostInfo;
 use crate::tokens::{CreateToken, CreatedToken, TokenInfo};
 use crate::wire::Published;
 
@@ -263,6 +264,21 @@ pub const ROUTES: &[Route] = &[
             status: 200,
             description: "The services, by name.",
             schema: schema::<Vec<ServiceSummary>>,
+        },
+        errors: &[401, 403],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/hosts",
+        operation: "hosts",
+        summary: "The hosts of the cluster (this host alone when it runs on its own), with their state and instances.",
+        access: Access::Read,
+        params: &[],
+        body: Body::None,
+        answer: Answer::Json {
+            status: 200,
+            description: "The hosts, by name.",
+            schema: schema::<Vec<HostInfo>>,
         },
         errors: &[401, 403],
     },

@@ -107,8 +107,6 @@ pub struct Host {
     admin_token_file: Option<PathBuf>,
     /// Runs deployed versions as child processes.
     supervisor: Arc<supervisor::Supervisor>,
-    /// Shares the registry with the other hosts of a cluster, if any.
-    cluster: Arc<dyn backend::RegistryBackend>,
 }
 
 impl Host {
@@ -146,6 +144,15 @@ impl Host {
             mesh_token,
             events,
             cluster_tokens: backends.tokens,
+            cluster: backends.registry,
+            identity: state::Identity {
+                name: config.name.clone(),
+                address: backend::advertised(
+                    &address.reachable().to_string(),
+                    config.cluster.as_ref().and_then(|c| c.advertise.as_deref()),
+                ),
+                started_ms: time::now_ms(),
+            },
         });
         let admin_token_file = if shared.auth.required() {
             Some(bootstrap_admin(&shared, &config.data_dir).await?)
@@ -161,7 +168,6 @@ impl Host {
             shared,
             admin_token_file,
             supervisor,
-            cluster: backends.registry,
         })
     }
 
@@ -214,7 +220,6 @@ impl Host {
             shared,
             admin_token_file: _,
             supervisor,
-            cluster,
         } = self;
         tracing::info!(%address, auth = shared.auth.required(), "weft host listening");
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -252,7 +257,7 @@ impl Host {
             async move { supervisor.restore().await }
         });
         let (cluster_stop_tx, cluster_stop) = watch::channel(false);
-        let cluster = tokio::spawn(cluster.run(shared.clone(), cluster_stop));
+        let cluster = tokio::spawn(shared.cluster.clone().run(shared.clone(), cluster_stop));
         tokio::pin!(shutdown);
         let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
         let mut conns = JoinSet::new();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::auth::Auth;
-use crate::backend::TokenBackend;
+use crate::backend::{RegistryBackend, TokenBackend};
 use crate::events::EventLog;
 use crate::notifications::Notifications;
 use crate::registrations::Registrations;
@@ -30,4 +30,20 @@ pub(crate) struct Shared {
     /// Where tokens made or revoked here go for the other hosts of a
     /// cluster (nowhere on a host of its own).
     pub(crate) cluster_tokens: Arc<dyn TokenBackend>,
+    /// Shares the registry with the other hosts of a cluster, and lists
+    /// them.
+    pub(crate) cluster: Arc<dyn RegistryBackend>,
+    /// Who this host is, for the other hosts and for `weft hosts`.
+    pub(crate) identity: Identity,
+}
+
+/// Who a host is.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// Its name in its cluster.
+    pub(crate) name: String,
+    /// Where other machines reach it.
+    pub(crate) address: String,
+    /// When this run of it started, in ms since the Unix epoch.
+    pub(crate) started_ms: u64,
 }

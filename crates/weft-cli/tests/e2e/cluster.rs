@@ -37,6 +37,36 @@ async fn hosts_on_one_nats_see_and_call_each_others_instances() {
     answer.expect_status(200);
     assert_eq!(answer.json(), json!("across"));
 
+    // `weft hosts` on either host lists both, up, with a's instance.
+    let hosts = |host: &HostProcess| {
+        let cli = host.cli();
+        async move {
+            let out = cli.run(&["hosts", "--json"]).await;
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        }
+    };
+    for (name, host) in [("a", &a), ("b", &b)] {
+        // a's heartbeat may trail its instance's announcement a moment.
+        poll(
+            &format!("{name} lists a (up, 1 instance) and b"),
+            || async {
+                let listed = hosts(host).await;
+                let wanted = listed[0]["name"] == "a"
+                    && listed[0]["state"] == "up"
+                    && listed[0]["instances"] == 1
+                    && listed[1]["name"] == "b"
+                    && listed[1]["instances"] == 0;
+                if wanted {
+                    Ok(())
+                } else {
+                    Err(listed.to_string())
+                }
+            },
+        )
+        .await;
+    }
+
     // Killed, a writes nothing more: b lets its instance go within the
     // lease time, though the instance's process still runs.
     a.kill9().await;
@@ -45,6 +75,15 @@ async fn hosts_on_one_nats_see_and_call_each_others_instances() {
         match instances(&list, "probe", None) {
             0 => Ok(()),
             n => Err(format!("{n} probe instance(s) still listed")),
+        }
+    })
+    .await;
+    poll("b lists a as down", || async {
+        let listed = hosts(&b).await;
+        if listed[0]["state"] == "down" {
+            Ok(())
+        } else {
+            Err(listed.to_string())
         }
     })
     .await;

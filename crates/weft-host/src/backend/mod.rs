@@ -12,6 +12,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use weft_core::{Error, Notification};
+use weft_host_api::hosts::{HostInfo, HostState};
 
 use crate::auth::TokenRecord;
 use crate::config::HostConfig;
@@ -28,6 +29,36 @@ pub(crate) trait RegistryBackend: Send + Sync + fmt::Debug {
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, ()>;
+
+    /// The hosts of the cluster, this one among them.
+    fn hosts(&self, shared: &Shared) -> BoxFuture<'static, Result<Vec<HostInfo>, Error>>;
+}
+
+/// This host as `weft hosts` shows it, alive now.
+pub(crate) fn this_host(shared: &Shared) -> HostInfo {
+    let instances = shared
+        .registry
+        .lock()
+        .instances()
+        .filter(|i| i.host.as_deref() == Some(shared.identity.name.as_str()))
+        .count();
+    HostInfo {
+        name: shared.identity.name.clone(),
+        address: shared.identity.address.clone(),
+        state: HostState::Up,
+        instances,
+        started_ms: shared.identity.started_ms,
+        heartbeat_ms: crate::time::now_ms(),
+    }
+}
+
+/// `address` as other machines reach it: with `advertise` given, a
+/// loopback or wildcard IP is replaced by it, the port kept.
+pub(crate) fn advertised(address: &str, advertise: Option<&str>) -> String {
+    match advertise {
+        Some(advertise) => nats::advertised(address, advertise),
+        None => address.to_owned(),
+    }
 }
 
 /// How tokens made or revoked on this host reach the other hosts of its
@@ -66,6 +97,11 @@ impl RegistryBackend for Embedded {
         _stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, ()> {
         Box::pin(async {})
+    }
+
+    fn hosts(&self, shared: &Shared) -> BoxFuture<'static, Result<Vec<HostInfo>, Error>> {
+        let me = this_host(shared);
+        Box::pin(async move { Ok(vec![me]) })
     }
 }
 

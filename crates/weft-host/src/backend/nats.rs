@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use weft_core::backoff::Backoff;
 use weft_core::name::Version;
 use weft_core::{Error, Notification};
+use weft_host_api::hosts::{HostInfo, HostState};
 use weft_registry::{InstanceInfo, WatchEvent};
 
 use super::{NotificationBackend, RegistryBackend, TokenBackend};
@@ -46,6 +47,9 @@ const MAINS: &str = "weft_mains";
 
 /// The bucket of tokens (their records: id, scopes, the secret's hash).
 const TOKENS: &str = "weft_tokens";
+
+/// The bucket of hosts' heartbeats, one key per host.
+const HOSTS: &str = "weft_hosts";
 
 /// The stream of notifications; an id is the notification's sequence in it.
 const NOTIFICATIONS: &str = "WEFT_NOTIFICATIONS";
@@ -87,6 +91,7 @@ pub(super) struct NatsCluster {
     /// a main this host took from there is not written back.
     mains_seen: Mutex<HashMap<String, Version>>,
     tokens: kv::Store,
+    hosts: kv::Store,
     js: jetstream::Context,
     name: String,
     advertise: Option<String>,
@@ -139,7 +144,7 @@ fn decode_id(key: &str) -> Option<String> {
 
 /// `address` as other machines reach it: a loopback or wildcard IP is
 /// replaced by `advertise`, the port kept.
-fn advertised(address: &str, advertise: &str) -> String {
+pub(super) fn advertised(address: &str, advertise: &str) -> String {
     let (scheme, rest) = match address.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, address),
@@ -296,6 +301,20 @@ impl NatsCluster {
             &servers,
         )
         .await?;
+        let hosts = open_bucket(
+            &js,
+            kv::Config {
+                bucket: HOSTS.to_owned(),
+                description: "weft: each host's heartbeat".to_owned(),
+                history: 1,
+                // A host gone this long is forgotten by `weft hosts`.
+                max_age: Duration::from_secs(24 * 3600),
+                num_replicas: replicas,
+                ..kv::Config::default()
+            },
+            &servers,
+        )
+        .await?;
         js.get_or_create_stream(jetstream::stream::Config {
             name: NOTIFICATIONS.to_owned(),
             description: Some("weft: notifications from every host".to_owned()),
@@ -316,6 +335,7 @@ impl NatsCluster {
             mains,
             mains_seen: Mutex::new(HashMap::new()),
             tokens,
+            hosts,
             js,
             name: name.to_owned(),
             advertise: cluster.advertise.clone(),
@@ -479,13 +499,16 @@ impl NatsCluster {
                     for instance in self.local(&shared) {
                         self.put(&instance, &mut announced).await;
                     }
+                    self.heartbeat(&shared).await;
                 }
                 event = events.recv() => match event {
                     Ok(WatchEvent::Up { instance }) if self.is_local(&instance) => {
                         self.put(&instance, &mut announced).await;
+                        self.heartbeat(&shared).await;
                     }
                     Ok(WatchEvent::Down { id, .. }) if announced.remove(&id) => {
                         self.withdraw(&id).await;
+                        self.heartbeat(&shared).await;
                     }
                     Ok(WatchEvent::Main { service, version }) => {
                         self.put_main(&service, &version).await;
@@ -508,6 +531,25 @@ impl NatsCluster {
         }
         for id in announced {
             self.withdraw(&id).await;
+        }
+        // Leaving: not down, gone.
+        if let Err(e) = self.hosts.delete(encode_id(&self.name)).await {
+            tracing::warn!(error = %e, "cannot take this host off the cluster's list");
+        }
+    }
+
+    /// Writes this host's heartbeat: who it is and how many instances it has.
+    async fn heartbeat(&self, shared: &Shared) {
+        let me = super::this_host(shared);
+        let value = match serde_json::to_vec(&me) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode this host's heartbeat");
+                return;
+            }
+        };
+        if let Err(e) = self.hosts.put(encode_id(&self.name), value.into()).await {
+            tracing::warn!(error = %e, "cannot write this host's heartbeat to the cluster");
         }
     }
 
@@ -608,7 +650,53 @@ impl NatsCluster {
     }
 }
 
+/// Every host's last heartbeat, marked down when it is older than two
+/// lease times.
+async fn read_hosts(hosts: kv::Store, ttl: Duration) -> Result<Vec<HostInfo>, Error> {
+    let failed = |e: String| Error::unavailable(format!("cannot read the cluster's hosts: {e}"));
+    let mut keys = hosts.keys().await.map_err(|e| failed(e.to_string()))?;
+    let mut out = Vec::new();
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| failed(e.to_string()))?;
+        let Some(value) = hosts.get(&key).await.map_err(|e| failed(e.to_string()))? else {
+            continue;
+        };
+        match serde_json::from_slice::<HostInfo>(&value) {
+            Ok(mut host) => {
+                if now_ms().saturating_sub(host.heartbeat_ms) > ttl_ms.saturating_mul(2) {
+                    host.state = HostState::Down;
+                }
+                out.push(host);
+            }
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "skipping an unreadable host in the cluster")
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 impl RegistryBackend for NatsCluster {
+    fn hosts(&self, shared: &Shared) -> BoxFuture<'static, Result<Vec<HostInfo>, Error>> {
+        let (hosts, ttl, me) = (self.hosts.clone(), self.ttl, super::this_host(shared));
+        Box::pin(async move {
+            let mut list = tokio::time::timeout(NOTIFICATIONS_TIMEOUT, read_hosts(hosts, ttl))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::unavailable(
+                        "reading the cluster's hosts took too long; try again",
+                    ))
+                })?;
+            // This host is up, whatever its last write says.
+            list.retain(|h| h.name != me.name);
+            list.push(me);
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(list)
+        })
+    }
+
     fn run(
         self: Arc<Self>,
         shared: Arc<Shared>,

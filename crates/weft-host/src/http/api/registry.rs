@@ -1,4 +1,5 @@
-//! `GET /api/v1/services` and `GET /api/v1/notifications`.
+//! `GET /api/v1/services`, `GET /api/v1/hosts` and
+//! `GET /api/v1/notifications`.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use weft_core::{Error, Notification};
+use weft_host_api::hosts::HostInfo;
 use weft_registry::ServiceSummary;
 
 use crate::http::scope::Read;
@@ -16,11 +18,16 @@ use crate::http::{App, Problem};
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/v1/services", get(services))
+        .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/notifications", get(notifications))
 }
 
 async fn services(_: Read, State(app): State<Arc<App>>) -> Json<Vec<ServiceSummary>> {
     Json(app.shared.registry.services())
+}
+
+async fn hosts(_: Read, State(app): State<Arc<App>>) -> Result<Json<Vec<HostInfo>>, Problem> {
+    Ok(Json(app.shared.cluster.hosts(&app.shared).await?))
 }
 
 #[derive(Debug, Deserialize)]
