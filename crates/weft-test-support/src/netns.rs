@@ -247,30 +247,22 @@ impl Netns {
         self.addr
     }
 
-    /// Runs `cmd` inside the namespace (`ip netns exec`, which execs it, so
-    /// that the child is the program itself and signals reach it), with
-    /// `cmd`'s arguments, environment and directory.
+    /// `cmd` made to run inside the namespace (`ip netns exec`, which execs
+    /// it, so that the child is the program itself and signals reach it),
+    /// with `cmd`'s arguments, environment and directory; for harnesses
+    /// that spawn commands themselves ([`ServiceProcess::start`](crate::ServiceProcess::start)).
+    pub fn command(&self, cmd: &Command) -> Command {
+        inside(&self.name, cmd)
+    }
+
+    /// Runs `cmd` inside the namespace (see [`Netns::command`]).
     pub fn spawn(&self, cmd: Command) -> ChildProcess {
         let program = std::path::Path::new(cmd.get_program())
             .file_name()
             .unwrap_or(cmd.get_program())
             .to_string_lossy()
             .into_owned();
-        let mut inside = Command::new("ip");
-        inside
-            .args(["netns", "exec", &self.name])
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
-        for (key, value) in cmd.get_envs() {
-            match value {
-                Some(value) => inside.env(key, value),
-                None => inside.env_remove(key),
-            };
-        }
-        if let Some(dir) = cmd.get_current_dir() {
-            inside.current_dir(dir);
-        }
-        ChildProcess::spawn(format!("{program} in {}", self.name), inside)
+        ChildProcess::spawn(format!("{program} in {}", self.name), self.command(&cmd))
     }
 }
 
@@ -301,4 +293,23 @@ impl Drop for Netns {
         // Gone with the namespace's end of the pair, unless that failed.
         let _ = ip(&["link", "del", &self.veth]);
     }
+}
+
+/// `cmd` made to run inside the namespace `name`.
+pub(crate) fn inside(name: &str, cmd: &Command) -> Command {
+    let mut inside = Command::new("ip");
+    inside
+        .args(["netns", "exec", name])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => inside.env(key, value),
+            None => inside.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        inside.current_dir(dir);
+    }
+    inside
 }

@@ -58,9 +58,20 @@ pub struct HostBuilder {
     listen: String,
     data_dir: Option<PathBuf>,
     args: Vec<String>,
+    /// The network namespace to run in, by name.
+    #[cfg(feature = "nats")]
+    netns: Option<String>,
 }
 
 impl HostBuilder {
+    /// Runs the host inside `netns` (listen on its address, with
+    /// [`listen`](Self::listen), for other namespaces to reach it).
+    #[cfg(feature = "nats")]
+    pub fn netns(mut self, netns: &crate::Netns) -> Self {
+        self.netns = Some(netns.name().to_owned());
+        self
+    }
+
     /// Listens on `listen` instead of 127.0.0.1:0 (to come back on the port
     /// of a host that was stopped).
     pub fn listen(mut self, listen: impl Into<String>) -> Self {
@@ -104,6 +115,10 @@ impl HostBuilder {
         for k in WEFT_ENV {
             cmd.env_remove(k);
         }
+        #[cfg(feature = "nats")]
+        if let Some(name) = &self.netns {
+            cmd = crate::netns::inside(name, &cmd);
+        }
         let mut process = ChildProcess::spawn("weft host", cmd);
         let prefix = "weft host listening on ";
         let line = process
@@ -136,6 +151,8 @@ impl HostProcess {
             listen: "127.0.0.1:0".to_owned(),
             data_dir: None,
             args: Vec::new(),
+            #[cfg(feature = "nats")]
+            netns: None,
         }
     }
 

@@ -1,7 +1,10 @@
 //! Cluster mode: hosts that share one registry through NATS JetStream.
 
 use serde_json::json;
-use weft_test_support::{HostProcess, NatsServer, Weft, instances, poll, text, wait_instances};
+use weft_test_support::{
+    HostProcess, NatsCluster, NatsServer, Netns, ServiceProcess, Weft, instances, poll,
+    test_service_command, text, wait_instances,
+};
 
 use crate::probe::WhoAmI;
 use crate::{WEFT, host_builder, probe};
@@ -217,6 +220,84 @@ async fn notifications_from_any_host_reach_every_host() {
     let after = on_b.notifications(Some(all[0].id), None).await.unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].id, all[1].id);
+}
+
+/// A probe instance of host `host`, run in the host's namespace and
+/// listening on its address there.
+fn probe_in(netns: &Netns, host: &HostProcess, instance: &str) -> ServiceProcess {
+    let mut cmd = test_service_command("probe");
+    cmd.env("WEFT_VERSION", "1.0.0")
+        .env("WEFT_LISTEN", format!("{}:0", netns.addr()));
+    ServiceProcess::start(host.address(), instance, netns.command(&cmd))
+}
+
+/// Three NATS nodes and three hosts, each in a network namespace of its own:
+/// every caller sees every host's instances and calls them across the
+/// namespaces; losing a NATS node loses nothing; a killed host's instance
+/// leaves every registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_on_a_three_node_nats_cluster_in_namespaces() {
+    let mut nats = NatsCluster::start(3).await;
+    let urls = nats.urls();
+    let mut machines = Vec::new();
+    let mut hosts = Vec::new();
+    for name in ["h1", "h2", "h3"] {
+        let netns = nats.network().netns();
+        let ip = netns.addr().to_string();
+        let host = host_builder()
+            .netns(&netns)
+            .listen(format!("{ip}:0"))
+            .args([
+                "--nats",
+                urls.as_str(),
+                "--name",
+                name,
+                "--advertise",
+                ip.as_str(),
+            ])
+            // The namespaces' network is the test's own.
+            .args(["--lease-ttl", "2", "--auth", "off"])
+            .start()
+            .await;
+        machines.push(netns);
+        hosts.push(host);
+    }
+    let _on_h1 = probe_in(&machines[0], &hosts[0], "probe-h1");
+    let _on_h2 = probe_in(&machines[1], &hosts[1], "probe-h2");
+
+    // A caller of h3 sees both and calls each at its own namespace's address.
+    let client = hosts[2].client().await;
+    wait_instances(&client, "probe", None, 2).await;
+    let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    poll("calls through h3 answered by both instances", || async {
+        let me: WhoAmI = client
+            .call("probe", "whoami", ())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut seen = seen.borrow_mut();
+        seen.insert(me.instance);
+        if seen.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+
+    // One NATS node gone: the cluster's registry goes on.
+    nats.kill9(0).await;
+    let _on_h3 = probe_in(&machines[2], &hosts[2], "probe-h3");
+    let on_h1 = hosts[0].client().await;
+    wait_instances(&on_h1, "probe", None, 3).await;
+
+    // h2 killed: its instance leaves the others' registries.
+    hosts[1].kill9().await;
+    wait_instances(&on_h1, "probe", None, 2).await;
+    wait_instances(&client, "probe", None, 2).await;
+    let out = hosts[0].weft(&["hosts", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
 }
 
 #[tokio::test]

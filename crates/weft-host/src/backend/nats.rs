@@ -15,7 +15,7 @@
 //! every write in the bucket's order, so `weft main` on any host applies on
 //! all, and concurrent changes end on the same (last) version everywhere.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +92,8 @@ pub(super) struct NatsCluster {
     mains_seen: Mutex<HashMap<String, Version>>,
     tokens: kv::Store,
     hosts: kv::Store,
+    /// Every host's last heartbeat, as the hosts bucket says.
+    hosts_seen: Mutex<BTreeMap<String, HostInfo>>,
     js: jetstream::Context,
     name: String,
     advertise: Option<String>,
@@ -336,6 +338,7 @@ impl NatsCluster {
             mains_seen: Mutex::new(HashMap::new()),
             tokens,
             hosts,
+            hosts_seen: Mutex::new(BTreeMap::new()),
             js,
             name: name.to_owned(),
             advertise: cluster.advertise.clone(),
@@ -440,6 +443,26 @@ impl NatsCluster {
             .registry
             .lock()
             .restore_mains(std::iter::once((service, version)).collect());
+    }
+
+    /// Takes a host's heartbeat, or its leaving.
+    fn apply_host(&self, _shared: &Shared, entry: kv::Entry) {
+        let Some(name) = decode_id(&entry.key) else {
+            return;
+        };
+        match entry.operation {
+            kv::Operation::Put => match serde_json::from_slice::<HostInfo>(&entry.value) {
+                Ok(host) => {
+                    self.hosts_seen.lock().insert(name, host);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %entry.key, error = %e, "skipping an unreadable host in the cluster")
+                }
+            },
+            kv::Operation::Delete | kv::Operation::Purge => {
+                self.hosts_seen.lock().remove(&name);
+            }
+        }
     }
 
     /// Takes a token made or revoked on any host: into this host's tokens
@@ -608,10 +631,16 @@ impl NatsCluster {
 
     /// Follows `bucket`, from its current state on, until `stop`, handing
     /// every change to `apply`.
+    ///
+    /// With `stall`, a watch that delivers nothing for that long is taken
+    /// for one whose NATS node went away silently, and is made again (from
+    /// the current state): on the buckets every host writes to every third
+    /// of the lease, silence that long means a broken watch.
     async fn follow(
         &self,
         bucket: &kv::Store,
         apply: fn(&Self, &Shared, kv::Entry),
+        stall: Option<Duration>,
         shared: Arc<Shared>,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -623,17 +652,27 @@ impl NatsCluster {
             };
             match watched {
                 Ok(mut entries) => loop {
+                    let next = async {
+                        match stall {
+                            Some(stall) => tokio::time::timeout(stall, entries.next()).await,
+                            None => Ok(entries.next().await),
+                        }
+                    };
                     tokio::select! {
-                        entry = entries.next() => match entry {
-                            Some(Ok(entry)) => {
+                        entry = next => match entry {
+                            Ok(Some(Ok(entry))) => {
                                 backoff.reset();
                                 apply(self, &shared, entry);
                             }
-                            Some(Err(e)) => {
-                                tracing::warn!(error = %e, "the cluster's registry watch broke off; watching again");
+                            Ok(Some(Err(e))) => {
+                                tracing::warn!(bucket = %bucket.name, error = %e, "a watch of the cluster broke off; watching again");
                                 break;
                             }
-                            None => break,
+                            Ok(None) => break,
+                            Err(_) => {
+                                tracing::debug!(bucket = %bucket.name, "a watch of the cluster went silent; watching again");
+                                break;
+                            }
                         },
                         () = stopped(&mut stop) => return,
                     }
@@ -650,51 +689,28 @@ impl NatsCluster {
     }
 }
 
-/// Every host's last heartbeat, marked down when it is older than two
-/// lease times.
-async fn read_hosts(hosts: kv::Store, ttl: Duration) -> Result<Vec<HostInfo>, Error> {
-    let failed = |e: String| Error::unavailable(format!("cannot read the cluster's hosts: {e}"));
-    let mut keys = hosts.keys().await.map_err(|e| failed(e.to_string()))?;
-    let mut out = Vec::new();
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| failed(e.to_string()))?;
-        let Some(value) = hosts.get(&key).await.map_err(|e| failed(e.to_string()))? else {
-            continue;
-        };
-        match serde_json::from_slice::<HostInfo>(&value) {
-            Ok(mut host) => {
-                if now_ms().saturating_sub(host.heartbeat_ms) > ttl_ms.saturating_mul(2) {
-                    host.state = HostState::Down;
-                }
-                out.push(host);
-            }
-            Err(e) => {
-                tracing::warn!(%key, error = %e, "skipping an unreadable host in the cluster")
-            }
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
-}
-
 impl RegistryBackend for NatsCluster {
     fn hosts(&self, shared: &Shared) -> BoxFuture<'static, Result<Vec<HostInfo>, Error>> {
-        let (hosts, ttl, me) = (self.hosts.clone(), self.ttl, super::this_host(shared));
-        Box::pin(async move {
-            let mut list = tokio::time::timeout(NOTIFICATIONS_TIMEOUT, read_hosts(hosts, ttl))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::unavailable(
-                        "reading the cluster's hosts took too long; try again",
-                    ))
-                })?;
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let now = now_ms();
+        let me = super::this_host(shared);
+        let mut list: Vec<HostInfo> = self
+            .hosts_seen
+            .lock()
+            .values()
             // This host is up, whatever its last write says.
-            list.retain(|h| h.name != me.name);
-            list.push(me);
-            list.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(list)
-        })
+            .filter(|h| h.name != me.name)
+            .cloned()
+            .map(|mut h| {
+                if now.saturating_sub(h.heartbeat_ms) > ttl_ms.saturating_mul(2) {
+                    h.state = HostState::Down;
+                }
+                h
+            })
+            .collect();
+        list.push(me);
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Box::pin(async move { Ok(list) })
     }
 
     fn run(
@@ -705,9 +721,28 @@ impl RegistryBackend for NatsCluster {
         Box::pin(async move {
             tokio::join!(
                 self.announce(shared.clone(), stop.clone()),
-                self.follow(&self.kv, Self::apply, shared.clone(), stop.clone()),
-                self.follow(&self.mains, Self::apply_main, shared.clone(), stop.clone()),
-                self.follow(&self.tokens, Self::apply_token, shared, stop),
+                self.follow(
+                    &self.kv,
+                    Self::apply,
+                    Some(self.ttl * 2),
+                    shared.clone(),
+                    stop.clone()
+                ),
+                self.follow(
+                    &self.hosts,
+                    Self::apply_host,
+                    Some(self.ttl * 2),
+                    shared.clone(),
+                    stop.clone()
+                ),
+                self.follow(
+                    &self.mains,
+                    Self::apply_main,
+                    None,
+                    shared.clone(),
+                    stop.clone()
+                ),
+                self.follow(&self.tokens, Self::apply_token, None, shared, stop),
             );
         })
     }
