@@ -20,9 +20,9 @@
 //! and, with the `nats` feature (off by default, so that only the tests of
 //! the NATS backend build a NATS client):
 //!
-//! - [`NatsServer`]: one nats-server with JetStream on 127.0.0.1;
-//! - [`NatsCluster`]: nats-server nodes in cluster mode with JetStream,
-//!   each in a network namespace of its own ([`Netns`] on a [`Network`]),
+//! - `NatsServer`: one nats-server with JetStream on 127.0.0.1;
+//! - `NatsCluster`: nats-server nodes in cluster mode with JetStream,
+//!   each in a network namespace of its own (`Netns` on a `Network`),
 //!   to kill and restart one at a time (needs root and iproute2);
 //! - [`ChildProcess`]: any program as a child process.
 //!
