@@ -154,6 +154,8 @@ impl Host {
                 started_ms: time::now_ms(),
             },
         });
+        // Before anything registers under this host's name.
+        shared.cluster.claim(&shared).await?;
         let admin_token_file = if shared.auth.required() {
             Some(bootstrap_admin(&shared, &config.data_dir).await?)
         } else {

@@ -300,6 +300,61 @@ async fn three_hosts_on_a_three_node_nats_cluster_in_namespaces() {
     assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_is_taken_once_and_a_restarted_host_takes_its_instances_back() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let mut a = host_builder()
+        .args(["--nats", url.as_str(), "--name", "a", "--lease-ttl", "2"])
+        .start()
+        .await;
+    let b = host_builder()
+        .args(["--nats", url.as_str(), "--name", "b", "--lease-ttl", "2"])
+        .start()
+        .await;
+
+    // A second host named `a` is refused while a is up.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Weft::new(WEFT)
+        .run(&[
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--nats",
+            &url,
+            "--name",
+            "a",
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("another host named `a` is up in the cluster"),
+        "{said}"
+    );
+
+    // a is killed and started again on its address and data dir: it takes
+    // its name back, its instance registers with it again, and b sees it.
+    let _instance = probe(&a, "1.0.0", "probe-on-a");
+    let on_b = b.client().await;
+    wait_instances(&on_b, "probe", None, 1).await;
+    let (listen, data_dir) = (
+        a.address().trim_start_matches("tcp://").to_owned(),
+        a.data_dir().to_owned(),
+    );
+    a.kill9().await;
+    wait_instances(&on_b, "probe", None, 0).await;
+    let _a = host_builder()
+        .listen(listen)
+        .data_dir(&data_dir)
+        .args(["--nats", url.as_str(), "--name", "a", "--lease-ttl", "2"])
+        .start()
+        .await;
+    wait_instances(&on_b, "probe", None, 1).await;
+}
+
 #[tokio::test]
 async fn a_host_that_cannot_join_its_cluster_says_why() {
     let dir = tempfile::tempdir().unwrap();

@@ -32,6 +32,10 @@ pub(crate) trait RegistryBackend: Send + Sync + fmt::Debug {
 
     /// The hosts of the cluster, this one among them.
     fn hosts(&self, shared: &Shared) -> BoxFuture<'static, Result<Vec<HostInfo>, Error>>;
+
+    /// Takes this host's name in the cluster; fails when another host that
+    /// is up already has it.
+    fn claim(&self, shared: &Shared) -> BoxFuture<'static, Result<(), Error>>;
 }
 
 /// This host as `weft hosts` shows it, alive now.
@@ -102,6 +106,10 @@ impl RegistryBackend for Embedded {
     fn hosts(&self, shared: &Shared) -> BoxFuture<'static, Result<Vec<HostInfo>, Error>> {
         let me = this_host(shared);
         Box::pin(async move { Ok(vec![me]) })
+    }
+
+    fn claim(&self, _shared: &Shared) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -713,6 +713,54 @@ impl RegistryBackend for NatsCluster {
         Box::pin(async move { Ok(list) })
     }
 
+    fn claim(&self, shared: &Shared) -> BoxFuture<'static, Result<(), Error>> {
+        let (hosts, ttl) = (self.hosts.clone(), self.ttl);
+        let me = super::this_host(shared);
+        let heartbeat = serde_json::to_vec(&me);
+        Box::pin(async move {
+            let key = encode_id(&me.name);
+            let last = match hosts.get(&key).await {
+                Ok(last) => last,
+                Err(e) => {
+                    return Err(Error::unavailable(format!(
+                        "cannot read the cluster's hosts to take the name `{}`: {e}",
+                        me.name
+                    )));
+                }
+            };
+            let last = last.and_then(|v| serde_json::from_slice::<HostInfo>(&v).ok());
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            // The same address is this host coming back after it was killed.
+            if let Some(last) = last
+                && last.address != me.address
+                && now_ms().saturating_sub(last.heartbeat_ms) <= ttl_ms.saturating_mul(2)
+            {
+                let age = now_ms().saturating_sub(last.heartbeat_ms);
+                return Err(Error::invalid_argument(
+                    "name",
+                    format!(
+                        "another host named `{}` is up in the cluster, at {} (its heartbeat is {:.1} s old); \
+                         give this one another name with --name",
+                        me.name,
+                        last.address,
+                        age as f64 / 1000.0
+                    ),
+                ));
+            }
+            // At once, so that a host started right after this one with
+            // the same name finds it.
+            let heartbeat = heartbeat.map_err(|e| {
+                Error::internal(format!("cannot encode this host's heartbeat: {e}"))
+            })?;
+            hosts.put(&key, heartbeat.into()).await.map_err(|e| {
+                Error::unavailable(format!(
+                    "cannot write this host's heartbeat to the cluster: {e}"
+                ))
+            })?;
+            Ok(())
+        })
+    }
+
     fn run(
         self: Arc<Self>,
         shared: Arc<Shared>,
