@@ -188,12 +188,7 @@ async fn ls(target: &Target, as_json: bool) -> Result<()> {
         .await?;
     let mut out = std::io::stdout().lock();
     if as_json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&topics).unwrap_or_default()
-        )?;
-        return Ok(());
+        return table::print_json(&mut out, &topics);
     }
     let mut rows = Vec::new();
     for t in &topics {
@@ -332,12 +327,7 @@ async fn dead(target: &Target, topic: Option<&str>, as_json: bool) -> Result<()>
     let list: Vec<DeadLetter> = api.request::<(), _>(Method::GET, &path, None).await?;
     let mut out = std::io::stdout().lock();
     if as_json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        )?;
-        return Ok(());
+        return table::print_json(&mut out, &list);
     }
     let rows: Vec<Vec<String>> = list
         .iter()

@@ -364,9 +364,7 @@ pub(crate) async fn hosts(cmd: HostsCmd) -> Result<()> {
         .await?;
     let mut out = std::io::stdout().lock();
     if cmd.json {
-        let text = serde_json::to_string_pretty(&list).map_err(|e| Failure(e.to_string()))?;
-        writeln!(out, "{text}")?;
-        return Ok(());
+        return table::print_json(&mut out, &list);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -411,9 +409,7 @@ pub(crate) async fn ls(cmd: LsCmd) -> Result<()> {
         let answer = api
             .send(Method::GET, "/api/v1/deployments", None, TIMEOUT)
             .await?;
-        let text = serde_json::to_string_pretty(&answer).map_err(|e| Failure(e.to_string()))?;
-        writeln!(out, "{text}")?;
-        return Ok(());
+        return table::print_json(&mut out, &answer);
     }
     let list = api.deployments().await?;
     write!(out, "{}", render_table(&list))?;

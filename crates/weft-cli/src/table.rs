@@ -42,6 +42,16 @@ pub(crate) fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// Writes `value` as pretty JSON, for `--json`.
+pub(crate) fn print_json<T: serde::Serialize>(
+    out: &mut impl std::io::Write,
+    value: &T,
+) -> crate::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| crate::Failure(e.to_string()))?;
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -133,9 +133,7 @@ async fn ls(cmd: LsCmd) -> Result<()> {
         .await?;
     let mut out = std::io::stdout().lock();
     if cmd.json {
-        let text = serde_json::to_string_pretty(&list).map_err(|e| Failure(e.to_string()))?;
-        writeln!(out, "{text}")?;
-        return Ok(());
+        return table::print_json(&mut out, &list);
     }
     let rows: Vec<Vec<String>> = list
         .iter()

@@ -272,6 +272,11 @@ impl Registry {
         self.events.subscribe()
     }
 
+    /// The registered instance `id`, if any.
+    pub fn instance(&self, id: &str) -> Option<&InstanceInfo> {
+        self.leases.get(id).map(|lease| &lease.info)
+    }
+
     /// Every registered instance, ordered by id.
     pub fn instances(&self) -> impl Iterator<Item = &InstanceInfo> {
         self.leases.values().map(|lease| &lease.info)

@@ -599,12 +599,10 @@ impl NatsCluster {
                 }
                 let mut instance = announcement.instance;
                 instance.host = Some(host.to_owned());
-                let known = shared
-                    .registry
-                    .lock()
-                    .instances()
-                    .find(|i| i.id == instance.id)
-                    .cloned();
+                // Most writes only renew a lease: look the instance up by id,
+                // not by scanning, since every host rewrites all of its
+                // instances every third of the lease.
+                let known = shared.registry.lock().instance(&instance.id).cloned();
                 let result = match known {
                     Some(k) if k == instance => shared.registry.keepalive(&k.id),
                     _ => shared.registry.register(None, instance).map(|_| ()),
@@ -620,8 +618,8 @@ impl NatsCluster {
                 let owned = shared
                     .registry
                     .lock()
-                    .instances()
-                    .any(|i| i.id == id && i.host.as_deref() == Some(host));
+                    .instance(&id)
+                    .is_some_and(|i| i.host.as_deref() == Some(host));
                 if owned {
                     shared.registry.deregister(&id);
                 }
