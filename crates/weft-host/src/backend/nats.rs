@@ -95,6 +95,8 @@ pub(super) struct NatsCluster {
     /// Every host's last heartbeat, as the hosts bucket says.
     hosts_seen: Mutex<BTreeMap<String, HostInfo>>,
     js: jetstream::Context,
+    /// How many copies of each bucket and stream NATS keeps.
+    replicas: usize,
     name: String,
     advertise: Option<String>,
     ttl: Duration,
@@ -173,7 +175,7 @@ pub(super) fn advertised(address: &str, advertise: &str) -> String {
 }
 
 /// Opens the bucket `config` names, creating it when no host has yet.
-async fn open_bucket(
+pub(super) async fn open_bucket(
     js: &jetstream::Context,
     config: kv::Config,
     servers: &str,
@@ -340,10 +342,27 @@ impl NatsCluster {
             hosts,
             hosts_seen: Mutex::new(BTreeMap::new()),
             js,
+            replicas,
             name: name.to_owned(),
             advertise: cluster.advertise.clone(),
             ttl,
         })
+    }
+
+    /// The JetStream context the cluster's buckets and streams live in.
+    pub(super) fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// How many copies of a bucket or stream to ask NATS for: three on a
+    /// cluster of three or more servers, one otherwise.
+    pub(super) fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// This host's name in the cluster.
+    pub(super) fn host_name(&self) -> &str {
+        &self.name
     }
 
     fn key(&self, id: &str) -> String {
