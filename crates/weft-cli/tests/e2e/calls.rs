@@ -5,10 +5,20 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use weft::{Client, Code};
-use weft_test_support::{text, wait_instances};
+use weft_test_support::{poll, text, wait_instances};
 
+use crate::mesh::{Backend, Mesh, conformance};
 use crate::probe::WhoAmI;
-use crate::{probe, probe_with, start_host};
+use crate::{probe, probe_with};
+
+conformance!(
+    versions_are_chosen_by_main_exact_and_requirement,
+    a_main_version_set_anywhere_applies_to_every_caller,
+    calls_are_spread_over_instances,
+    errors_say_what_went_wrong,
+    notifications_from_a_service_are_listed,
+    a_service_on_a_unix_socket_is_callable,
+);
 
 async fn whoami(client: &Client, version: Option<&str>) -> WhoAmI {
     let mut request = client.request("probe", "whoami");
@@ -21,13 +31,13 @@ async fn whoami(client: &Client, version: Option<&str>) -> WhoAmI {
         .unwrap_or_else(|e| panic!("whoami with version {version:?} failed: {e}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn versions_are_chosen_by_main_exact_and_requirement() {
-    let host = start_host().await;
+async fn versions_are_chosen_by_main_exact_and_requirement(backend: Backend) {
+    let mesh = Mesh::start(backend).await;
+    let (home, host) = (mesh.home(), mesh.caller());
     let watcher = host.client().await;
-    let _v1 = probe(&host, "1.0.0", "probe-v1");
+    let _v1 = probe(home, "1.0.0", "probe-v1");
     wait_instances(&watcher, "probe", Some("1.0.0"), 1).await;
-    let _v2 = probe(&host, "2.0.0", "probe-v2");
+    let _v2 = probe(home, "2.0.0", "probe-v2");
     wait_instances(&watcher, "probe", Some("2.0.0"), 1).await;
 
     let listed = watcher.services().await.unwrap();
@@ -85,12 +95,60 @@ async fn versions_are_chosen_by_main_exact_and_requirement() {
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_are_spread_over_instances() {
-    let host = start_host().await;
+/// `weft main` on any host moves calls without a version there, for
+/// callers of every host.
+async fn a_main_version_set_anywhere_applies_to_every_caller(backend: Backend) {
+    let mesh = Mesh::start(backend).await;
+    let (home, host) = (mesh.home(), mesh.caller());
+    let _one = probe(home, "1.0.0", "probe-1");
+    let _two = probe(host, "2.0.0", "probe-2");
+    let (on_home, on_caller) = (home.client().await, host.client().await);
+    wait_instances(&on_home, "probe", None, 2).await;
+    wait_instances(&on_caller, "probe", None, 2).await;
+
+    for (at, version) in [(home, "2.0.0"), (host, "1.0.0"), (home, "2.0.0")] {
+        let out = at.weft(&["main", "probe", version]).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for client in [&on_home, &on_caller] {
+            poll(
+                &format!("calls without a version go to {version}"),
+                || async {
+                    let me: WhoAmI = client
+                        .call("probe", "whoami", ())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if me.version == version {
+                        Ok(())
+                    } else {
+                        Err(format!("answered by {}", me.version))
+                    }
+                },
+            )
+            .await;
+        }
+        let out = host.weft(&["ls", "--json"]).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let main: Vec<&Value> = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["main"] == true)
+            .collect();
+        assert_eq!(main.len(), 1, "one main version: {listed}");
+        assert_eq!(
+            main[0]["version"], version,
+            "after main {version}: {listed}"
+        );
+    }
+}
+
+async fn calls_are_spread_over_instances(backend: Backend) {
+    let mesh = Mesh::start(backend).await;
+    let (home, host) = (mesh.home(), mesh.caller());
     let watcher = host.client().await;
-    let _a = probe(&host, "1.0.0", "probe-a");
-    let _b = probe(&host, "1.0.0", "probe-b");
+    let _a = probe(home, "1.0.0", "probe-a");
+    let _b = probe(home, "1.0.0", "probe-b");
     wait_instances(&watcher, "probe", Some("1.0.0"), 2).await;
 
     let client = host.client().await;
@@ -109,11 +167,11 @@ async fn calls_are_spread_over_instances() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_say_what_went_wrong() {
-    let host = start_host().await;
+async fn errors_say_what_went_wrong(backend: Backend) {
+    let mesh = Mesh::start(backend).await;
+    let (home, host) = (mesh.home(), mesh.caller());
     let watcher = host.client().await;
-    let _probe = probe(&host, "1.0.0", "probe-1");
+    let _probe = probe(home, "1.0.0", "probe-1");
     wait_instances(&watcher, "probe", None, 1).await;
     let client = host.client().await;
 
@@ -224,11 +282,11 @@ async fn errors_say_what_went_wrong() {
     assert_eq!(text(&out.stdout), "\"hello\"\n");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notifications_from_a_service_are_listed() {
-    let host = start_host().await;
+async fn notifications_from_a_service_are_listed(backend: Backend) {
+    let mesh = Mesh::start(backend).await;
+    let (home, host) = (mesh.home(), mesh.caller());
     let watcher = host.client().await;
-    let _probe = probe(&host, "1.2.3", "probe-n");
+    let _probe = probe(home, "1.2.3", "probe-n");
     wait_instances(&watcher, "probe", None, 1).await;
     let client = host.client().await;
     client
@@ -251,14 +309,14 @@ async fn notifications_from_a_service_are_listed() {
     assert_eq!(n["severity"], "warning", "{n}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_on_a_unix_socket_is_callable() {
-    let host = start_host().await;
+async fn a_service_on_a_unix_socket_is_callable(backend: Backend) {
+    let mesh = Mesh::start(backend).await;
+    let (home, host) = (mesh.home(), mesh.caller());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("p.sock");
     let listen = format!("unix://{}", socket.display());
     let watcher = host.client().await;
-    let _probe = probe_with(&host, "1.0.0", "probe-unix", &[("WEFT_LISTEN", &listen)]);
+    let _probe = probe_with(home, "1.0.0", "probe-unix", &[("WEFT_LISTEN", &listen)]);
     wait_instances(&watcher, "probe", None, 1).await;
     assert!(socket.exists(), "the probe listens on {listen}");
 

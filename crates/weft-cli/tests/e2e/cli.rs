@@ -4,16 +4,19 @@
 use serde_json::Value;
 use weft_test_support::{Weft, text};
 
-use crate::{WEFT, start_host};
+use crate::WEFT;
+use crate::mesh::{Backend, Mesh, conformance};
+
+conformance!(commands_against_a_running_host);
 
 /// Runs `weft args` with `WEFT_HOST=host`.
 async fn weft_at(host: &str, args: &[&str]) -> std::process::Output {
     Weft::new(WEFT).host(host).run(args).await
 }
 
-#[tokio::test]
-async fn commands_against_a_running_host() {
-    let host = start_host().await;
+async fn commands_against_a_running_host(backend: Backend) {
+    let mesh = Mesh::start(backend).await;
+    let (home, host) = (mesh.home(), mesh.caller());
 
     let out = host.weft(&["ls", "--json"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -51,7 +54,7 @@ async fn commands_against_a_running_host() {
     );
 
     // A program sends a notification; the CLI shows it.
-    host.client()
+    home.client()
         .await
         .notify(weft::Severity::Warning, "disk almost full")
         .await

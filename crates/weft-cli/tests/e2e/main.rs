@@ -10,6 +10,7 @@ mod deadlines;
 mod events_cli;
 mod events_e2e;
 mod events_probe;
+mod mesh;
 mod probe;
 mod resilience;
 mod tokens;

@@ -552,7 +552,12 @@ impl NatsCluster {
                         self.withdraw(&id).await;
                         self.heartbeat(&shared).await;
                     }
-                    Ok(WatchEvent::Main { service, version }) => {
+                    // Only the main the registry has now: an event that a
+                    // later change (from the bucket, say) overtook is not
+                    // written back, or two hosts would toss it between them.
+                    Ok(WatchEvent::Main { service, version })
+                        if shared.registry.lock().mains().get(&service) == Some(&version) =>
+                    {
                         self.put_main(&service, &version).await;
                     }
                     Ok(_) => {}
