@@ -125,16 +125,19 @@ impl Host {
         // replaced by whichever version registers first.
         let mains = store.blocking(|s| s.mains()).await?;
         registry.restore_mains(mains);
-        let listener = Listener::bind(&config.listen).await.map_err(|e| {
-            Error::unavailable(format!(
-                "cannot listen on {}: {e}; is another `weft host` running there? stop it, or pick another address with --listen",
-                config.listen
-            ))
-        })?;
+        let listener = match Listener::bind(&config.listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                backends.events.close().await;
+                return Err(Error::unavailable(format!(
+                    "cannot listen on {}: {e}; is another `weft host` running there? stop it, or pick another address with --listen",
+                    config.listen
+                )));
+            }
+        };
         let address = listener.local_address();
         let tokens = store.blocking(|s| s.tokens()).await?;
         let auth = Auth::new(config.auth.is_required(&config.listen), tokens);
-        let events = events::EventLog::open(&config.data_dir, config.events.clone()).await?;
         let mesh_token = auth.mint_mesh_token();
         let shared = Arc::new(Shared {
             registry: Registrations::new(registry, config.name.clone()),
@@ -142,7 +145,7 @@ impl Host {
             store,
             auth,
             mesh_token,
-            events,
+            events: backends.events,
             cluster_tokens: backends.tokens,
             cluster: backends.registry,
             identity: state::Identity {

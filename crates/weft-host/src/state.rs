@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use crate::auth::Auth;
-use crate::backend::{RegistryBackend, TokenBackend};
-use crate::events::EventLog;
+use crate::backend::{EventLog, RegistryBackend, TokenBackend};
 use crate::notifications::Notifications;
 use crate::registrations::Registrations;
 use crate::store::Store;
@@ -26,7 +25,7 @@ pub(crate) struct Shared {
     /// Messages for people.
     pub(crate) notifications: Notifications,
     /// Topics, consumer groups and dead letters.
-    pub(crate) events: EventLog,
+    pub(crate) events: Arc<dyn EventLog>,
     /// Where tokens made or revoked here go for the other hosts of a
     /// cluster (nowhere on a host of its own).
     pub(crate) cluster_tokens: Arc<dyn TokenBackend>,

@@ -4,6 +4,7 @@
 //! the traits here.
 
 mod embedded;
+mod events;
 mod nats;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use weft_core::{Error, Notification};
 use weft_host_api::hosts::{HostInfo, HostState};
 
+pub(crate) use self::events::{Deliveries, EventLog, Tail};
 use crate::auth::TokenRecord;
 use crate::config::HostConfig;
 use crate::state::Shared;
@@ -129,6 +131,7 @@ pub(crate) struct Backends {
     pub(crate) registry: Arc<dyn RegistryBackend>,
     pub(crate) tokens: Arc<dyn TokenBackend>,
     pub(crate) notifications: Arc<dyn NotificationBackend>,
+    pub(crate) events: Arc<dyn EventLog>,
 }
 
 /// The backends `config` asks for: NATS when the host joins a cluster
@@ -140,6 +143,7 @@ pub(crate) async fn open(config: &HostConfig, store: &Store) -> Result<Backends,
             registry: Arc::new(Embedded),
             tokens: Arc::new(Embedded),
             notifications: Arc::new(embedded::Notifications::new(store.clone())),
+            events: open_events(config).await?,
         }),
         Some(cluster) => {
             let nats = Arc::new(
@@ -149,7 +153,16 @@ pub(crate) async fn open(config: &HostConfig, store: &Store) -> Result<Backends,
                 registry: nats.clone(),
                 tokens: nats.clone(),
                 notifications: nats,
+                events: open_events(config).await?,
             })
         }
     }
+}
+
+/// The event log, embedded in both modes: each host keeps its own. Opened
+/// after everything that may fail, since an open log holds its files until
+/// it is closed.
+async fn open_events(config: &HostConfig) -> Result<Arc<dyn EventLog>, Error> {
+    let log = crate::events::SegmentLog::open(&config.data_dir, config.events.clone()).await?;
+    Ok(Arc::new(log))
 }

@@ -4,20 +4,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::StreamExt;
 use weft_core::Error;
 use weft_core::name::validate_topic;
 use weft_host_api::events::{DeadLetter, TailEvent, TopicInfo};
 
-use super::log::EventLog;
+use super::log::SegmentLog;
 use super::shared::Msg;
 use super::shared::group_key;
 use super::topic::Topic;
+use crate::backend::Tail;
 use crate::time::now_ms;
 
-impl EventLog {
+impl SegmentLog {
     /// Every topic with its groups.
-    pub(crate) fn topics(&self) -> Vec<TopicInfo> {
+    pub(super) fn topic_infos(&self) -> Vec<TopicInfo> {
         let now = now_ms();
         let mut topics: Vec<Arc<Topic>> = self.inner.topics.lock().values().cloned().collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -47,13 +48,13 @@ impl EventLog {
 
     /// Events of `topic` after `after` (or the last `n`), then, with
     /// `follow`, every new one until the host stops.
-    pub(crate) fn tail(
+    pub(super) fn tail_events(
         &self,
         topic: &str,
         after: Option<u64>,
         n: u64,
         follow: bool,
-    ) -> Result<BoxStream<'static, Result<TailEvent, Error>>, Error> {
+    ) -> Result<Tail, Error> {
         let topic = self.existing_topic(topic)?;
         let start = match after {
             Some(a) => a + 1,
@@ -99,7 +100,7 @@ impl EventLog {
     }
 
     /// Dead letters, of one topic or all, oldest first per topic.
-    pub(crate) fn dead(&self, topic: Option<&str>) -> Vec<DeadLetter> {
+    pub(super) fn dead_letters(&self, topic: Option<&str>) -> Vec<DeadLetter> {
         self.inner
             .dead
             .lock()
@@ -111,7 +112,7 @@ impl EventLog {
 
     /// Delivers dead letters again to their groups: one (`id`) or every one
     /// of the topic. Returns how many.
-    pub(crate) fn replay(&self, topic: &str, id: Option<u64>) -> Result<usize, Error> {
+    pub(super) fn replay_dead(&self, topic: &str, id: Option<u64>) -> Result<usize, Error> {
         validate_topic(topic)?;
         let chosen: Vec<DeadLetter> = self
             .inner

@@ -1,36 +1,42 @@
 //! The front of the event log: opening it (recovering every topic and
-//! resuming every stored consumer group), publishing, and closing it.
+//! resuming every stored consumer group), publishing, and closing it; and
+//! the log as the rest of the host sees it, [`EventLog`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 use weft_core::Error;
 use weft_core::name::validate_topic;
-use weft_host_api::wire::{PublishArgs, Published};
+use weft_host_api::events::{DeadLetter, TopicInfo};
+use weft_host_api::wire::{Ack, PublishArgs, Published, Subscription};
 
 use super::config::{EventsConfig, MAX_KEY, RETAIN_EVERY};
 use super::group::{Core, group_name};
 use super::shared::{GroupHandle, Inner, Msg, group_key};
 use super::store::{self, dead_key};
 use super::topic::{Enqueued, Topic, Writer};
+use crate::backend::{Deliveries, EventLog, Tail};
 use crate::time::now_ms;
 
-/// The host's event log; cheap to clone.
+/// The embedded event log: per-topic segment files in the data dir and
+/// consumer groups in `events/state.redb`; cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct EventLog {
+pub(crate) struct SegmentLog {
     pub(super) inner: Arc<Inner>,
 }
 
-impl EventLog {
+impl SegmentLog {
     /// Opens the log in `data_dir/events`, recovering every topic, and
     /// resumes every stored consumer group.
     pub(crate) async fn open(
         data_dir: &std::path::Path,
         config: EventsConfig,
-    ) -> Result<EventLog, Error> {
+    ) -> Result<SegmentLog, Error> {
         let dir = data_dir.join("events");
         let cfg = config.clone();
         let d = dir.clone();
@@ -81,7 +87,7 @@ impl EventLog {
             next_sub: AtomicU64::new(1),
             stop: watch::channel(false).0,
         });
-        let log = EventLog { inner };
+        let log = SegmentLog { inner };
         let (groups, dead) = loaded;
         let mut dead_counts: HashMap<String, u64> = HashMap::new();
         {
@@ -162,8 +168,9 @@ impl EventLog {
         })
     }
 
-    /// Stores an event; answers once it is durable.
-    pub(crate) async fn publish(&self, args: PublishArgs) -> Result<Published, Error> {
+    /// Hands an event to the writer, or finds the earlier publish with the
+    /// same idempotency key: the part of a publish that does not wait.
+    fn enqueue(&self, args: PublishArgs) -> Result<(Arc<Topic>, Enqueued), Error> {
         if args
             .idempotency_key
             .as_ref()
@@ -190,36 +197,12 @@ impl EventLog {
                 self.inner.config.dedup_window,
             )?
         };
-        match enqueued {
-            Enqueued::New(id, done) => {
-                done.await.map_err(|_| {
-                    Error::unavailable(
-                        "the host stopped before the event was stored; publish it again",
-                    )
-                })??;
-                Ok(Published {
-                    id,
-                    duplicate: false,
-                })
-            }
-            Enqueued::Duplicate(id) => {
-                topic.wait_durable(id).await?;
-                Ok(Published {
-                    id,
-                    duplicate: true,
-                })
-            }
-        }
-    }
-
-    /// Ends follows and subscribe streams: the host is stopping.
-    pub(crate) fn stopping(&self) {
-        self.inner.stop.send_replace(true);
+        Ok((topic, enqueued))
     }
 
     /// Stops every group (each stores its state first) and the writers.
-    pub(crate) async fn close(&self) {
-        self.stopping();
+    async fn close_all(&self) {
+        self.inner.stop.send_replace(true);
         let groups: Vec<Arc<GroupHandle>> = self.inner.groups.lock().values().cloned().collect();
         for g in &groups {
             let (tx, rx) = oneshot::channel();
@@ -241,5 +224,86 @@ impl EventLog {
             }
         })
         .await;
+    }
+}
+
+/// What needs no waiting answers at once; a publish and an acknowledgement
+/// do their part under the log's locks when called, so that what a
+/// connection sends in order is applied in order, and only their waiting
+/// (for the sync, for the group) is left to the future.
+impl EventLog for SegmentLog {
+    fn publish(&self, args: PublishArgs) -> BoxFuture<'static, Result<Published, Error>> {
+        match self.enqueue(args) {
+            Ok((_, Enqueued::New(id, done))) => async move {
+                done.await.map_err(|_| {
+                    Error::unavailable(
+                        "the host stopped before the event was stored; publish it again",
+                    )
+                })??;
+                Ok(Published {
+                    id,
+                    duplicate: false,
+                })
+            }
+            .boxed(),
+            Ok((topic, Enqueued::Duplicate(id))) => async move {
+                topic.wait_durable(id).await?;
+                Ok(Published {
+                    id,
+                    duplicate: true,
+                })
+            }
+            .boxed(),
+            Err(e) => futures::future::ready(Err(e)).boxed(),
+        }
+    }
+
+    fn subscribe(&self, sub: Subscription) -> BoxFuture<'static, Result<Deliveries, Error>> {
+        futures::future::ready(self.join(sub)).boxed()
+    }
+
+    fn ack(&self, ack: Ack) -> BoxFuture<'static, Result<(), Error>> {
+        match self.send_ack(ack) {
+            Ok(answer) => async move {
+                answer.await.map_err(|_| {
+                    Error::unavailable(
+                        "the host is shutting down; the event will be delivered again",
+                    )
+                })?
+            }
+            .boxed(),
+            Err(e) => futures::future::ready(Err(e)).boxed(),
+        }
+    }
+
+    fn topics(&self) -> BoxFuture<'static, Result<Vec<TopicInfo>, Error>> {
+        futures::future::ready(Ok(self.topic_infos())).boxed()
+    }
+
+    fn tail(
+        &self,
+        topic: &str,
+        after: Option<u64>,
+        n: u64,
+        follow: bool,
+    ) -> BoxFuture<'static, Result<Tail, Error>> {
+        futures::future::ready(self.tail_events(topic, after, n, follow)).boxed()
+    }
+
+    fn dead(&self, topic: Option<&str>) -> BoxFuture<'static, Result<Vec<DeadLetter>, Error>> {
+        futures::future::ready(Ok(self.dead_letters(topic))).boxed()
+    }
+
+    fn replay(&self, topic: &str, id: Option<u64>) -> BoxFuture<'static, Result<usize, Error>> {
+        futures::future::ready(self.replay_dead(topic, id)).boxed()
+    }
+
+    fn stopping(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    fn close(&self) -> BoxFuture<'static, ()> {
+        let log = self.clone();
+        async move { log.close_all().await }.boxed()
     }
 }

@@ -1,4 +1,6 @@
-//! The event log: durable topics, consumer groups, dead letters.
+//! The embedded event log: durable topics, consumer groups, dead letters,
+//! in files of the data dir. The rest of the host uses it as an
+//! [`EventLog`](crate::backend::EventLog), and does not know it is this one.
 //!
 //! Layout in the data dir:
 //!
@@ -34,4 +36,4 @@ mod subscribe;
 mod topic;
 
 pub use self::config::EventsConfig;
-pub(crate) use self::log::EventLog;
+pub(crate) use self::log::SegmentLog;

@@ -5,21 +5,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use weft_core::Error;
 use weft_core::name::validate_topic;
-use weft_host_api::wire::{Ack, Delivery, DeliveryMode, Subscription};
+use weft_host_api::wire::{Ack, DeliveryMode, Subscription};
 
 use super::group::{Core, GroupRecord, group_name};
-use super::log::EventLog;
+use super::log::SegmentLog;
 use super::runner::{info, run_group};
 use super::shared::group_key;
 use super::shared::{GroupHandle, Msg};
 use super::topic::Topic;
+use crate::backend::Deliveries;
 
-impl EventLog {
+impl SegmentLog {
     /// Starts a group's task and lists it in `groups` (the locked map, so
     /// that checking for a group and starting it is one step).
     pub(super) fn spawn_group(
@@ -53,10 +54,7 @@ impl EventLog {
 
     /// Starts delivering to one instance's handler: a stream of deliveries
     /// that releases what it had in flight when dropped.
-    pub(crate) fn subscribe(
-        &self,
-        sub: Subscription,
-    ) -> Result<BoxStream<'static, Delivery>, Error> {
+    pub(super) fn join(&self, sub: Subscription) -> Result<Deliveries, Error> {
         for (field, value) in [
             ("service", &sub.service),
             ("handler", &sub.handler),
@@ -133,14 +131,15 @@ impl EventLog {
         Ok(
             futures::stream::unfold((rx, release), |(mut rx, release)| async move {
                 let d = rx.recv().await?;
-                Some((d, (rx, release)))
+                Some((Ok(d), (rx, release)))
             })
             .boxed(),
         )
     }
 
-    /// Records the outcome of a delivery; answers once it is stored.
-    pub(crate) async fn ack(&self, ack: Ack) -> Result<(), Error> {
+    /// Hands the outcome of a delivery to the group that delivered it;
+    /// the group answers on the receiver once it has recorded it.
+    pub(super) fn send_ack(&self, ack: Ack) -> Result<oneshot::Receiver<Result<(), Error>>, Error> {
         validate_topic(&ack.topic)?;
         let handle = {
             let groups = self.inner.groups.lock();
@@ -167,8 +166,6 @@ impl EventLog {
             .map_err(|_| {
                 Error::unavailable("the host is shutting down; the event will be delivered again")
             })?;
-        rx.await.map_err(|_| {
-            Error::unavailable("the host is shutting down; the event will be delivered again")
-        })?
+        Ok(rx)
     }
 }

@@ -8,7 +8,7 @@ mod watch_stream;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryFutureExt};
 use serde::Serialize;
 use tokio::sync::watch;
 use weft_core::args::Args;
@@ -68,15 +68,15 @@ impl Handler for HostHandler {
         // The event entrypoints take their argument structs whole.
         match headers.entrypoint.as_str() {
             host_api::PUBLISH => {
-                let events = self.shared.events.clone();
                 return match decode_args::<host_api::PublishArgs>(
                     codec,
                     &request.payload,
                     "{topic, payload, idempotency_key}",
                 ) {
-                    Ok(args) => Reply::Unary(
-                        async move { encode(codec, &events.publish(args).await?) }.boxed(),
-                    ),
+                    Ok(args) => {
+                        let published = self.shared.events.publish(args);
+                        Reply::Unary(async move { encode(codec, &published.await?) }.boxed())
+                    }
                     Err(e) => unary(Err(e)),
                 };
             }
@@ -90,32 +90,34 @@ impl Handler for HostHandler {
                     Err(e) => return unary(Err(e)),
                 };
                 let mut stop = self.stop.clone();
-                return match self.shared.events.subscribe(sub) {
-                    Ok(deliveries) => Reply::Stream(
-                        deliveries
-                            .map(move |d| encode(codec, &d))
-                            .take_until(async move {
-                                let _ = stop.wait_for(|s| *s).await;
-                            })
-                            .boxed(),
-                    ),
-                    Err(e) => unary(Err(e)),
-                };
+                // A subscription that cannot start ends the stream with its
+                // error at once, which the caller reads as the call's.
+                let deliveries = self.shared.events.subscribe(sub).try_flatten_stream();
+                return Reply::Stream(
+                    deliveries
+                        .map(move |d| d.and_then(|d| encode(codec, &d)))
+                        .take_until(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .boxed(),
+                );
             }
             host_api::ACK => {
-                let events = self.shared.events.clone();
                 return match decode_args::<host_api::Ack>(
                     codec,
                     &request.payload,
                     "{service, handler, topic, instance, id, error}",
                 ) {
-                    Ok(ack) => Reply::Unary(
-                        async move {
-                            events.ack(ack).await?;
-                            encode(codec, &())
-                        }
-                        .boxed(),
-                    ),
+                    Ok(ack) => {
+                        let acked = self.shared.events.ack(ack);
+                        Reply::Unary(
+                            async move {
+                                acked.await?;
+                                encode(codec, &())
+                            }
+                            .boxed(),
+                        )
+                    }
                     Err(e) => unary(Err(e)),
                 };
             }

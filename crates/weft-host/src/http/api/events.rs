@@ -44,8 +44,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/api/v1/events/publish", post(publish))
 }
 
-async fn topics(_: Read, State(app): State<Arc<App>>) -> Json<Vec<TopicInfo>> {
-    Json(app.shared.events.topics())
+async fn topics(_: Read, State(app): State<Arc<App>>) -> Result<Json<Vec<TopicInfo>>, Problem> {
+    Ok(Json(app.shared.events.topics().await?))
 }
 
 async fn tail(
@@ -69,7 +69,7 @@ async fn tail(
             }
         }
     }
-    let stream = app.shared.events.tail(&topic, after, n, follow)?;
+    let stream = app.shared.events.tail(&topic, after, n, follow).await?;
     let body = stream.map(|item| {
         let line = match item {
             Ok(e) => serde_json::to_vec(&e),
@@ -105,7 +105,7 @@ async fn dead(
             }
         }
     }
-    Ok(Json(app.shared.events.dead(topic.as_deref())))
+    Ok(Json(app.shared.events.dead(topic.as_deref()).await?))
 }
 
 async fn replay(
@@ -132,7 +132,7 @@ async fn replay(
             )));
         }
     };
-    let replayed = app.shared.events.replay(&req.topic, id)?;
+    let replayed = app.shared.events.replay(&req.topic, id).await?;
     Ok(Json(Replayed { replayed }))
 }
 
