@@ -310,7 +310,10 @@ fn running_column(v: &VersionStatus) -> String {
     match v.status {
         Status::Running => format!("Running (since {since}{count})"),
         Status::External => format!("Running (since {since}{count}; started by hand)"),
-        Status::Starting => format!("Starting ({}/{} registered)", v.registered, v.wanted),
+        Status::Starting => match &v.reason {
+            Some(why) => format!("Starting ({}/{} registered; {why})", v.registered, v.wanted),
+            None => format!("Starting ({}/{} registered)", v.registered, v.wanted),
+        },
         Status::Crashing => format!(
             "Crashing: {}",
             v.reason.as_deref().unwrap_or("instances keep exiting")
@@ -327,7 +330,8 @@ fn status_name(status: Status) -> String {
         .unwrap_or_default()
 }
 
-/// The `weft ls` table.
+/// The `weft ls` table: a deployed version under the host it is deployed
+/// on, one started by hand under the hosts its instances registered with.
 pub(crate) fn render_table(list: &[VersionStatus]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -336,7 +340,10 @@ pub(crate) fn render_table(list: &[VersionStatus]) -> String {
                 if v.main { "*" } else { "" }.to_owned(),
                 v.service.clone(),
                 v.version.to_string(),
-                v.hosts.join(","),
+                match &v.host {
+                    Some(host) => host.clone(),
+                    None => v.hosts.join(","),
+                },
                 status_name(v.status),
                 running_column(v),
             ]

@@ -80,9 +80,11 @@ pub enum InstanceState {
 ///     sha256: Some("ab12".into()),
 ///     instances: Vec::new(),
 ///     hosts: Vec::new(),
+///     host: Some("box1".into()),
 /// };
 /// let json = serde_json::to_value(&v).unwrap();
 /// assert_eq!(json["status"], "stopped");
+/// assert_eq!(json["host"], "box1");
 /// assert!(json["reason"].is_null());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -96,7 +98,8 @@ pub struct VersionStatus {
     pub main: bool,
     /// How the version is doing.
     pub status: Status,
-    /// For `crashing`: how the last instance exited.
+    /// For `crashing`: how the last instance exited; for a version of
+    /// another host that is not up: that.
     pub reason: Option<String>,
     /// Instances wanted (for `external`: the registered ones).
     pub wanted: u32,
@@ -115,6 +118,11 @@ pub struct VersionStatus {
     /// every host lists every host's versions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// The host it is deployed on, which runs its instances, by name (none
+    /// for `external`); in a cluster, every host lists every host's
+    /// deployments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One instance of a deployed version.
@@ -148,8 +156,9 @@ pub struct InstanceStatus {
     pub last_exit: Option<String>,
 }
 
-/// What `GET /api/v1/deployments` answers: every version, deployed here or
-/// started by hand (`external`), ordered by service and version.
+/// What `GET /api/v1/deployments` answers: every version, deployed (here
+/// or, in a cluster, on another host) or started by hand (`external`),
+/// ordered by service, version and host.
 pub type Deployments = Vec<VersionStatus>;
 
 /// The query of `PUT|POST /api/v1/services/{name}/versions/{version}`,
@@ -291,6 +300,7 @@ mod tests {
                 last_exit: Some("exited with status 3".into()),
             }],
             hosts: Vec::new(),
+            host: None,
         };
         let json = serde_json::to_string(&v).unwrap();
         assert_eq!(
@@ -298,6 +308,17 @@ mod tests {
             r#"{"service":"s","version":"1.2.0","main":false,"status":"external","reason":null,"wanted":2,"registered":2,"since_ms":5,"deployed_ms":null,"sha256":null,"instances":[{"id":"s-1.2.0-1","pid":null,"registered":false,"state":"restarting","started_ms":3,"restarts":1,"last_exit":"exited with status 3"}]}"#
         );
         assert_eq!(serde_json::from_str::<VersionStatus>(&json).unwrap(), v);
+    }
+
+    #[test]
+    fn a_version_status_names_its_host_and_reads_without_one() {
+        let json = r#"{"service":"s","version":"1.0.0","main":true,"status":"running","reason":null,"wanted":1,"registered":1,"since_ms":5,"deployed_ms":4,"sha256":"ab","instances":[]}"#;
+        let mut v: VersionStatus = serde_json::from_str(json).unwrap();
+        assert_eq!(v.host, None);
+        v.host = Some("b".into());
+        let back = serde_json::to_value(&v).unwrap();
+        assert_eq!(back["host"], "b");
+        assert_eq!(serde_json::from_value::<VersionStatus>(back).unwrap(), v);
     }
 
     #[test]

@@ -164,8 +164,12 @@ impl Host {
         } else {
             None
         };
-        let supervisor =
-            supervisor::Supervisor::open(shared.clone(), &config.data_dir, &address).await?;
+        let supervisor = supervisor::Supervisor::open(
+            shared.clone(),
+            backends.deployments,
+            &config.data_dir,
+            &address,
+        );
         Ok(Host {
             listener,
             address,

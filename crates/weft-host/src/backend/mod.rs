@@ -3,9 +3,11 @@
 //! The backend is chosen once, at start-up; the rest of the host sees only
 //! the traits here.
 
+mod deployments;
 mod embedded;
 mod events;
 mod nats;
+mod nats_deployments;
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio::sync::watch;
 use weft_core::{Error, Notification};
 use weft_host_api::hosts::{HostInfo, HostState};
 
+pub(crate) use self::deployments::DeploymentBackend;
 pub(crate) use self::events::{Deliveries, EventLog, Tail};
 use crate::auth::TokenRecord;
 use crate::config::HostConfig;
@@ -131,6 +134,7 @@ pub(crate) struct Backends {
     pub(crate) registry: Arc<dyn RegistryBackend>,
     pub(crate) tokens: Arc<dyn TokenBackend>,
     pub(crate) notifications: Arc<dyn NotificationBackend>,
+    pub(crate) deployments: Arc<dyn DeploymentBackend>,
     pub(crate) events: Arc<dyn EventLog>,
 }
 
@@ -138,21 +142,27 @@ pub(crate) struct Backends {
 /// (connecting now, so that a host that cannot reach NATS says so at
 /// start), embedded otherwise.
 pub(crate) async fn open(config: &HostConfig, store: &Store) -> Result<Backends, Error> {
+    let stored = deployments::StoredDeployments::open(&config.data_dir).await?;
     match &config.cluster {
         None => Ok(Backends {
             registry: Arc::new(Embedded),
             tokens: Arc::new(Embedded),
             notifications: Arc::new(embedded::Notifications::new(store.clone())),
+            deployments: Arc::new(stored),
             events: open_events(config).await?,
         }),
         Some(cluster) => {
             let nats = Arc::new(
                 nats::NatsCluster::connect(cluster, &config.name, config.lease_ttl).await?,
             );
+            let deployments =
+                nats_deployments::NatsDeployments::open(&nats, stored, &cluster.servers.join(","))
+                    .await?;
             Ok(Backends {
                 registry: nats.clone(),
                 tokens: nats.clone(),
                 notifications: nats,
+                deployments: Arc::new(deployments),
                 events: open_events(config).await?,
             })
         }

@@ -116,7 +116,7 @@ impl fmt::Debug for NatsCluster {
 /// A key-value key for `id`: letters, digits, `-` and `_` as they are,
 /// every other byte as `=XX`, so that any instance id makes a valid key
 /// and can be read back from it.
-fn encode_id(id: &str) -> String {
+pub(super) fn encode_id(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {

@@ -117,11 +117,7 @@ impl Supervisor {
                 self.replace(&key, &launch, &old, req.instances).await?;
             }
         }
-        let stored = record.clone();
-        self.store.blocking(move |s| s.put(&stored)).await?;
-        if let Some(d) = self.deployments.lock().get_mut(&key) {
-            d.record = record;
-        }
+        self.store(&key, record).await?;
         tracing::info!(service = %req.service, version = %req.version, instances = req.instances, "deployed");
         Ok(())
     }
@@ -165,6 +161,18 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// Takes `record` as the deployment's and stores it, with how it is
+    /// listed now.
+    pub(super) async fn store(&self, key: &Key, record: DeploymentRecord) -> Result<(), Error> {
+        if let Some(d) = self.deployments.lock().get_mut(key) {
+            d.record = record.clone();
+        }
+        let status = self.status_of(&key.0, &key.1).ok_or_else(|| {
+            Error::internal("the deployment vanished while it was stored; deploy again")
+        })?;
+        self.backend.put(record, status).await
     }
 
     fn next_id(&self, key: &Key) -> String {

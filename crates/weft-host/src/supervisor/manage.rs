@@ -47,6 +47,9 @@ impl Supervisor {
             (registry.mains().get(service).cloned(), running)
         };
         if deployed.is_empty() {
+            if let Some(there) = self.deployed_elsewhere(service, version.as_ref()).await {
+                return Err(elsewhere(service, version.as_ref(), &there, "kill"));
+            }
             return Err(if running.is_empty() {
                 Error::not_found(format!(
                     "this host runs no service `{service}`; `weft ls` lists what runs"
@@ -73,6 +76,9 @@ impl Supervisor {
                 }
             };
             if !deployed.contains(&v) {
+                if let Some(there) = self.deployed_elsewhere(service, Some(&v)).await {
+                    return Err(elsewhere(service, Some(&v), &there, "kill"));
+                }
                 return Err(Error::not_found(format!(
                     "version {v} of `{service}` was not deployed by this host (deployed: {}); `weft ls` lists versions",
                     list(&deployed)
@@ -108,8 +114,7 @@ impl Supervisor {
             let gone = self.deployments.lock().remove(&key);
             if let Some(d) = gone {
                 futures::future::join_all(d.instances.iter().map(|i| i.stop())).await;
-                let record = d.record.clone();
-                self.store.blocking(move |s| s.remove(&record)).await?;
+                self.backend.remove(service, v).await?;
                 self.prune_artifacts(service, v, None).await;
                 tracing::info!(%service, version = %v, "killed");
             }
@@ -126,19 +131,26 @@ impl Supervisor {
     ) -> Result<VersionStatus, Error> {
         let _ops = self.ops.lock().await;
         let key = (service.to_owned(), version.clone());
-        let (current, launch, record) = {
+        let here = {
             let all = self.deployments.lock();
-            let Some(d) = all.get(&key) else {
-                return Err(Error::not_found(format!(
-                    "version {version} of `{service}` is not deployed on this host; `weft ls` lists versions, `weft deploy` deploys one"
-                )));
-            };
-            let program = self.program(service, version, &d.record.sha256);
-            (
-                d.instances.clone(),
-                self.launch(&d.record, program, d.logs.clone()),
-                d.record.clone(),
-            )
+            all.get(&key).map(|d| {
+                let program = self.program(service, version, &d.record.sha256);
+                (
+                    d.instances.clone(),
+                    self.launch(&d.record, program, d.logs.clone()),
+                    d.record.clone(),
+                )
+            })
+        };
+        let Some((current, launch, record)) = here else {
+            return Err(
+                match self.deployed_elsewhere(service, Some(version)).await {
+                    Some(there) => elsewhere(service, Some(version), &there, "scale"),
+                    None => Error::not_found(format!(
+                        "version {version} of `{service}` is not deployed on this host; `weft ls` lists versions, `weft deploy` deploys one"
+                    )),
+                },
+            );
         };
         let have = current.len() as u32;
         if n > have {
@@ -149,13 +161,24 @@ impl Supervisor {
         }
         let mut record = record;
         record.instances = n;
-        let stored = record.clone();
-        self.store.blocking(move |s| s.put(&stored)).await?;
-        if let Some(d) = self.deployments.lock().get_mut(&key) {
-            d.record = record;
-        }
+        self.store(&key, record).await?;
         tracing::info!(%service, %version, instances = n, "scaled");
         self.status_of(service, version)
             .ok_or_else(|| Error::internal("the deployment vanished while it was scaled"))
     }
+}
+
+/// What `weft kill` or `weft scale` (`verb`) of a version that another host
+/// runs answers: where it runs, since each host manages only its own.
+fn elsewhere(service: &str, version: Option<&Version>, there: &str, verb: &str) -> Error {
+    let what = match version {
+        Some(v) => format!("version {v} of `{service}`"),
+        None => format!("`{service}`"),
+    };
+    Error::invalid_argument(
+        "name",
+        format!(
+            "{what} is deployed on {there}, not on this host, and each host manages what it runs: run `weft {verb}` against that host (--host ADDRESS)"
+        ),
+    )
 }

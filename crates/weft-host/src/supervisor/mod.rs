@@ -20,6 +20,10 @@
 //!   data dir starts them again.
 //! - Output goes to `data_dir/logs/{service}/{version}/{instance}.log` and a
 //!   ring per version for `weft logs`.
+//! - Deployments are kept through a [`DeploymentBackend`]: in the data dir,
+//!   and in a cluster also where every host lists every host's deployments
+//!   (`weft ls` on any host shows them all, each with its host). The
+//!   supervisor reports how its own are doing as that changes.
 
 mod artifacts;
 mod deploy;
@@ -38,15 +42,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use weft_core::Address;
-use weft_core::Error;
 use weft_core::name::Version;
 
 use self::instance::Launch;
 use self::logs::LogRing;
-use self::store::DeployStore;
+pub(crate) use self::store::DeployStore;
+pub(crate) use self::types::DeploymentRecord;
 pub(crate) use self::types::{DeployRequest, Staged};
-use self::types::{Deployment, DeploymentRecord, Key};
+use self::types::{Deployment, Key};
+use crate::backend::DeploymentBackend;
 use crate::state::Shared;
 
 /// How long instances get to stop after SIGTERM before SIGKILL.
@@ -61,39 +68,43 @@ pub(crate) struct Supervisor {
     host: String,
     /// Marks this host's children (see [`instance::SUPERVISOR_ENV`]).
     tag: String,
-    store: DeployStore,
+    /// Where deployments are kept, and listed for the other hosts.
+    backend: Arc<dyn DeploymentBackend>,
     grace: Duration,
     /// Deploy, scale, kill and main run one at a time.
     ops: tokio::sync::Mutex<()>,
     deployments: Mutex<BTreeMap<Key, Deployment>>,
+    /// Stops the tasks that report this host's deployments and follow the
+    /// other hosts'.
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Supervisor {
-    /// Opens the deployments store in `data_dir`; nothing starts until
-    /// [`restore`](Self::restore).
-    pub(crate) async fn open(
+    /// A supervisor keeping its deployments in `backend`; nothing starts
+    /// until [`restore`](Self::restore).
+    pub(crate) fn open(
         shared: Arc<Shared>,
+        backend: Arc<dyn DeploymentBackend>,
         data_dir: &Path,
         address: &Address,
-    ) -> Result<Arc<Supervisor>, Error> {
-        let dir = data_dir.to_owned();
-        let store = tokio::task::spawn_blocking(move || DeployStore::open(&dir))
-            .await
-            .map_err(|e| Error::internal(format!("opening the deployments failed: {e}")))??;
+    ) -> Arc<Supervisor> {
         let tag = std::fs::canonicalize(data_dir)
             .unwrap_or_else(|_| data_dir.to_owned())
             .display()
             .to_string();
-        Ok(Arc::new(Supervisor {
+        Arc::new(Supervisor {
             shared,
             data_dir: data_dir.to_owned(),
             host: address.reachable().to_string(),
             tag,
-            store,
+            backend,
             grace: DEFAULT_GRACE,
             ops: tokio::sync::Mutex::new(()),
             deployments: Mutex::new(BTreeMap::new()),
-        }))
+            stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+        })
     }
 
     fn version_dir(&self, service: &str, version: &Version) -> PathBuf {

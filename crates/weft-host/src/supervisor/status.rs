@@ -1,13 +1,16 @@
 //! What runs, as `weft ls` and `weft logs` show it: the status of every
-//! version, deployed here or started by hand, and the output of instances.
+//! version, deployed here, on another host of the cluster, or started by
+//! hand, and the output of instances.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
 use weft_core::Error;
 use weft_core::name::Version;
 use weft_host_api::deployments::{InstanceState, InstanceStatus, LogLine, Status, VersionStatus};
+use weft_host_api::hosts::HostState;
+use weft_registry::Registry;
 
 use super::Supervisor;
 use super::instance::{CRASH_LOOP, Phase};
@@ -57,8 +60,28 @@ impl Supervisor {
         Ok((lines.split_off(skip), receivers))
     }
 
-    /// Every version: deployed here, or only registered (`external`).
-    pub(crate) fn list(&self) -> Vec<VersionStatus> {
+    /// Every version: deployed here, deployed on another host of the
+    /// cluster, or only registered (`external`).
+    pub(crate) async fn list(&self) -> Result<Vec<VersionStatus>, Error> {
+        let others = self.backend.others().await?;
+        // The hosts up now; `None` when that cannot be told.
+        let up: Option<BTreeSet<String>> = if others.is_empty() {
+            None
+        } else {
+            match self.shared.cluster.hosts(&self.shared).await {
+                Ok(hosts) => Some(
+                    hosts
+                        .into_iter()
+                        .filter(|h| h.state == HostState::Up)
+                        .map(|h| h.name)
+                        .collect(),
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot tell which hosts are up");
+                    None
+                }
+            }
+        };
         let keys: Vec<Key> = self.deployments.lock().keys().cloned().collect();
         let mut out: Vec<VersionStatus> = keys
             .iter()
@@ -80,10 +103,21 @@ impl Supervisor {
                 .map(|h| h.iter().cloned().collect())
                 .unwrap_or_default()
         };
+        let mut deployed: BTreeSet<Key> = keys.into_iter().collect();
+        for mut theirs in others {
+            deployed.insert((theirs.service.clone(), theirs.version.clone()));
+            theirs.hosts = hosts_of(&theirs.service, &theirs.version);
+            let host_down = match (&up, &theirs.host) {
+                (Some(up), Some(host)) => !up.contains(host),
+                _ => false,
+            };
+            as_seen_here(&mut theirs, &registry, host_down);
+            out.push(theirs);
+        }
         let mut external: BTreeMap<Key, (usize, u64)> = BTreeMap::new();
         for info in registry.instances() {
             let key = (info.service.clone(), info.version.clone());
-            if keys.contains(&key) {
+            if deployed.contains(&key) {
                 continue;
             }
             let e = external.entry(key).or_insert((0, u64::MAX));
@@ -105,10 +139,45 @@ impl Supervisor {
                 deployed_ms: None,
                 sha256: None,
                 instances: Vec::new(),
+                host: None,
             });
         }
-        out.sort_by(|a, b| (&a.service, &a.version).cmp(&(&b.service, &b.version)));
-        out
+        out.sort_by(|a, b| {
+            (&a.service, &a.version, &a.host).cmp(&(&b.service, &b.version, &b.host))
+        });
+        Ok(out)
+    }
+
+    /// Where `service` (its `version`, or any) is deployed in the cluster
+    /// when not on this host, for messages: `host b (tcp://10.0.0.8:7400)`.
+    pub(super) async fn deployed_elsewhere(
+        &self,
+        service: &str,
+        version: Option<&Version>,
+    ) -> Option<String> {
+        let others = self.backend.others().await.ok()?;
+        let mut owners: Vec<String> = others
+            .into_iter()
+            .filter(|v| v.service == service && version.is_none_or(|want| *want == v.version))
+            .filter_map(|v| v.host)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if owners.is_empty() {
+            return None;
+        }
+        if let Ok(hosts) = self.shared.cluster.hosts(&self.shared).await {
+            for owner in &mut owners {
+                if let Some(h) = hosts.iter().find(|h| h.name == *owner) {
+                    *owner = format!("{owner} ({})", h.address);
+                }
+            }
+        }
+        Some(format!(
+            "host{} {}",
+            if owners.len() > 1 { "s" } else { "" },
+            owners.join(", ")
+        ))
     }
 
     pub(super) fn status_of(&self, service: &str, version: &Version) -> Option<VersionStatus> {
@@ -188,6 +257,44 @@ impl Supervisor {
             sha256: Some(record.sha256),
             instances: statuses,
             hosts: hosts.into_iter().collect(),
+            host: Some(self.shared.identity.name.clone()),
         })
+    }
+}
+
+/// A deployment of another host as this host sees it: its registration
+/// and main version as this host's registry (the cluster's) has them now,
+/// the rest as its host last reported it.
+fn as_seen_here(v: &mut VersionStatus, registry: &Registry, host_down: bool) {
+    let registered: HashSet<&str> = registry
+        .instances()
+        .filter(|i| i.service == v.service && i.version == v.version && i.host == v.host)
+        .map(|i| i.id.as_str())
+        .collect();
+    for instance in &mut v.instances {
+        instance.registered = registered.contains(instance.id.as_str());
+    }
+    v.registered = registered.len();
+    v.main = registry.mains().get(&v.service) == Some(&v.version);
+    v.since_ms = v
+        .instances
+        .iter()
+        .filter(|i| i.registered)
+        .map(|i| i.started_ms)
+        .min();
+    v.status = if v.wanted == 0 {
+        Status::Stopped
+    } else if v.registered >= v.wanted as usize {
+        Status::Running
+    } else if v.status == Status::Crashing {
+        Status::Crashing
+    } else {
+        Status::Starting
+    };
+    if v.status != Status::Crashing {
+        v.reason = None;
+    }
+    if host_down && let Some(host) = &v.host {
+        v.reason = Some(format!("its host `{host}` is not up"));
     }
 }

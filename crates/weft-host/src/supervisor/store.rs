@@ -1,12 +1,14 @@
 //! The supervisor's durable state: one record per deployed version, in a
 //! redb file of its own (`deployments.redb`) so that it can evolve apart
-//! from the host's store.
+//! from the host's store. The deployment backends keep this host's
+//! deployments here (see [`crate::backend::DeploymentBackend`]).
 
 use std::path::Path;
 
 use weft_core::Error;
 use weft_core::db::Db;
 use weft_core::db::redb::{ReadableTable, TableDefinition};
+use weft_core::name::Version;
 
 use super::DeploymentRecord;
 
@@ -23,8 +25,8 @@ pub(crate) struct DeployStore {
     db: Db,
 }
 
-fn key(record: &DeploymentRecord) -> String {
-    format!("{}@{}", record.service, record.version)
+fn key(service: &str, version: &Version) -> String {
+    format!("{service}@{version}")
 }
 
 impl DeployStore {
@@ -88,7 +90,7 @@ impl DeployStore {
                 "the supervisor's store failed to encode a deployment: {e}"
             ))
         })?;
-        let key = key(record);
+        let key = key(&record.service, &record.version);
         self.db.write(|tx| {
             tx.open_table(DEPLOYMENTS)?
                 .insert(key.as_str(), json.as_str())?;
@@ -97,8 +99,8 @@ impl DeployStore {
     }
 
     /// Deletes a deployment.
-    pub(crate) fn remove(&self, record: &DeploymentRecord) -> Result<(), Error> {
-        let key = key(record);
+    pub(crate) fn remove(&self, service: &str, version: &Version) -> Result<(), Error> {
+        let key = key(service, version);
         self.db.write(|tx| {
             tx.open_table(DEPLOYMENTS)?.remove(key.as_str())?;
             Ok(())

@@ -15,7 +15,8 @@
 //! - `POST /api/v1/services/{name}/versions/{version}/scale` with
 //!   `{"instances": 3}`: answers the version's status once new instances
 //!   have registered.
-//! - `GET /api/v1/deployments`: every version, deployed or started by hand
+//! - `GET /api/v1/deployments`: every version, deployed (on this host or,
+//!   in a cluster, on another; each with its `host`) or started by hand
 //!   (`external`), as a list of statuses.
 //! - `GET /api/v1/services/{name}/logs?version=V&n=100&follow=true`: the
 //!   newest lines of output, one JSON object per line
@@ -75,8 +76,8 @@ fn parse_version(text: &str) -> Result<Version, Error> {
     })
 }
 
-async fn deployments(_: Read, State(app): State<Arc<App>>) -> Response {
-    json(StatusCode::OK, &app.supervisor.list())
+async fn deployments(_: Read, State(app): State<Arc<App>>) -> Result<Response, Problem> {
+    Ok(json(StatusCode::OK, &app.supervisor.list().await?))
 }
 
 async fn deploy(
