@@ -382,6 +382,19 @@ pub(crate) async fn hosts(cmd: HostsCmd) -> Result<()> {
                 match h.state {
                     HostState::Up => "up".to_owned(),
                     HostState::Down => "down".to_owned(),
+                    HostState::Unreachable => match h.unreachable.as_slice() {
+                        [] => "unreachable".to_owned(),
+                        [u] => {
+                            format!("unreachable: {} at {} ({})", u.instance, u.address, u.error)
+                        }
+                        [u, more @ ..] => format!(
+                            "unreachable: {} at {} ({}) and {} more",
+                            u.instance,
+                            u.address,
+                            u.error,
+                            more.len()
+                        ),
+                    },
                 },
                 h.instances.to_string(),
                 when(h.heartbeat_ms),

@@ -23,6 +23,11 @@ pub enum HostState {
     /// It has not written for two lease times: killed, cut off, or its
     /// machine is down. Its instances have left every registry.
     Down,
+    /// It is up, but some of its instances cannot be reached from the host
+    /// that answers at the addresses they were announced with (often an
+    /// `--advertise` that names an address other machines cannot reach).
+    /// They stay listed; calls from here go to other instances.
+    Unreachable,
 }
 
 /// One host of the cluster (on a host of its own: itself).
@@ -40,4 +45,18 @@ pub struct HostInfo {
     pub started_ms: u64,
     /// When it last wrote its heartbeat, in milliseconds since the Unix epoch.
     pub heartbeat_ms: u64,
+    /// Its instances that the host that answers cannot reach, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<Unreachable>,
+}
+
+/// An instance that cannot be reached at its announced address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Unreachable {
+    /// The instance's id.
+    pub instance: String,
+    /// The address it was announced with.
+    pub address: String,
+    /// What connecting to it said.
+    pub error: String,
 }

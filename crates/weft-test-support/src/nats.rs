@@ -132,6 +132,7 @@ pub struct NatsServer {
     process: ChildProcess,
     url: String,
     monitor: SocketAddr,
+    jetstream: bool,
     /// The store and the ports file; removed after the process is killed,
     /// since fields drop in order.
     _dir: tempfile::TempDir,
@@ -152,27 +153,13 @@ impl NatsServer {
     }
 
     async fn launch(jetstream: bool) -> NatsServer {
-        let binary = nats_server_binary();
         let dir = tempfile::tempdir().expect("a temporary dir for nats-server");
         let ports_dir = dir.path().join("ports");
         std::fs::create_dir(&ports_dir).expect("a dir for the ports file");
-        let mut cmd = Command::new(binary);
         // -1: a random free port, chosen by the server itself (0 means the
         // default port), and written to the ports file, so that no other
         // process can take it between choosing and listening.
-        cmd.args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            "-1",
-            "-m",
-            "-1",
-            "--ports_file_dir",
-        ])
-        .arg(&ports_dir);
-        if jetstream {
-            cmd.arg("-js").arg("-sd").arg(dir.path().join("store"));
-        }
+        let cmd = server_command(dir.path(), jetstream, "-1", "-1");
         let mut process = ChildProcess::spawn("nats-server", cmd);
         let (url, monitor) = process
             .while_running(
@@ -187,8 +174,32 @@ impl NatsServer {
             process,
             url,
             monitor,
+            jetstream,
             _dir: dir,
         }
+    }
+
+    /// Starts the server again (SIGKILLing it first if it runs) on the
+    /// same ports; with `keep_store` on the JetStream store it had (what a
+    /// restarted server finds), otherwise on an empty one (a server that
+    /// lost its disk). Waits (bounded) until it is healthy.
+    pub async fn restart(&mut self, keep_store: bool) {
+        // Reaps it when it is already gone.
+        self.process.kill9().await;
+        let store = self._dir.path().join("store");
+        if !keep_store && store.exists() {
+            std::fs::remove_dir_all(&store).expect("nats-server's store removed");
+        }
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .expect("a port in the server's URL")
+            .to_owned();
+        let monitor = self.monitor.port().to_string();
+        let cmd = server_command(self._dir.path(), self.jetstream, &port, &monitor);
+        self.process = ChildProcess::spawn("nats-server", cmd);
+        wait_healthy(&mut self.process, self.monitor).await;
     }
 
     /// `nats://127.0.0.1:PORT`, for `--nats` and clients.
@@ -215,6 +226,27 @@ impl NatsServer {
     pub async fn kill9(&mut self) -> ExitStatus {
         self.process.kill9().await
     }
+}
+
+/// nats-server on 127.0.0.1 with the client and monitoring ports given
+/// (`-1`: a free one), its ports file in `dir/ports` and, with JetStream,
+/// its store in `dir/store`.
+fn server_command(dir: &Path, jetstream: bool, port: &str, monitor: &str) -> Command {
+    let mut cmd = Command::new(nats_server_binary());
+    cmd.args([
+        "-a",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-m",
+        monitor,
+        "--ports_file_dir",
+    ])
+    .arg(dir.join("ports"));
+    if jetstream {
+        cmd.arg("-js").arg("-sd").arg(dir.join("store"));
+    }
+    cmd
 }
 
 /// The client URL and monitoring address in the ports file nats-server

@@ -255,6 +255,20 @@ impl Netns {
         inside(&self.name, cmd)
     }
 
+    /// Cuts the namespace off its network, as a pulled cable would: its
+    /// link to the bridge goes down, what runs inside keeps running and
+    /// reaches nothing outside. [`Netns::reconnect`] undoes it.
+    pub fn cut(&self) {
+        ip(&["link", "set", &self.veth, "down"])
+            .unwrap_or_else(|e| panic!("cannot cut {} off: {e}", self.name));
+    }
+
+    /// Puts the namespace back on its network after [`Netns::cut`].
+    pub fn reconnect(&self) {
+        ip(&["link", "set", &self.veth, "up"])
+            .unwrap_or_else(|e| panic!("cannot reconnect {}: {e}", self.name));
+    }
+
     /// Runs `cmd` inside the namespace (see [`Netns::command`]).
     pub fn spawn(&self, cmd: Command) -> ChildProcess {
         let program = std::path::Path::new(cmd.get_program())

@@ -99,10 +99,69 @@ fn probe_in(netns: &Netns, host: &HostProcess, instance: &str) -> ServiceProcess
     ServiceProcess::start(host.address(), instance, netns.command(&cmd))
 }
 
+/// Calls through `client` as fast as they come, on `LOADERS` tasks, until
+/// `stop`: the instances that answered, and the errors, in order.
+const LOADERS: usize = 4;
+
+#[derive(Debug, Default)]
+struct Load {
+    answered: std::collections::BTreeMap<String, usize>,
+    errors: Vec<String>,
+}
+
+fn load(
+    client: &weft::Client,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinSet<Load> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..LOADERS {
+        let (client, stop) = (client.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut load = Load::default();
+            // Bounded: at most this many calls per task.
+            for _ in 0..1_000_000 {
+                if *stop.borrow() {
+                    break;
+                }
+                match client
+                    .request("probe", "whoami")
+                    .timeout(std::time::Duration::from_secs(5))
+                    .send::<_, WhoAmI>(())
+                    .await
+                {
+                    Ok(me) => *load.answered.entry(me.instance).or_default() += 1,
+                    Err(e) => load.errors.push(e.to_string()),
+                }
+            }
+            load
+        });
+    }
+    tasks
+}
+
+/// What the load tasks saw, together.
+async fn stop_load(
+    stop: &tokio::sync::watch::Sender<bool>,
+    tasks: &mut tokio::task::JoinSet<Load>,
+) -> Load {
+    stop.send_replace(true);
+    let mut all = Load::default();
+    while let Some(load) = tasks.join_next().await {
+        let load = load.expect("a load task does not panic");
+        for (instance, n) in load.answered {
+            *all.answered.entry(instance).or_default() += n;
+        }
+        all.errors.extend(load.errors);
+    }
+    all
+}
+
 /// Three NATS nodes and three hosts, each in a network namespace of its own:
 /// every caller sees every host's instances and calls them across the
-/// namespaces; losing a NATS node loses nothing; a killed host's instance
-/// leaves every registry.
+/// namespaces; a busy instance stays; losing a NATS node (killed, then
+/// back) loses nothing; a host cut off from the network, or killed with
+/// its instance mid-load, leaves every registry, and calls go on to the
+/// instances that are left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_on_a_three_node_nats_cluster_in_namespaces() {
     let mut nats = NatsCluster::start(3).await;
@@ -130,14 +189,51 @@ async fn three_hosts_on_a_three_node_nats_cluster_in_namespaces() {
         machines.push(netns);
         hosts.push(host);
     }
-    let _on_h1 = probe_in(&machines[0], &hosts[0], "probe-h1");
-    let _on_h2 = probe_in(&machines[1], &hosts[1], "probe-h2");
+    let _on_h3 = probe_in(&machines[2], &hosts[2], "probe-h3");
+    let client = hosts[0].client().await;
+    wait_instances(&client, "probe", None, 1).await;
 
-    // A caller of h3 sees both and calls each at its own namespace's address.
-    let client = hosts[2].client().await;
+    // h3's instance, busy for three leases (its two runtime threads
+    // blocked), stays in h1's registry: its host, not its handlers, renews
+    // it.
+    let mut busy = {
+        let caller = hosts[2].client().await;
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let caller = caller.clone();
+            calls.spawn(async move {
+                caller
+                    .request("probe", "block")
+                    .timeout(std::time::Duration::from_secs(60))
+                    .send::<_, ()>(json!({ "ms": 3000 }))
+                    .await
+            });
+        }
+        calls
+    };
+    let mut looks = 0;
+    while !busy.is_empty() {
+        while let Some(done) = busy.try_join_next() {
+            done.expect("a blocking call's task does not panic")
+                .expect("a blocking call succeeds");
+        }
+        let listed = client.services().await.unwrap();
+        assert_eq!(
+            instances(&listed, "probe", None),
+            1,
+            "the instance left h1's registry while busy, after {looks} looks: {listed:?}"
+        );
+        looks += 1;
+        assert!(looks < 600, "the blocking calls did not end");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(looks >= 5, "busy through {looks} looks only");
+
+    // A caller of h1 sees both and calls each at its own namespace's address.
+    let mut on_h2 = probe_in(&machines[1], &hosts[1], "probe-h2");
     wait_instances(&client, "probe", None, 2).await;
     let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
-    poll("calls through h3 answered by both instances", || async {
+    poll("calls through h1 answered by both instances", || async {
         let me: WhoAmI = client
             .call("probe", "whoami", ())
             .await
@@ -152,20 +248,65 @@ async fn three_hosts_on_a_three_node_nats_cluster_in_namespaces() {
     })
     .await;
 
-    // One NATS node gone: the cluster's registry goes on.
+    // One NATS node killed, then back: the cluster's registry goes on.
     nats.kill9(0).await;
-    let _on_h3 = probe_in(&machines[2], &hosts[2], "probe-h3");
-    let on_h1 = hosts[0].client().await;
-    wait_instances(&on_h1, "probe", None, 3).await;
+    let _on_h1 = probe_in(&machines[0], &hosts[0], "probe-h1");
+    let on_h3 = hosts[2].client().await;
+    wait_instances(&on_h3, "probe", None, 3).await;
+    nats.restart(0).await;
+    wait_instances(&client, "probe", None, 3).await;
 
-    // h2 killed: its instance leaves the others' registries.
-    hosts[1].kill9().await;
-    wait_instances(&on_h1, "probe", None, 2).await;
+    // h3 cut off from the network: its instance leaves h1's registry
+    // within the lease time; back on the network, h3 announces it again.
+    machines[2].cut();
     wait_instances(&client, "probe", None, 2).await;
     let out = hosts[0].weft(&["hosts", "--json"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    poll("h1 lists h3 as down", || async {
+        let out = hosts[0].weft(&["hosts", "--json"]).await;
+        let listed: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        if listed[2]["name"] == "h3" && listed[2]["state"] == "down" {
+            Ok(())
+        } else {
+            Err(listed.to_string())
+        }
+    })
+    .await;
     assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    machines[2].reconnect();
+    wait_instances(&client, "probe", None, 3).await;
+
+    // h2 and its instance killed mid-load (a machine that dies): the
+    // instance leaves h1's registry, and calls go on to the others.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut loaders = load(&client, stopped);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    hosts[1].kill9().await;
+    on_h2.kill9().await;
+    wait_instances(&client, "probe", None, 2).await;
+    let during = stop_load(&stop, &mut loaders).await;
+    println!(
+        "while h2 died: {:?} answered, {} call(s) failed: {:?}",
+        during.answered,
+        during.errors.len(),
+        during.errors.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(during.answered.contains_key("probe-h2"), "{during:?}");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut loaders = load(&client, stopped);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let after = stop_load(&stop, &mut loaders).await;
+    assert!(
+        after.errors.is_empty(),
+        "calls fail after h2 left: {after:?}"
+    );
+    assert_eq!(
+        after.answered.keys().collect::<Vec<_>>(),
+        ["probe-h1", "probe-h3"],
+        "{after:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +335,8 @@ async fn a_name_is_taken_once_and_a_restarted_host_takes_its_instances_back() {
             &url,
             "--name",
             "a",
+            "--lease-ttl",
+            "2",
         ])
         .await;
     assert!(!out.status.success(), "{}", text(&out.stdout));
@@ -281,5 +424,195 @@ async fn a_host_that_cannot_join_its_cluster_says_why() {
         text(&out.stderr).contains("is not a NATS server URL"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// NATS goes away and comes back without its store: the hosts say so,
+/// other hosts' instances lapse meanwhile, and once it is back the hosts
+/// make the buckets again and announce their instances again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_reconnect_to_a_nats_that_went_away_and_announce_again() {
+    let mut nats = NatsServer::start().await;
+    let url = nats.url();
+    let cluster = |name: &'static str| {
+        host_builder().args(["--nats", url.as_str(), "--name", name, "--lease-ttl", "2"])
+    };
+    let mut a = cluster("a").start().await;
+    let mut b = cluster("b").start().await;
+    let _instance = probe(&a, "1.0.0", "probe-on-a");
+    let on_b = b.client().await;
+    wait_instances(&on_b, "probe", None, 1).await;
+    let out = a.weft(&["main", "probe", "1.0.0"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    nats.kill9().await;
+    for host in [&mut a, &mut b] {
+        let process = host.process();
+        poll("the host says it lost NATS", || async {
+            let said = process.output();
+            if said.contains("lost the connection to NATS") {
+                Ok(())
+            } else {
+                Err(said)
+            }
+        })
+        .await;
+    }
+    // Without NATS, b's view of a's instance lapses; b's own callers still
+    // get answers about what b knows.
+    wait_instances(&on_b, "probe", None, 0).await;
+
+    nats.restart(false).await;
+    wait_instances(&on_b, "probe", None, 1).await;
+    let me: WhoAmI = on_b.call("probe", "whoami", ()).await.unwrap();
+    assert_eq!(me.instance, "probe-on-a");
+    let said = a.process().output();
+    assert!(said.contains("reconnected to NATS"), "{said}");
+    // The main version a knew is in the new bucket again: a host started
+    // now takes it from there.
+    let c = cluster("c").start().await;
+    let on_c = c.client().await;
+    wait_instances(&on_c, "probe", None, 1).await;
+    let listed = on_c.services().await.unwrap();
+    let main = listed
+        .iter()
+        .find(|s| s.name == "probe")
+        .and_then(|s| s.main.as_ref().map(ToString::to_string));
+    assert_eq!(main.as_deref(), Some("1.0.0"), "{listed:?}");
+}
+
+/// A bucket of weft's name made by someone else with other settings, or by
+/// hosts with another lease time: the host refuses to start, says why and
+/// what to do, and leaves the bucket as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_with_other_settings_is_refused_and_left_alone() {
+    use async_nats::jetstream::{self, kv};
+
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let js = jetstream::new(nats.client().await);
+    js.create_key_value(kv::Config {
+        bucket: "weft_tokens".to_owned(),
+        history: 5,
+        ..kv::Config::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Weft::new(WEFT)
+        .run(&[
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--nats",
+            &url,
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("the bucket `weft_tokens`")
+            && said.contains("keeps 5 values per key, weft keeps 1")
+            && said.contains("leaves it as it is"),
+        "{said}"
+    );
+    let tokens = js.get_key_value("weft_tokens").await.unwrap();
+    assert_eq!(tokens.status().await.unwrap().history(), 5);
+
+    // The registry's bucket is made for the first host's lease time (the
+    // refused host made it, with the default of 6 s, before it found the
+    // tokens' bucket).
+    js.delete_key_value("weft_tokens").await.unwrap();
+    let _first = host_builder()
+        .args(["--nats", url.as_str(), "--name", "a"])
+        .start()
+        .await;
+    let out = Weft::new(WEFT)
+        .run(&[
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--nats",
+            &url,
+            "--name",
+            "b",
+            "--lease-ttl",
+            "5",
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("the bucket `weft_registry`")
+            && said.contains("made by hosts with --lease-ttl 6, this host has --lease-ttl 5"),
+        "{said}"
+    );
+}
+
+/// A host that announces its instances at an address the other hosts
+/// cannot reach: they stay listed, are reported unreachable (`weft hosts`,
+/// the log), and calls to them say what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_at_an_address_others_cannot_reach_are_reported() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let mut a = host_builder()
+        .args(["--nats", url.as_str(), "--name", "a"])
+        .start()
+        .await;
+    // b's instances listen on 127.0.0.1; it announces them at 127.0.0.2.
+    let b = host_builder()
+        .args([
+            "--nats",
+            url.as_str(),
+            "--name",
+            "b",
+            "--advertise",
+            "127.0.0.2",
+        ])
+        .start()
+        .await;
+    let _instance = probe(&b, "1.0.0", "probe-on-b");
+    let on_a = a.client().await;
+    wait_instances(&on_a, "probe", None, 1).await;
+    poll("a reports b's instance unreachable", || async {
+        let out = a.weft(&["hosts", "--json"]).await;
+        let listed: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        let b = &listed[1];
+        let reported = b["state"] == "unreachable"
+            && b["unreachable"][0]["instance"] == "probe-on-b"
+            && b["unreachable"][0]["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("tcp://127.0.0.2:"));
+        if reported {
+            Ok(())
+        } else {
+            Err(listed.to_string())
+        }
+    })
+    .await;
+    let out = a.weft(&["hosts"]).await;
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("unreachable: probe-on-b at tcp://127.0.0.2:"),
+        "{table}"
+    );
+    // Still listed, not dropped; a call says it cannot get through.
+    let listed = on_a.services().await.unwrap();
+    assert_eq!(instances(&listed, "probe", None), 1, "{listed:?}");
+    let err = on_a
+        .call::<_, WhoAmI>("probe", "whoami", ())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), weft::Code::Unavailable, "{err}");
+    let said = a.process().output();
+    assert!(
+        said.contains("cannot reach an instance of another host"),
+        "{said}"
     );
 }

@@ -58,6 +58,7 @@ pub(crate) fn this_host(shared: &Shared) -> HostInfo {
         instances,
         started_ms: shared.identity.started_ms,
         heartbeat_ms: crate::time::now_ms(),
+        unreachable: Vec::new(),
     }
 }
 

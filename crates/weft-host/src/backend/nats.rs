@@ -20,17 +20,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::Event;
+use async_nats::connection::State;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use weft_core::backoff::Backoff;
 use weft_core::name::Version;
 use weft_core::{Error, Notification};
-use weft_host_api::hosts::{HostInfo, HostState};
+use weft_host_api::hosts::{HostInfo, HostState, Unreachable};
 use weft_registry::{InstanceInfo, WatchEvent};
 
 use super::{NotificationBackend, RegistryBackend, TokenBackend};
@@ -63,6 +65,25 @@ const NOTIFICATIONS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long storing or reading notifications may take.
 const NOTIFICATIONS_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often this host looks for other hosts' instances it has not yet
+/// tried to reach.
+const REACH_PERIOD: Duration = Duration::from_millis(500);
+
+/// How long connecting to another host's instance may take before it
+/// counts as unreachable.
+const REACH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// At most this many instances are tried at once.
+const REACH_BATCH: usize = 64;
+
+/// Which of the other hosts' instances this host reached, by id, at which
+/// address; and which it could not, with why and when it last tried.
+#[derive(Debug, Default)]
+struct Reach {
+    reached: HashMap<String, String>,
+    unreachable: HashMap<String, (String, Unreachable, tokio::time::Instant)>,
+}
+
 /// How long connecting to NATS may take before the host gives up starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -94,6 +115,19 @@ pub(super) struct NatsCluster {
     hosts: kv::Store,
     /// Every host's last heartbeat, as the hosts bucket says.
     hosts_seen: Mutex<BTreeMap<String, HostInfo>>,
+    /// Whether other hosts' instances answer at their announced addresses,
+    /// from here.
+    reach: Mutex<Reach>,
+    /// The buckets' and the notifications stream's settings, to make them
+    /// again on a NATS that lost them (a restart without its store, or
+    /// memory storage).
+    buckets: Vec<kv::Config>,
+    notifications: jetstream::stream::Config,
+    /// The NATS servers, as given.
+    servers: String,
+    /// Told each time the connection to NATS is made again.
+    connected: Arc<Notify>,
+    client: async_nats::Client,
     js: jetstream::Context,
     /// How many copies of each bucket and stream NATS keeps.
     replicas: usize,
@@ -174,24 +208,174 @@ pub(super) fn advertised(address: &str, advertise: &str) -> String {
     format!("tcp://{advertise}:{port}")
 }
 
-/// Opens the bucket `config` names, creating it when no host has yet.
+/// Opens the bucket `config` names, creating it when no host has yet. A
+/// bucket of that name with other settings (made by another program, or by
+/// hosts started with another `--lease-ttl`) is an error: weft neither
+/// uses nor changes it.
 pub(super) async fn open_bucket(
     js: &jetstream::Context,
     config: kv::Config,
     servers: &str,
 ) -> Result<kv::Store, Error> {
     let bucket = config.bucket.clone();
-    match js.get_key_value(&bucket).await {
-        Ok(kv) => Ok(kv),
-        Err(_) => match js.create_key_value(config).await {
-            Ok(kv) => Ok(kv),
+    let kv = match js.get_key_value(&bucket).await {
+        Ok(kv) => kv,
+        Err(_) => match js.create_key_value(config.clone()).await {
+            Ok(kv) => return Ok(kv),
             // Another host may have created it meanwhile.
             Err(create) => js.get_key_value(&bucket).await.map_err(|_| {
                 Error::unavailable(format!(
                     "cannot create the bucket `{bucket}` in NATS at {servers}: {create}"
                 ))
-            }),
+            })?,
         },
+    };
+    let have = &kv.stream.cached_info().config;
+    let mut differences = Vec::new();
+    if have.max_messages_per_subject != config.history.max(1) {
+        differences.push(format!(
+            "it keeps {} values per key, weft keeps {}",
+            have.max_messages_per_subject,
+            config.history.max(1)
+        ));
+    }
+    if have.max_age != config.max_age && bucket == BUCKET {
+        // The registry's entries live ten lease times.
+        differences.push(format!(
+            "it was made by hosts with --lease-ttl {}, this host has --lease-ttl {}: \
+             every host of a cluster needs the same",
+            (have.max_age / 10).as_secs_f64(),
+            (config.max_age / 10).as_secs_f64()
+        ));
+    } else if have.max_age != config.max_age {
+        differences.push(format!(
+            "its values expire after {}, weft's after {}",
+            age(have.max_age),
+            age(config.max_age)
+        ));
+    }
+    if have.storage != config.storage {
+        differences.push(format!(
+            "it is stored in {}, weft's in {}",
+            storage(have.storage),
+            storage(config.storage)
+        ));
+    }
+    foreign(&format!("bucket `{bucket}`"), servers, &differences)?;
+    Ok(kv)
+}
+
+/// The error for a bucket or stream of weft's name with other settings.
+fn foreign(what: &str, servers: &str, differences: &[String]) -> Result<(), Error> {
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid_argument(
+        "nats",
+        format!(
+            "the {what} in NATS at {servers} has other settings than weft's ({}); weft leaves \
+             it as it is. If another program uses it, give weft a NATS account of its own; if \
+             hosts with another --lease-ttl made it, start this host with theirs; if nothing \
+             needs it, delete it (`nats kv rm` or `nats stream rm`) and start the host again",
+            differences.join("; ")
+        ),
+    ))
+}
+
+fn age(age: Duration) -> String {
+    if age.is_zero() {
+        "never".to_owned()
+    } else {
+        format!("{} s", age.as_secs_f64())
+    }
+}
+
+fn storage(storage: jetstream::stream::StorageType) -> &'static str {
+    match storage {
+        jetstream::stream::StorageType::File => "files",
+        jetstream::stream::StorageType::Memory => "memory",
+    }
+}
+
+/// Opens the notifications stream, creating it when no host has yet; one
+/// of that name with other subjects or another age is an error.
+async fn open_notifications(
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+    servers: &str,
+) -> Result<(), Error> {
+    let stream = js.get_or_create_stream(config.clone()).await.map_err(|e| {
+        Error::unavailable(format!(
+            "cannot open the notifications stream `{NOTIFICATIONS}` in NATS at {servers}: {e}"
+        ))
+    })?;
+    let have = &stream.cached_info().config;
+    let mut differences = Vec::new();
+    if have.subjects != config.subjects {
+        differences.push(format!(
+            "it takes the subjects {:?}, weft publishes on {:?}",
+            have.subjects, config.subjects
+        ));
+    }
+    if have.max_age != config.max_age {
+        differences.push(format!(
+            "it keeps messages for {}, weft for {}",
+            age(have.max_age),
+            age(config.max_age)
+        ));
+    }
+    foreign(&format!("stream `{NOTIFICATIONS}`"), servers, &differences)
+}
+
+/// The settings of the cluster's buckets: the registry, main versions,
+/// tokens, hosts.
+fn bucket_configs(ttl: Duration, replicas: usize) -> [kv::Config; 4] {
+    [
+        kv::Config {
+            bucket: BUCKET.to_owned(),
+            description: "weft: the instances of every host, written by their host".to_owned(),
+            history: 1,
+            // Only bounds what a stopped cluster leaves behind: liveness is
+            // judged by each write's time.
+            max_age: ttl * 10,
+            storage: jetstream::stream::StorageType::Memory,
+            num_replicas: replicas,
+            ..kv::Config::default()
+        },
+        kv::Config {
+            bucket: MAINS.to_owned(),
+            description: "weft: the main version of each service".to_owned(),
+            history: 1,
+            num_replicas: replicas,
+            ..kv::Config::default()
+        },
+        kv::Config {
+            bucket: TOKENS.to_owned(),
+            description: "weft: tokens (never their secrets), by id".to_owned(),
+            history: 1,
+            num_replicas: replicas,
+            ..kv::Config::default()
+        },
+        kv::Config {
+            bucket: HOSTS.to_owned(),
+            description: "weft: each host's heartbeat".to_owned(),
+            history: 1,
+            // A host gone this long is forgotten by `weft hosts`.
+            max_age: Duration::from_secs(24 * 3600),
+            num_replicas: replicas,
+            ..kv::Config::default()
+        },
+    ]
+}
+
+fn notifications_config(replicas: usize) -> jetstream::stream::Config {
+    jetstream::stream::Config {
+        name: NOTIFICATIONS.to_owned(),
+        description: Some("weft: notifications from every host".to_owned()),
+        subjects: vec![NOTIFICATIONS_SUBJECT.to_owned()],
+        max_age: NOTIFICATIONS_MAX_AGE,
+        num_replicas: replicas,
+        ..Default::default()
     }
 }
 
@@ -245,6 +429,42 @@ impl NatsCluster {
         if cluster.tls_required {
             options = options.require_tls(true);
         }
+        let connected = Arc::new(Notify::new());
+        let told = connected.clone();
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        options = options.event_callback(move |event| {
+            let (told, lost) = (told.clone(), lost.clone());
+            async move {
+                match event {
+                    Event::Connected => {
+                        // Said as loudly as the loss was.
+                        if lost.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::warn!(
+                                "reconnected to NATS; announcing this host's instances again"
+                            );
+                        }
+                        told.notify_one();
+                    }
+                    Event::Disconnected => {
+                        lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(
+                            "lost the connection to NATS; reconnecting. Meanwhile this host's \
+                         instances are not renewed in the cluster, and other hosts' instances \
+                         leave this host's registry after the lease time"
+                        );
+                    }
+                    Event::LameDuckMode => {
+                        tracing::warn!("a NATS server is shutting down; moving to another")
+                    }
+                    // The host closes it when it stops; client errors
+                    // repeat each failed reconnection, said once above.
+                    Event::Closed | Event::Draining | Event::ClientError(_) => {
+                        tracing::debug!(event = %event, "NATS")
+                    }
+                    other => tracing::warn!(event = %other, "NATS"),
+                }
+            }
+        });
         let unreachable = |why: String| {
             Error::unavailable(format!(
                 "cannot reach NATS at {servers}: {why}; start nats-server there with JetStream \
@@ -269,78 +489,27 @@ impl NatsCluster {
         } else {
             1
         };
-        let config = kv::Config {
-            bucket: BUCKET.to_owned(),
-            description: "weft: the instances of every host, written by their host".to_owned(),
-            history: 1,
-            // Only bounds what a stopped cluster leaves behind: liveness is
-            // judged by each write's time.
-            max_age: ttl * 10,
-            storage: jetstream::stream::StorageType::Memory,
-            num_replicas: replicas,
-            ..kv::Config::default()
-        };
-        let kv = open_bucket(&js, config, &servers).await?;
-        let mains = open_bucket(
-            &js,
-            kv::Config {
-                bucket: MAINS.to_owned(),
-                description: "weft: the main version of each service".to_owned(),
-                history: 1,
-                num_replicas: replicas,
-                ..kv::Config::default()
-            },
-            &servers,
-        )
-        .await?;
-        let tokens = open_bucket(
-            &js,
-            kv::Config {
-                bucket: TOKENS.to_owned(),
-                description: "weft: tokens (never their secrets), by id".to_owned(),
-                history: 1,
-                num_replicas: replicas,
-                ..kv::Config::default()
-            },
-            &servers,
-        )
-        .await?;
-        let hosts = open_bucket(
-            &js,
-            kv::Config {
-                bucket: HOSTS.to_owned(),
-                description: "weft: each host's heartbeat".to_owned(),
-                history: 1,
-                // A host gone this long is forgotten by `weft hosts`.
-                max_age: Duration::from_secs(24 * 3600),
-                num_replicas: replicas,
-                ..kv::Config::default()
-            },
-            &servers,
-        )
-        .await?;
-        js.get_or_create_stream(jetstream::stream::Config {
-            name: NOTIFICATIONS.to_owned(),
-            description: Some("weft: notifications from every host".to_owned()),
-            subjects: vec![NOTIFICATIONS_SUBJECT.to_owned()],
-            max_age: NOTIFICATIONS_MAX_AGE,
-            num_replicas: replicas,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| {
-            Error::unavailable(format!(
-                "cannot open the notifications stream `{NOTIFICATIONS}` in NATS at {servers}: {e}"
-            ))
-        })?;
+        let [registry, mains, tokens, hosts] = bucket_configs(ttl, replicas);
+        let kv = open_bucket(&js, registry.clone(), &servers).await?;
+        let mains_kv = open_bucket(&js, mains.clone(), &servers).await?;
+        let tokens_kv = open_bucket(&js, tokens.clone(), &servers).await?;
+        let hosts_kv = open_bucket(&js, hosts.clone(), &servers).await?;
+        let notifications = notifications_config(replicas);
+        open_notifications(&js, notifications.clone(), &servers).await?;
         tracing::info!(%servers, host = name, replicas, "joined the cluster through NATS");
         Ok(NatsCluster {
             kv,
-            mains,
+            mains: mains_kv,
             mains_seen: Mutex::new(HashMap::new()),
-            tokens,
-            hosts,
+            tokens: tokens_kv,
+            hosts: hosts_kv,
+            buckets: vec![registry, mains, tokens, hosts],
+            notifications,
+            servers,
+            connected,
+            client,
             hosts_seen: Mutex::new(BTreeMap::new()),
+            reach: Mutex::new(Reach::default()),
             js,
             replicas,
             name: name.to_owned(),
@@ -384,7 +553,8 @@ impl NatsCluster {
             .collect()
     }
 
-    async fn put(&self, instance: &InstanceInfo, announced: &mut HashSet<String>) {
+    /// Writes one of this host's instances; says whether it was written.
+    async fn put(&self, instance: &InstanceInfo, announced: &mut HashSet<String>) -> bool {
         let mut instance = instance.clone();
         if let Some(advertise) = &self.advertise {
             instance.address = advertised(&instance.address, advertise);
@@ -398,16 +568,19 @@ impl NatsCluster {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(instance = %id, error = %e, "cannot encode an instance for the cluster");
-                return;
+                return true;
             }
         };
         match self.kv.put(self.key(&id), value.into()).await {
             Ok(_) => {
                 announced.insert(id);
+                true
             }
-            // NATS is away: the next round writes it again.
+            // NATS is away, or lost the bucket: the next round writes it
+            // again.
             Err(e) => {
-                tracing::warn!(instance = %id, error = %e, "cannot announce an instance to the cluster")
+                tracing::warn!(instance = %id, error = %e, "cannot announce an instance to the cluster");
+                false
             }
         }
     }
@@ -521,27 +694,20 @@ impl NatsCluster {
     /// Writes this host's instances as they come and go, and all of them
     /// every third of the lease time; withdraws them when the host stops.
     async fn announce(&self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-        let (mut events, mains) = {
-            let registry = shared.registry.lock();
-            (registry.subscribe(), registry.mains().clone())
-        };
-        // Mains this host kept from before it joined, that no host has
-        // written yet.
-        for (service, version) in mains {
-            if matches!(self.mains.get(encode_id(&service)).await, Ok(None)) {
-                self.put_main(&service, &version).await;
-            }
-        }
+        let mut events = shared.registry.lock().subscribe();
+        self.share_unknown_mains(&shared).await;
         let mut announced = HashSet::new();
         let mut tick = tokio::time::interval(self.ttl / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => {
-                    for instance in self.local(&shared) {
-                        self.put(&instance, &mut announced).await;
-                    }
-                    self.heartbeat(&shared).await;
+                _ = tick.tick() => self.round(&shared, &mut announced).await,
+                // Back after NATS went away: it may have lost the buckets
+                // (a restart without its store; the registry is in memory).
+                () = self.connected.notified() => {
+                    self.restore().await;
+                    self.share_unknown_mains(&shared).await;
+                    self.round(&shared, &mut announced).await;
                 }
                 event = events.recv() => match event {
                     Ok(WatchEvent::Up { instance }) if self.is_local(&instance) => {
@@ -582,6 +748,132 @@ impl NatsCluster {
         // Leaving: not down, gone.
         if let Err(e) = self.hosts.delete(encode_id(&self.name)).await {
             tracing::warn!(error = %e, "cannot take this host off the cluster's list");
+        }
+    }
+
+    /// Writes all of this host's instances and its heartbeat; when a write
+    /// fails, makes lost buckets again and writes once more. Skipped while
+    /// NATS is away (that was said once, when the connection was lost).
+    async fn round(&self, shared: &Shared, announced: &mut HashSet<String>) {
+        if self.client.connection_state() != State::Connected {
+            return;
+        }
+        let local = self.local(shared);
+        let mut written = true;
+        for instance in &local {
+            written &= self.put(instance, announced).await;
+        }
+        if !written {
+            self.restore().await;
+            for instance in &local {
+                self.put(instance, announced).await;
+            }
+        }
+        self.heartbeat(shared).await;
+    }
+
+    /// Makes the buckets and the notifications stream again where NATS
+    /// lost them; opening one that is there costs one request.
+    async fn restore(&self) {
+        for config in &self.buckets {
+            if let Err(e) = open_bucket(&self.js, config.clone(), &self.servers).await {
+                tracing::warn!(bucket = %config.bucket, error = %e, "cannot open a bucket of the cluster again");
+            }
+        }
+        if let Err(e) =
+            open_notifications(&self.js, self.notifications.clone(), &self.servers).await
+        {
+            tracing::warn!(error = %e, "cannot open the cluster's notifications again");
+        }
+    }
+
+    /// Writes the main versions this host has that the bucket lacks: those
+    /// kept from before it joined, or lost with a NATS that lost its store.
+    async fn share_unknown_mains(&self, shared: &Shared) {
+        let mains = shared.registry.lock().mains().clone();
+        for (service, version) in mains {
+            if matches!(self.mains.get(encode_id(&service)).await, Ok(None)) {
+                self.mains_seen.lock().remove(&service);
+                self.put_main(&service, &version).await;
+            }
+        }
+    }
+
+    /// Connects to each instance of another host once, as it appears, to
+    /// learn whether this host reaches it at its announced address; tries
+    /// the unreachable ones again every lease time. An unreachable
+    /// instance stays in the registry (calls from here go to others), is
+    /// logged once, and makes `weft hosts` show its host as unreachable.
+    async fn check_reach(&self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(REACH_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stopped(&mut stop) => return,
+            }
+            let remote: Vec<(String, String, String)> = shared
+                .registry
+                .lock()
+                .instances()
+                .filter_map(|i| match &i.host {
+                    Some(host) if *host != self.name => {
+                        Some((i.id.clone(), host.clone(), i.address.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let due: Vec<(String, String, String)> = {
+                let mut reach = self.reach.lock();
+                let ids: HashSet<&str> = remote.iter().map(|(id, ..)| id.as_str()).collect();
+                reach.reached.retain(|id, _| ids.contains(id.as_str()));
+                reach.unreachable.retain(|id, _| ids.contains(id.as_str()));
+                remote
+                    .into_iter()
+                    .filter(|(id, _, address)| match reach.unreachable.get(id) {
+                        Some((_, u, tried)) => u.address != *address || tried.elapsed() >= self.ttl,
+                        None => reach.reached.get(id) != Some(address),
+                    })
+                    .take(REACH_BATCH)
+                    .collect()
+            };
+            let tried =
+                futures::future::join_all(due.into_iter().map(|(id, host, address)| async move {
+                    let result = try_reach(&address).await;
+                    (id, host, address, result)
+                }))
+                .await;
+            let mut reach = self.reach.lock();
+            for (id, host, address, result) in tried {
+                match result {
+                    Ok(()) => {
+                        if reach.unreachable.remove(&id).is_some() {
+                            tracing::info!(instance = %id, %host, %address, "an instance of another host can be reached again");
+                        }
+                        reach.reached.insert(id, address);
+                    }
+                    Err(error) => {
+                        if !reach.unreachable.contains_key(&id) {
+                            tracing::warn!(
+                                instance = %id, %host, %address, %error,
+                                "this host cannot reach an instance of another host at the address \
+                                 it was announced with; calls from here go to other instances. \
+                                 Check that host's --advertise: it must name an address this \
+                                 machine reaches"
+                            );
+                        }
+                        reach.reached.remove(&id);
+                        let unreachable = Unreachable {
+                            instance: id.clone(),
+                            address,
+                            error,
+                        };
+                        reach
+                            .unreachable
+                            .insert(id, (host, unreachable, tokio::time::Instant::now()));
+                    }
+                }
+            }
         }
     }
 
@@ -711,6 +1003,16 @@ impl NatsCluster {
     }
 }
 
+/// Opens (and closes) a connection to `address`.
+async fn try_reach(address: &str) -> Result<(), String> {
+    let address: weft_core::Address = address.parse().map_err(|e| format!("{e}"))?;
+    match tokio::time::timeout(REACH_TIMEOUT, weft_transport::connect(&address)).await {
+        Ok(Ok(_connection)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", REACH_TIMEOUT.as_secs())),
+    }
+}
+
 impl RegistryBackend for NatsCluster {
     fn hosts(&self, shared: &Shared) -> BoxFuture<'static, Result<Vec<HostInfo>, Error>> {
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
@@ -726,6 +1028,19 @@ impl RegistryBackend for NatsCluster {
             .map(|mut h| {
                 if now.saturating_sub(h.heartbeat_ms) > ttl_ms.saturating_mul(2) {
                     h.state = HostState::Down;
+                    return h;
+                }
+                h.unreachable = self
+                    .reach
+                    .lock()
+                    .unreachable
+                    .values()
+                    .filter(|(host, ..)| *host == h.name)
+                    .map(|(_, u, _)| u.clone())
+                    .collect();
+                h.unreachable.sort_by(|a, b| a.instance.cmp(&b.instance));
+                if !h.unreachable.is_empty() {
+                    h.state = HostState::Unreachable;
                 }
                 h
             })
@@ -791,6 +1106,7 @@ impl RegistryBackend for NatsCluster {
         Box::pin(async move {
             tokio::join!(
                 self.announce(shared.clone(), stop.clone()),
+                self.check_reach(shared.clone(), stop.clone()),
                 self.follow(
                     &self.kv,
                     Self::apply,
