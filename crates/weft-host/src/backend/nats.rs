@@ -84,6 +84,9 @@ struct Reach {
     unreachable: HashMap<String, (String, Unreachable, tokio::time::Instant)>,
 }
 
+/// How long a stopping host waits for NATS to take its instances off.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long connecting to NATS may take before the host gives up starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -742,12 +745,22 @@ impl NatsCluster {
                 () = stopped(&mut stop) => break,
             }
         }
-        for id in announced {
-            self.withdraw(&id).await;
+        // Without NATS there is no one to tell: the instances lapse
+        // everywhere within the lease time, and the host stops at once.
+        if self.client.connection_state() != State::Connected {
+            return;
         }
-        // Leaving: not down, gone.
-        if let Err(e) = self.hosts.delete(encode_id(&self.name)).await {
-            tracing::warn!(error = %e, "cannot take this host off the cluster's list");
+        let leave = async {
+            futures::future::join_all(announced.iter().map(|id| self.withdraw(id))).await;
+            // Leaving: not down, gone.
+            if let Err(e) = self.hosts.delete(encode_id(&self.name)).await {
+                tracing::warn!(error = %e, "cannot take this host off the cluster's list");
+            }
+        };
+        if tokio::time::timeout(LEAVE_TIMEOUT, leave).await.is_err() {
+            tracing::warn!(
+                "NATS did not answer in time while this host left the cluster; its instances lapse there within the lease time"
+            );
         }
     }
 
