@@ -133,6 +133,8 @@ pub struct NatsServer {
     url: String,
     monitor: SocketAddr,
     jetstream: bool,
+    /// Options given to [`NatsServer::start_with`], kept for a restart.
+    args: Vec<String>,
     /// The store and the ports file; removed after the process is killed,
     /// since fields drop in order.
     _dir: tempfile::TempDir,
@@ -152,14 +154,25 @@ impl NatsServer {
         NatsServer::launch(false).await
     }
 
+    /// Starts nats-server with JetStream and the options `args` (TLS, say:
+    /// `--tls --tlscert ...`), as [`NatsServer::start`] does.
+    pub async fn start_with(args: &[&str]) -> NatsServer {
+        NatsServer::launch_with(true, args).await
+    }
+
     async fn launch(jetstream: bool) -> NatsServer {
+        NatsServer::launch_with(jetstream, &[]).await
+    }
+
+    async fn launch_with(jetstream: bool, args: &[&str]) -> NatsServer {
         let dir = tempfile::tempdir().expect("a temporary dir for nats-server");
         let ports_dir = dir.path().join("ports");
         std::fs::create_dir(&ports_dir).expect("a dir for the ports file");
         // -1: a random free port, chosen by the server itself (0 means the
         // default port), and written to the ports file, so that no other
         // process can take it between choosing and listening.
-        let cmd = server_command(dir.path(), jetstream, "-1", "-1");
+        let mut cmd = server_command(dir.path(), jetstream, "-1", "-1");
+        cmd.args(args);
         let mut process = ChildProcess::spawn("nats-server", cmd);
         let (url, monitor) = process
             .while_running(
@@ -175,6 +188,7 @@ impl NatsServer {
             url,
             monitor,
             jetstream,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             _dir: dir,
         }
     }
@@ -197,7 +211,8 @@ impl NatsServer {
             .expect("a port in the server's URL")
             .to_owned();
         let monitor = self.monitor.port().to_string();
-        let cmd = server_command(self._dir.path(), self.jetstream, &port, &monitor);
+        let mut cmd = server_command(self._dir.path(), self.jetstream, &port, &monitor);
+        cmd.args(&self.args);
         self.process = ChildProcess::spawn("nats-server", cmd);
         wait_healthy(&mut self.process, self.monitor).await;
     }

@@ -616,3 +616,103 @@ async fn instances_at_an_address_others_cannot_reach_are_reported() {
         "{said}"
     );
 }
+
+/// A certificate authority and the certificates it signs, as PEM files in
+/// a directory of the test's.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "weft test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
+        Pki {
+            dir,
+            ca: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// The CA's certificate.
+    fn ca(&self) -> String {
+        self.path("ca.pem")
+    }
+
+    /// A certificate for `names` signed by the CA: (certificate, key).
+    fn issue(&self, file: &str, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let params = rcgen::CertificateParams::new(names).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (cert_file, key_file) = (format!("{file}.pem"), format!("{file}-key.pem"));
+        std::fs::write(self.dir.path().join(&cert_file), cert.pem()).unwrap();
+        std::fs::write(self.dir.path().join(&key_file), key.serialize_pem()).unwrap();
+        (self.path(&cert_file), self.path(&key_file))
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).to_str().unwrap().to_owned()
+    }
+}
+
+/// A NATS that requires TLS with client certificates: a host with the CA,
+/// a certificate and its key joins; one without a certificate is refused
+/// and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_joins_a_nats_that_requires_mutual_tls() {
+    let pki = Pki::new();
+    let (server_cert, server_key) = pki.issue("server", &["127.0.0.1", "localhost"]);
+    let (client_cert, client_key) = pki.issue("client", &["weft-host"]);
+    let ca = pki.ca();
+    let nats = NatsServer::start_with(&[
+        "--tlsverify",
+        "--tlscert",
+        &server_cert,
+        "--tlskey",
+        &server_key,
+        "--tlscacert",
+        &ca,
+    ])
+    .await;
+    let url = nats.url();
+    let host = host_builder()
+        .args(["--nats", url.as_str(), "--name", "tls", "--nats-tls-required"])
+        .args(["--nats-tls-ca", ca.as_str()])
+        .args(["--nats-tls-cert", client_cert.as_str()])
+        .args(["--nats-tls-key", client_key.as_str()])
+        .start()
+        .await;
+    let out = host.weft(&["hosts", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "tls", "{listed}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Weft::new(WEFT)
+        .run(&[
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--nats",
+            &url,
+            "--nats-tls-ca",
+            &ca,
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("cannot reach NATS at") && said.contains("--nats"),
+        "{said}"
+    );
+}
