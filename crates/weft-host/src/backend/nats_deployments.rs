@@ -6,20 +6,24 @@
 //! be). Every host follows the bucket, so that `weft ls` on any host lists
 //! every host's deployments, each with its host.
 //!
-//! A host writes an entry when it deploys, scales or kills, and again when
-//! the entry would read differently (an instance registered, crashed,
-//! restarted); an entry it could not write is written at its next report.
-//! A killed deployment's entry is deleted; an entry of this host that its
-//! store does not hold (left from before a restart, or a delete that did
-//! not reach NATS) is deleted at the next report. The environment of a
-//! deployment (`--env`) stays on its host: it may hold secrets.
+//! A host writes an entry when it deploys, scales or kills, when the entry
+//! would read differently (an instance registered, crashed, restarted),
+//! and all of them every [`REWRITE_EVERY`], so that a NATS that lost its
+//! store (restarted without it) has them back: a write that fails makes
+//! the bucket again and is tried once more, and what still fails is tried
+//! at the next report. A killed deployment's entry is deleted; an entry of
+//! this host that its store does not hold (left from before a restart, or
+//! a delete that did not reach NATS) is deleted at the next report. A
+//! watch of the bucket that breaks off or hears nothing for two rewrite
+//! times is made again. The environment of a deployment (`--env`) stays
+//! on its host: it may hold secrets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt as _};
@@ -41,6 +45,9 @@ const BUCKET: &str = "weft_deployments";
 /// waits for it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a host writes all of its entries, changed or not.
+const REWRITE_EVERY: Duration = Duration::from_secs(10);
+
 /// This host's deployments in its store, and every host's in the bucket.
 #[derive(Clone)]
 pub(super) struct NatsDeployments {
@@ -50,12 +57,18 @@ pub(super) struct NatsDeployments {
 struct Inner {
     stored: StoredDeployments,
     kv: kv::Store,
+    /// What the bucket is made from again when NATS lost it.
+    js: jetstream::Context,
+    config: kv::Config,
+    servers: String,
     host: String,
     /// The keys of this host's stored deployments, each with the value
     /// last written for it (`None` until one is). Locked across writes,
     /// so that a report computed before a kill cannot write the killed
     /// deployment back.
     mine: tokio::sync::Mutex<BTreeMap<String, Option<Bytes>>>,
+    /// When all of this host's entries were last written, changed or not.
+    rewritten: Mutex<Instant>,
     /// Every host's deployments as the bucket holds them, by key.
     seen: Mutex<BTreeMap<String, VersionStatus>>,
 }
@@ -95,24 +108,25 @@ impl NatsDeployments {
         stored: StoredDeployments,
         servers: &str,
     ) -> Result<NatsDeployments, Error> {
-        let kv = open_bucket(
-            cluster.jetstream(),
-            kv::Config {
-                bucket: BUCKET.to_owned(),
-                description: "weft: every host's deployments, written by their host".to_owned(),
-                history: 1,
-                num_replicas: cluster.replicas(),
-                ..kv::Config::default()
-            },
-            servers,
-        )
-        .await?;
+        let config = kv::Config {
+            bucket: BUCKET.to_owned(),
+            description: "weft: every host's deployments, written by their host".to_owned(),
+            history: 1,
+            num_replicas: cluster.replicas(),
+            ..kv::Config::default()
+        };
+        let js = cluster.jetstream().clone();
+        let kv = open_bucket(&js, config.clone(), servers).await?;
         Ok(NatsDeployments {
             inner: Arc::new(Inner {
                 stored,
                 kv,
+                js,
+                config,
+                servers: servers.to_owned(),
                 host: cluster.host_name().to_owned(),
                 mine: tokio::sync::Mutex::new(BTreeMap::new()),
+                rewritten: Mutex::new(Instant::now()),
                 seen: Mutex::new(BTreeMap::new()),
             }),
         })
@@ -121,38 +135,66 @@ impl NatsDeployments {
 
 impl Inner {
     /// Writes `status` under `key` unless that is what was written last;
-    /// remembers it once written.
+    /// remembers it once written. False when the write failed.
     async fn write(
         &self,
         mine: &mut BTreeMap<String, Option<Bytes>>,
         key: &str,
         status: &VersionStatus,
-    ) {
+    ) -> bool {
         let mut status = status.clone();
         status.host = Some(self.host.clone());
         let value = match serde_json::to_vec(&status) {
             Ok(v) => Bytes::from(v),
             Err(e) => {
                 tracing::error!(%key, error = %e, "cannot encode a deployment for the cluster");
-                return;
+                return true;
             }
         };
         if mine
             .get(key)
             .is_some_and(|last| last.as_ref() == Some(&value))
         {
-            return;
+            return true;
         }
         match tokio::time::timeout(WRITE_TIMEOUT, self.kv.put(key, value.clone())).await {
             Ok(Ok(_)) => {
                 mine.insert(key.to_owned(), Some(value));
+                true
             }
             Ok(Err(e)) => {
-                tracing::warn!(%key, error = %e, "cannot list a deployment in the cluster; trying again at the next report")
+                tracing::warn!(%key, error = %e, "cannot list a deployment in the cluster; trying again at the next report");
+                false
             }
             Err(_) => {
-                tracing::warn!(%key, "listing a deployment in the cluster took too long; trying again at the next report")
+                tracing::warn!(%key, "listing a deployment in the cluster took too long; trying again at the next report");
+                false
             }
+        }
+    }
+
+    /// Writes what changed of `statuses` (those stored only); stops at the
+    /// first write that fails, NATS being away or without the bucket.
+    async fn write_all(
+        &self,
+        mine: &mut BTreeMap<String, Option<Bytes>>,
+        statuses: &[VersionStatus],
+    ) -> bool {
+        for status in statuses {
+            let key = key(&self.host, &status.service, &status.version);
+            // Only what is stored: a deploy still starting may fail.
+            if mine.contains_key(&key) && !self.write(mine, &key, status).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Makes the bucket again, should NATS have lost it (restarted without
+    /// its store); opening one that is there costs one request.
+    async fn reopen(&self) {
+        if let Err(e) = open_bucket(&self.js, self.config.clone(), &self.servers).await {
+            tracing::warn!(bucket = BUCKET, error = %e, "cannot open the cluster's deployments again");
         }
     }
 
@@ -191,7 +233,23 @@ impl Inner {
     /// it again after a break.
     async fn follow(&self, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut first = true;
         loop {
+            if !first {
+                let resynced = tokio::select! {
+                    r = self.resync() => r,
+                    () = stopped(&mut stop) => return,
+                };
+                if let Err(e) = resynced {
+                    tracing::warn!(bucket = BUCKET, error = %e, "cannot read the cluster's deployments; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                        () = stopped(&mut stop) => return,
+                    }
+                    continue;
+                }
+            }
+            first = false;
             let watched = tokio::select! {
                 w = self.kv.watch_with_history(">") => w,
                 () = stopped(&mut stop) => return,
@@ -199,16 +257,19 @@ impl Inner {
             match watched {
                 Ok(mut entries) => loop {
                     tokio::select! {
-                        entry = entries.next() => match entry {
-                            Some(Ok(entry)) => {
+                        entry = tokio::time::timeout(REWRITE_EVERY * 2, entries.next()) => match entry {
+                            Ok(Some(Ok(entry))) => {
                                 backoff.reset();
                                 self.apply(entry);
                             }
-                            Some(Err(e)) => {
+                            Ok(Some(Err(e))) => {
                                 tracing::warn!(bucket = BUCKET, error = %e, "a watch of the cluster broke off; watching again");
                                 break;
                             }
-                            None => break,
+                            Ok(None) => break,
+                            // Silent: no host wrote (none has deployments), or
+                            // the watch's NATS node went away without a word.
+                            Err(_) => break,
                         },
                         () = stopped(&mut stop) => return,
                     }
@@ -222,6 +283,18 @@ impl Inner {
                 () = stopped(&mut stop) => return,
             }
         }
+    }
+
+    /// After a watch broke off (NATS went away, perhaps losing its store):
+    /// forgets the entries the bucket no longer holds.
+    async fn resync(&self) -> Result<(), String> {
+        let mut keys = self.kv.keys().await.map_err(|e| e.to_string())?;
+        let mut there = BTreeSet::new();
+        while let Some(key) = keys.next().await {
+            there.insert(key.map_err(|e| e.to_string())?);
+        }
+        self.seen.lock().retain(|k, _| there.contains(k));
+        Ok(())
     }
 }
 
@@ -257,7 +330,8 @@ impl DeploymentBackend for NatsDeployments {
             inner.stored.put(record, status.clone()).await?;
             let mut mine = inner.mine.lock().await;
             mine.entry(key.clone()).or_insert(None);
-            inner.write(&mut mine, &key, &status).await;
+            // Not written now: the next report tries again.
+            let _ = inner.write(&mut mine, &key, &status).await;
             Ok(())
         }
         .boxed()
@@ -281,11 +355,17 @@ impl DeploymentBackend for NatsDeployments {
         let inner = self.inner.clone();
         async move {
             let mut mine = inner.mine.lock().await;
-            for status in &statuses {
-                let key = key(&inner.host, &status.service, &status.version);
-                // Only what is stored: a deploy still starting may fail.
-                if mine.contains_key(&key) {
-                    inner.write(&mut mine, &key, status).await;
+            let due = inner.rewritten.lock().elapsed() >= REWRITE_EVERY;
+            if due {
+                for last in mine.values_mut() {
+                    *last = None;
+                }
+                *inner.rewritten.lock() = Instant::now();
+            }
+            if !inner.write_all(&mut mine, &statuses).await {
+                inner.reopen().await;
+                if !inner.write_all(&mut mine, &statuses).await {
+                    return;
                 }
             }
             let stale: BTreeSet<String> = inner

@@ -187,3 +187,53 @@ async fn hosts_on_one_nats_list_each_others_deployments() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_are_listed_again_after_nats_lost_its_store() {
+    let mut nats = NatsServer::start().await;
+    let url = nats.url();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = host("a", dir_a.path(), &url).await;
+    let b = host("b", dir_b.path(), &url).await;
+    let program = executable("echo");
+    deploy(&a, "1.0.0", &program).await;
+    wait_listing(
+        "b lists echo 1.0.0 deployed on a",
+        &b,
+        &[("1.0.0", "a", "running", 1, true)],
+    )
+    .await;
+
+    // NATS comes back without its store: a writes its deployment again.
+    nats.restart(false).await;
+    let js = async_nats::jetstream::new(nats.client().await);
+    poll("a's deployment back in the bucket", || async {
+        let bucket = js
+            .get_key_value("weft_deployments")
+            .await
+            .map_err(|e| e.to_string())?;
+        match bucket.get("a.echo.1=2E0=2E0").await {
+            Ok(Some(value)) => {
+                let listed: Value = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+                if listed["host"] == "a" && listed["status"] == "running" {
+                    Ok(())
+                } else {
+                    Err(listed.to_string())
+                }
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // And the hosts follow the bucket again: a lists what b deploys now.
+    deploy(&b, "2.0.0", &program).await;
+    let both = [
+        ("1.0.0", "a", "running", 1, true),
+        ("2.0.0", "b", "running", 1, false),
+    ];
+    wait_listing("a lists both deployments", &a, &both).await;
+    wait_listing("b lists both deployments", &b, &both).await;
+
+    b.stop().await;
+    a.stop().await;
+}
