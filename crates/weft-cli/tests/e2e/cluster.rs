@@ -278,6 +278,29 @@ async fn three_hosts_on_a_three_node_nats_cluster_in_namespaces() {
     machines[2].reconnect();
     wait_instances(&client, "probe", None, 3).await;
 
+    // Instances on the three hosts call each other by name, each through
+    // its own host's registry, straight across the namespaces.
+    let relayed = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    poll(
+        "each instance relays a call to an instance on another host",
+        || async {
+            let (by, to): (WhoAmI, WhoAmI) = client
+                .call("probe", "relay_whoami", ())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut relayed = relayed.borrow_mut();
+            if by.instance != to.instance {
+                relayed.insert(by.instance, to.instance);
+            }
+            if relayed.len() == 3 {
+                Ok(())
+            } else {
+                Err(format!("{relayed:?}"))
+            }
+        },
+    )
+    .await;
+
     // h2 and its instance killed mid-load (a machine that dies): the
     // instance leaves h1's registry, and calls go on to the others.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -684,7 +707,13 @@ async fn a_host_joins_a_nats_that_requires_mutual_tls() {
     .await;
     let url = nats.url();
     let host = host_builder()
-        .args(["--nats", url.as_str(), "--name", "tls", "--nats-tls-required"])
+        .args([
+            "--nats",
+            url.as_str(),
+            "--name",
+            "tls",
+            "--nats-tls-required",
+        ])
         .args(["--nats-tls-ca", ca.as_str()])
         .args(["--nats-tls-cert", client_cert.as_str()])
         .args(["--nats-tls-key", client_key.as_str()])

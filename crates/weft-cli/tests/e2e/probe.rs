@@ -156,6 +156,15 @@ impl Probe {
         ctx.call("probe", "budget", ()).await
     }
 
+    /// Calls `probe.whoami` through the context: who relayed, and who
+    /// answered.
+    #[entrypoint]
+    async fn relay_whoami(&self, ctx: &Context) -> weft::Result<(WhoAmI, WhoAmI)> {
+        let me = self.whoami(ctx).await?;
+        let them: WhoAmI = ctx.call("probe", "whoami", ()).await?;
+        Ok((me, them))
+    }
+
     /// Calls `probe.sleep` through the context.
     #[entrypoint]
     async fn relay_sleep(&self, ctx: &Context, ms: u64, tag: String) -> weft::Result<()> {
