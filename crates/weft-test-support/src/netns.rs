@@ -34,32 +34,30 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Runs `ip args` and panics if it fails: a step of setting up that a test
-/// cannot do without.
-fn ip_or_panic(args: &[&str]) {
-    if let Err(e) = ip(args) {
-        panic!("cannot set up a network namespace: {e}")
-    }
+/// The error of a failed step of setting up.
+fn cannot_set_up(e: String) -> String {
+    format!("cannot set up a network namespace: {e}")
 }
 
-/// Panics, saying what is missing, unless this process is root and `ip`
-/// (iproute2) runs.
-fn require_root_and_ip() {
+/// Why this process cannot make network namespaces, if it cannot: it is
+/// not root, or `ip` (iproute2) does not run.
+fn missing_root_or_ip() -> Option<&'static str> {
     // /proc/self belongs to the process's effective user.
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    assert!(
-        root,
-        "network namespaces need root: run these tests as root (CI does), \
-         e.g. in a container or with sudo"
-    );
+    if !root {
+        return Some(
+            "network namespaces need root: run these tests as root (CI does), \
+             e.g. in a container or with sudo",
+        );
+    }
     let runs = Command::new("ip")
         .arg("-V")
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(
-        runs,
-        "network namespaces need `ip` from iproute2: `apt-get install iproute2`"
-    );
+    if !runs {
+        return Some("network namespaces need `ip` from iproute2: `apt-get install iproute2`");
+    }
+    None
 }
 
 /// A random number, without a dependency: std seeds each `RandomState`
@@ -111,8 +109,20 @@ pub struct Network {
 impl Network {
     /// Creates the bridge on a free random subnet, with `.1` on the root
     /// side.
+    ///
+    /// Panics saying what failed; see [`Network::try_new`] for the error
+    /// instead.
     pub fn new() -> Network {
-        require_root_and_ip();
+        Network::try_new().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Creates the bridge as [`Network::new`] does, or says why it cannot
+    /// (not root, no `ip`, no free subnet, `ip` failed), for programs that
+    /// go on without namespaces.
+    pub fn try_new() -> Result<Network, String> {
+        if let Some(missing) = missing_root_or_ip() {
+            return Err(missing.to_owned());
+        }
         let mut last = String::new();
         for _ in 0..SUBNET_TRIES {
             let r = random();
@@ -129,19 +139,22 @@ impl Network {
                 last = e;
                 continue;
             }
+            // From here on, dropping `bridge` deletes it.
             let bridge = Bridge {
                 name,
                 prefix,
                 next: AtomicU8::new(2),
             };
             let gateway = format!("{}/24", bridge.gateway());
-            ip_or_panic(&["addr", "add", &gateway, "dev", &bridge.name]);
-            ip_or_panic(&["link", "set", &bridge.name, "up"]);
-            return Network {
+            ip(&["addr", "add", &gateway, "dev", &bridge.name]).map_err(cannot_set_up)?;
+            ip(&["link", "set", &bridge.name, "up"]).map_err(cannot_set_up)?;
+            return Ok(Network {
                 bridge: Arc::new(bridge),
-            };
+            });
         }
-        panic!("no free 10.x.y.0/24 for a test bridge in {SUBNET_TRIES} tries; last: {last}")
+        Err(format!(
+            "no free 10.x.y.0/24 for a test bridge in {SUBNET_TRIES} tries; last: {last}"
+        ))
     }
 
     /// The root namespace's address on the bridge (`.1`).
@@ -149,8 +162,23 @@ impl Network {
         self.bridge.gateway()
     }
 
+    /// The bridge's interface name (`wb-...`), for programs that must
+    /// delete it themselves when they are interrupted before it drops.
+    pub fn bridge_name(&self) -> &str {
+        &self.bridge.name
+    }
+
     /// A new namespace on this network, with the next free address.
+    ///
+    /// Panics saying what failed; see [`Network::try_netns`] for the error
+    /// instead.
     pub fn netns(&self) -> Netns {
+        self.try_netns().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A new namespace as [`Network::netns`] makes it, or why it could not
+    /// be made (nothing of it is left behind then).
+    pub fn try_netns(&self) -> Result<Netns, String> {
         Netns::attach(self.bridge.clone())
     }
 }
@@ -209,12 +237,11 @@ impl Netns {
         Network::new().netns()
     }
 
-    fn attach(bridge: Arc<Bridge>) -> Netns {
+    fn attach(bridge: Arc<Bridge>) -> Result<Netns, String> {
         let host = bridge.next.fetch_add(1, Ordering::Relaxed);
-        assert!(
-            (2..255).contains(&host),
-            "a test network holds at most 253 namespaces"
-        );
+        if !(2..255).contains(&host) {
+            return Err("a test network holds at most 253 namespaces".to_owned());
+        }
         let [a, b, c] = bridge.prefix;
         let ns = Netns {
             name: format!("weft-{b}-{c}-{host}"),
@@ -225,16 +252,21 @@ impl Netns {
         };
         // From here on, dropping `ns` undoes whatever was done.
         let cidr = format!("{}/24", ns.addr);
-        ip_or_panic(&["netns", "add", &ns.name]);
-        ip_or_panic(&[
-            "link", "add", &ns.veth, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-        ]);
-        ip_or_panic(&["link", "set", &ns.veth, "master", &ns.bridge.name]);
-        ip_or_panic(&["link", "set", &ns.veth, "up"]);
-        ip_or_panic(&["-n", &ns.name, "addr", "add", &cidr, "dev", "eth0"]);
-        ip_or_panic(&["-n", &ns.name, "link", "set", "eth0", "up"]);
-        ip_or_panic(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
+        let steps: [&[&str]; 7] = [
+            &["netns", "add", &ns.name],
+            &[
+                "link", "add", &ns.veth, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+            ],
+            &["link", "set", &ns.veth, "master", &ns.bridge.name],
+            &["link", "set", &ns.veth, "up"],
+            &["-n", &ns.name, "addr", "add", &cidr, "dev", "eth0"],
+            &["-n", &ns.name, "link", "set", "eth0", "up"],
+            &["-n", &ns.name, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            ip(step).map_err(cannot_set_up)?;
+        }
+        Ok(ns)
     }
 
     /// Its name, for `ip netns exec` and `ip -n`.
