@@ -18,7 +18,7 @@ pub(crate) struct Sample {
 }
 
 /// Clock ticks per second in `/proc` (`USER_HZ`): 100 on every Linux ABI.
-const TICKS_PER_SECOND: f64 = 100.0;
+pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 impl Sample {
     /// Reads the counters; `pids` are the benchmark's processes (this one
@@ -77,7 +77,7 @@ impl Sample {
 }
 
 /// User plus system ticks of a process, all threads.
-fn process_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn process_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields are
     // counted after its closing parenthesis, starting with the state (3rd).
@@ -86,6 +86,14 @@ fn process_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// The resident set size of a process (`VmRSS` in `/proc/<pid>/status`),
+/// in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -107,5 +115,15 @@ mod tests {
         assert!(spun > 0.05, "200 ms of spinning counted as {spun} s");
         let share = before.others_share(&after).expect("time passed");
         assert!((0.0..=1.0).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn this_process_has_a_resident_set() {
+        if std::fs::metadata("/proc/self/status").is_err() {
+            return; // not Linux
+        }
+        let kib = rss_kib(std::process::id()).expect("VmRSS of this process");
+        // A test binary maps at least its code and a stack.
+        assert!(kib > 100, "{kib} KiB");
     }
 }

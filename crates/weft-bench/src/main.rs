@@ -7,6 +7,7 @@
 //! $ cargo run --release -p weft-bench -- --json    # the same figures for scripts
 //! $ cargo run --release -p weft-bench -- --systems raw-tcp,weft,tarpc --scenarios concurrent
 //! $ cargo run --release -p weft-bench -- --systems weft-events,jetstream   # the events suite only
+//! $ cargo run --release -p weft-bench -- --systems cluster-call,cluster-registry   # the cluster benchmarks only
 //! ```
 //!
 //! Callers and callees always run in separate processes: the binary starts
@@ -35,8 +36,18 @@
 //! time and with `--event-batches` (64, 256) publishes in flight, and
 //! publish-to-handler latency at `--event-rate` (500) publishes/s; it
 //! reports weft over each JetStream configuration. `--quick`, `--reps`, `--duration`, `--warmup` and
-//! `--runtimes` apply to it too. The method is in `docs/performance.md`.
+//! `--runtimes` apply to it too.
+//!
+//! The cluster benchmarks (see [`cluster`]): `cluster-call`, a weft call
+//! between hosts in two network namespaces joined through nats-server,
+//! next to raw TCP between the same two (root and iproute2 needed); and
+//! `cluster-registry`, `--cluster-instances` (1000) instances across three
+//! hosts on one NATS: how soon an added or removed instance reaches a
+//! caller on every host (`--cluster-samples`, 300), and each host's memory
+//! and CPU at rest. Both need nats-server 2.10+ and are skipped, saying
+//! why, without it. The method is in `docs/performance.md`.
 
+mod cluster;
 mod cpu;
 mod events;
 mod measure;
@@ -87,9 +98,19 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "raw-tcp,raw-unix,weft,weft-unix,tarpc,tonic,nats,gateway,axum,weft-events,jetstream"
+        default_value = "raw-tcp,raw-unix,weft,weft-unix,tarpc,tonic,nats,gateway,axum,weft-events,jetstream,cluster-call,cluster-registry"
     )]
     systems: Vec<System>,
+
+    /// Instances registered across the hosts of `cluster-registry`
+    /// (`--quick`: 200).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    cluster_instances: u32,
+
+    /// Instances added and removed one at a time by `cluster-registry` to
+    /// time how soon every host sees them (`--quick`: 30).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    cluster_samples: u32,
 
     /// Publishes in flight in the events suite's batch figures.
     #[arg(long, value_delimiter = ',', default_value = "64,256",
@@ -182,6 +203,8 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     if let Some(warning) = report::busy_warning(load) {
         eprintln!("{warning}");
     }
+    let (cluster_systems, systems): (Vec<System>, Vec<System>) =
+        systems.into_iter().partition(|s| s.is_cluster());
     let (event_systems, call_systems): (Vec<System>, Vec<System>) =
         systems.into_iter().partition(|s| s.is_events());
     let report = if call_systems.is_empty() {
@@ -216,14 +239,44 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
         let outcome = events::run(&events_plan, &event_systems)?;
         Some(events::Report::new(&events_plan, outcome))
     };
+    let cluster_report = if cluster_systems.is_empty() {
+        None
+    } else {
+        let cluster_plan = cluster::Plan {
+            warmup,
+            duration,
+            reps,
+            flavours: plan.flavours.clone(),
+            scenarios: plan.scenarios.clone(),
+            concurrency: plan.concurrency,
+            instances: if cli.quick {
+                QUICK_CLUSTER_INSTANCES
+            } else {
+                cli.cluster_instances as usize
+            },
+            samples: if cli.quick {
+                QUICK_CLUSTER_SAMPLES
+            } else {
+                cli.cluster_samples as usize
+            },
+            rest: if cli.quick { QUICK_REST } else { REST },
+        };
+        Some(cluster::run(&cluster_plan, &cluster_systems)?)
+    };
     if cli.json {
-        // The events figures ride beside the call figures, under `events`.
+        // The events and cluster figures ride beside the call figures,
+        // under `events` and `cluster`.
         let mut json = match &report {
             Some(r) => serde_json::to_value(r)?,
             None => serde_json::json!({}),
         };
-        if let (Some(e), Some(object)) = (&events_report, json.as_object_mut()) {
-            object.insert("events".to_owned(), serde_json::to_value(e)?);
+        if let Some(object) = json.as_object_mut() {
+            if let Some(e) = &events_report {
+                object.insert("events".to_owned(), serde_json::to_value(e)?);
+            }
+            if let Some(c) = &cluster_report {
+                object.insert("cluster".to_owned(), serde_json::to_value(c)?);
+            }
         }
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -233,9 +286,21 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
         if let Some(e) = &events_report {
             print!("{}", e.table());
         }
+        if let Some(c) = &cluster_report {
+            print!("{}", c.table());
+        }
     }
     Ok(())
 }
+
+/// `cluster-registry` in a `--quick` run: fewer instances and samples.
+const QUICK_CLUSTER_INSTANCES: usize = 200;
+const QUICK_CLUSTER_SAMPLES: usize = 30;
+
+/// How long `cluster-registry` samples the hosts' CPU at rest: long
+/// enough that /proc's 10 ms ticks resolve a tenth of a percent.
+const REST: Duration = Duration::from_secs(10);
+const QUICK_REST: Duration = Duration::from_secs(2);
 
 /// Bytes of filler in every event of the events suite: with the stamp's
 /// fields, about 130 bytes of JSON.

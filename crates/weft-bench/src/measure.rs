@@ -131,7 +131,8 @@ impl Scenario {
         }
     }
 
-    fn callers(self) -> usize {
+    /// How many callers make the calls.
+    pub(crate) fn callers(self) -> usize {
         match self {
             Scenario::Sequential => 1,
             Scenario::Concurrent(n) => n,
@@ -202,13 +203,26 @@ pub(crate) async fn run(
     let callers = system
         .callers(server, case.scenario.callers(), &payload(case.payload))
         .await?;
+    run_callers(plan, system, callers, &server.pids(), case, other_pids).await
+}
+
+/// Measures `callers` (as many as `case` has in flight, connected to the
+/// system whose server processes are `server_pids`) once, as [`run`] does.
+pub(crate) async fn run_callers(
+    plan: &Plan,
+    system: System,
+    callers: Vec<Caller>,
+    server_pids: &[u32],
+    case: Case,
+    other_pids: &[u32],
+) -> anyhow::Result<Run> {
     // Every caller shares one window, fixed before any of them starts.
     let start = Instant::now() + plan.warmup;
     let end = start + plan.duration;
     // This process first, then this system's servers, then the rest of
     // the benchmark's processes (other systems' idle servers).
     let mut pids = vec![std::process::id()];
-    pids.extend(server.pids());
+    pids.extend_from_slice(server_pids);
     let servers = 1..pids.len();
     pids.extend(
         other_pids

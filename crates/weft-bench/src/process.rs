@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use tokio::sync::oneshot;
+use weft_test_support::Netns;
 
 use crate::measure::Flavour;
 
@@ -46,6 +47,18 @@ impl ServerProcess {
         flavour: Flavour,
         args: &[&str],
     ) -> anyhow::Result<ServerProcess> {
+        ServerProcess::start_in(None, role, flavour, args).await
+    }
+
+    /// [`start`](Self::start), inside the network namespace `netns` when
+    /// one is given (`ip netns exec`, which execs the server, so that the
+    /// child is the server itself and killing it kills the server).
+    pub(crate) async fn start_in(
+        netns: Option<&Netns>,
+        role: &str,
+        flavour: Flavour,
+        args: &[&str],
+    ) -> anyhow::Result<ServerProcess> {
         let exe =
             std::env::current_exe().context("cannot find this executable to start a server")?;
         let mut command = Command::new(exe);
@@ -54,13 +67,18 @@ impl ServerProcess {
             .arg("--runtime")
             .arg(flavour.name())
             .arg(role)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .args(args);
         for key in CLEARED_ENV {
             command.env_remove(key);
         }
+        let mut command = match netns {
+            Some(netns) => netns.command(&command),
+            None => command,
+        };
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start the `{role}` server process"))?;
@@ -69,7 +87,10 @@ impl ServerProcess {
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut process = ServerProcess {
-            role: format!("{role} ({})", flavour.name()),
+            role: match netns {
+                Some(netns) => format!("{role} ({}) in {}", flavour.name(), netns.name()),
+                None => format!("{role} ({})", flavour.name()),
+            },
             address: String::new(),
             child: Mutex::new(child),
             stdin,

@@ -34,8 +34,9 @@ pub(crate) struct Disturbance {
     pub(crate) kept: u32,
 }
 
+/// The machine a run measured on.
 #[derive(Debug, Serialize)]
-struct Machine {
+pub(crate) struct Machine {
     nproc: usize,
     cpu: String,
     kernel: String,
@@ -117,15 +118,15 @@ struct Target {
 
 /// A figure over repetitions: the median, the range, and each value.
 #[derive(Debug, Clone, Serialize)]
-struct Stat {
-    median: f64,
+pub(crate) struct Stat {
+    pub(crate) median: f64,
     min: f64,
     max: f64,
-    reps: Vec<f64>,
+    pub(crate) reps: Vec<f64>,
 }
 
 impl Stat {
-    fn new(mut reps: Vec<f64>) -> Stat {
+    pub(crate) fn new(mut reps: Vec<f64>) -> Stat {
         let in_order = reps.clone();
         reps.sort_by(f64::total_cmp);
         let n = reps.len();
@@ -144,7 +145,7 @@ impl Stat {
 
     /// Each repetition's value over `other`'s in the same repetition: runs
     /// measured moments apart, so a disturbance that spans both cancels out.
-    fn over(&self, other: &Stat) -> Stat {
+    pub(crate) fn over(&self, other: &Stat) -> Stat {
         Stat::new(
             self.reps
                 .iter()
@@ -155,7 +156,7 @@ impl Stat {
     }
 
     /// `31.2 (30.8–33.0)`, or just the median for one repetition.
-    fn show(&self, decimals: usize) -> String {
+    pub(crate) fn show(&self, decimals: usize) -> String {
         if self.reps.len() > 1 {
             format!(
                 "{:.d$} ({:.d$}–{:.d$})",
@@ -264,15 +265,7 @@ impl Report {
     pub(crate) fn table(&self) -> String {
         let m = &self.method;
         let mut out = String::new();
-        let load = self
-            .machine
-            .load_at_start
-            .map_or_else(|| "unknown".to_owned(), |l| format!("{l:.2}"));
-        let _ = writeln!(
-            out,
-            "machine: {} x {}, kernel {}, load average at start {load}",
-            self.machine.nproc, self.machine.cpu, self.machine.kernel
-        );
+        let _ = writeln!(out, "{}", self.machine.line());
         let _ = writeln!(
             out,
             "method: {:.2} s warm-up + {:.2} s measured, {} rep(s), systems interleaved; median (min–max) over reps",
@@ -491,7 +484,8 @@ fn targets(rows: &[Row]) -> Vec<Target> {
 }
 
 impl Machine {
-    fn this(load_at_start: Option<f64>) -> Machine {
+    /// This machine, with the load average read at the start of the run.
+    pub(crate) fn this(load_at_start: Option<f64>) -> Machine {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|info| {
@@ -510,6 +504,17 @@ impl Machine {
             kernel,
             load_at_start,
         }
+    }
+
+    /// `machine: 2 x AMD EPYC, kernel .., load average at start 0.25`.
+    pub(crate) fn line(&self) -> String {
+        let load = self
+            .load_at_start
+            .map_or_else(|| "unknown".to_owned(), |l| format!("{l:.2}"));
+        format!(
+            "machine: {} x {}, kernel {}, load average at start {load}",
+            self.nproc, self.cpu, self.kernel
+        )
     }
 }
 

@@ -385,7 +385,7 @@ pub(crate) fn nats_minor(version: Option<&str>) -> Option<(u32, u32)> {
 }
 
 /// The first line of `nats-server --version`.
-fn nats_version(path: &std::path::Path) -> Option<String> {
+pub(crate) fn nats_version(path: &std::path::Path) -> Option<String> {
     let out = std::process::Command::new(path)
         .arg("--version")
         .stdin(std::process::Stdio::null())

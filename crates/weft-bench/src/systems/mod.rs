@@ -9,7 +9,7 @@
 
 mod http;
 pub(crate) mod nats_echo;
-mod raw;
+pub(crate) mod raw;
 mod tarpc_echo;
 mod tonic_echo;
 pub(crate) mod weft_echo;
@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::events;
 use crate::measure::Flavour;
+use crate::{cluster, events};
 
 /// A system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -52,6 +52,14 @@ pub(crate) enum System {
     /// NATS JetStream with file storage, and a pull consumer (the events
     /// suite; when nats-server is installed).
     Jetstream,
+    /// A weft call between hosts in two network namespaces of a cluster,
+    /// next to raw TCP between the same two (the cluster benchmarks; needs
+    /// root, iproute2 and nats-server 2.10+).
+    ClusterCall,
+    /// A thousand instances across three hosts on one NATS: how soon
+    /// changes reach every host, and the hosts' memory and CPU at rest
+    /// (the cluster benchmarks; needs nats-server 2.10+).
+    ClusterRegistry,
 }
 
 impl System {
@@ -69,6 +77,8 @@ impl System {
             System::Axum => "axum",
             System::WeftEvents => "weft-events",
             System::Jetstream => "jetstream",
+            System::ClusterCall => "cluster-call",
+            System::ClusterRegistry => "cluster-registry",
         }
     }
 
@@ -76,6 +86,11 @@ impl System {
     /// benchmarks.
     pub(crate) fn is_events(self) -> bool {
         matches!(self, System::WeftEvents | System::Jetstream)
+    }
+
+    /// Whether the system belongs to the cluster benchmarks.
+    pub(crate) fn is_cluster(self) -> bool {
+        matches!(self, System::ClusterCall | System::ClusterRegistry)
     }
 
     /// How the concurrent scenario's callers share connections, for the
@@ -96,6 +111,10 @@ impl System {
             System::Jetstream => {
                 "publishers share one async_nats::Client and its jetstream::Context"
             }
+            System::ClusterCall => {
+                "weft callers share one weft::Client in B; raw TCP has one connection per caller"
+            }
+            System::ClusterRegistry => "instances registered many per connection to their host",
         }
     }
 
@@ -125,6 +144,9 @@ impl System {
             System::Axum => Server::Axum(http::AxumServer::start(flavour).await?),
             System::WeftEvents | System::Jetstream => {
                 anyhow::bail!("{} is measured by the events suite", self.name())
+            }
+            System::ClusterCall | System::ClusterRegistry => {
+                anyhow::bail!("{} is measured by the cluster benchmarks", self.name())
             }
         }))
     }
@@ -346,6 +368,21 @@ pub(crate) enum Role {
         #[arg(long)]
         store_dir: PathBuf,
     },
+    /// Runs a weft host in cluster mode (the cluster benchmarks).
+    ClusterHost(cluster::HostArgs),
+    /// Starts nats-server with JetStream on a free port (the cluster
+    /// benchmarks).
+    ClusterNats {
+        /// The nats-server executable.
+        #[arg(long)]
+        nats_server: PathBuf,
+        /// The IP address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// JetStream's store directory.
+        #[arg(long)]
+        store_dir: PathBuf,
+    },
 }
 
 /// Runs a server role on a runtime of `flavour` until the benchmark process
@@ -374,6 +411,12 @@ pub(crate) fn serve(role: Role, flavour: Flavour) -> anyhow::Result<()> {
                 nats_server,
                 store_dir,
             } => events::serve_jetstream(&nats_server, &store_dir, child).await,
+            Role::ClusterHost(args) => cluster::serve_host(args).await,
+            Role::ClusterNats {
+                nats_server,
+                listen,
+                store_dir,
+            } => cluster::serve_nats(&nats_server, &listen, &store_dir, child).await,
         }
     })
 }

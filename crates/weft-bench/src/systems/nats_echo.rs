@@ -162,7 +162,7 @@ pub(crate) async fn serve(
 }
 
 /// Stops nats-server when the responder fails.
-struct KillOnDrop(Arc<Mutex<Option<std::process::Child>>>);
+pub(crate) struct KillOnDrop(pub(crate) Arc<Mutex<Option<std::process::Child>>>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

@@ -84,16 +84,7 @@ impl Server {
         n: usize,
         payload: &[u8],
     ) -> anyhow::Result<Vec<Caller<TcpStream>>> {
-        let address = self.process.address();
-        let mut callers = Vec::with_capacity(n);
-        for _ in 0..n {
-            let stream = TcpStream::connect(address)
-                .await
-                .with_context(|| format!("cannot connect to the raw TCP server at {address}"))?;
-            stream.set_nodelay(true)?;
-            callers.push(Caller::new(stream, payload)?);
-        }
-        Ok(callers)
+        tcp_callers(self.process.address(), n, payload).await
     }
 
     /// `n` callers, each with a Unix socket connection of its own.
@@ -112,6 +103,24 @@ impl Server {
         }
         Ok(callers)
     }
+}
+
+/// `n` callers of the raw TCP echo server at `address`, each with a
+/// connection of its own.
+pub(crate) async fn tcp_callers(
+    address: &str,
+    n: usize,
+    payload: &[u8],
+) -> anyhow::Result<Vec<Caller<TcpStream>>> {
+    let mut callers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let stream = TcpStream::connect(address)
+            .await
+            .with_context(|| format!("cannot connect to the raw TCP server at {address}"))?;
+        stream.set_nodelay(true)?;
+        callers.push(Caller::new(stream, payload)?);
+    }
+    Ok(callers)
 }
 
 /// One connection doing ping-pong.

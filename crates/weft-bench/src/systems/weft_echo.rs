@@ -103,36 +103,7 @@ impl Server {
     /// Waits until a call to `echo.echo` through the host succeeds: the echo
     /// instance has registered and the client has learned of it.
     async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let client = weft::Client::connect(self.host.address())
-            .await
-            .with_context(|| {
-                format!("cannot connect to the weft host at {}", self.host.address())
-            })?;
-        let max_tries = READY_TIMEOUT.as_millis() / READY_RETRY.as_millis();
-        let mut last = None;
-        for _ in 0..max_tries {
-            self.check_alive()?;
-            match client
-                .call::<_, String>("echo", "echo", EchoArgs { data: "ready" })
-                .await
-            {
-                Ok(reply) if reply == "ready" => return Ok(()),
-                Ok(reply) => {
-                    return Err(anyhow!("the echo service answered {reply:?} to \"ready\""));
-                }
-                Err(e) => last = Some(e),
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(READY_RETRY).await;
-        }
-        Err(anyhow!(
-            "the echo service did not become callable through the host within {}s; last error: {}",
-            READY_TIMEOUT.as_secs(),
-            last.map_or_else(|| "none".to_owned(), |e| e.to_string())
-        ))
+        wait_callable(self.host.address(), || self.check_alive()).await
     }
 
     pub(crate) fn check_alive(&self) -> anyhow::Result<()> {
@@ -152,21 +123,68 @@ impl Server {
     /// `n` callers sharing one `weft::Client`, hence one multiplexed
     /// connection to the echo instance.
     pub(crate) async fn callers(&self, n: usize, payload: &[u8]) -> anyhow::Result<Vec<Caller>> {
-        let payload: Arc<str> = std::str::from_utf8(payload)
-            .context("weft echoes a String: the payload must be UTF-8")?
-            .into();
-        let client = weft::Client::connect(self.host.address())
-            .await
-            .with_context(|| {
-                format!("cannot connect to the weft host at {}", self.host.address())
-            })?;
-        Ok((0..n)
-            .map(|_| Caller {
-                client: client.clone(),
-                payload: payload.clone(),
-            })
-            .collect())
+        callers(self.host.address(), n, payload).await
     }
+}
+
+/// The spec of the `echo` service, as its instances register it.
+pub(crate) fn echo_spec() -> weft::ServiceSpec {
+    <echo::Echo as weft::Service>::spec()
+}
+
+/// `n` callers of `echo.echo` sharing one `weft::Client` of the host at
+/// `host`.
+pub(crate) async fn callers(host: &str, n: usize, payload: &[u8]) -> anyhow::Result<Vec<Caller>> {
+    let payload: Arc<str> = std::str::from_utf8(payload)
+        .context("weft echoes a String: the payload must be UTF-8")?
+        .into();
+    let client = weft::Client::connect(host)
+        .await
+        .with_context(|| format!("cannot connect to the weft host at {host}"))?;
+    Ok((0..n)
+        .map(|_| Caller {
+            client: client.clone(),
+            payload: payload.clone(),
+        })
+        .collect())
+}
+
+/// Waits until a call to `echo.echo` through the host at `host` succeeds:
+/// an echo instance has registered and the host's registry, hence the
+/// client, knows it. `check_alive` fails when a process it depends on has
+/// exited, so that a crash ends the wait at once.
+pub(crate) async fn wait_callable(
+    host: &str,
+    check_alive: impl Fn() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let client = weft::Client::connect(host)
+        .await
+        .with_context(|| format!("cannot connect to the weft host at {host}"))?;
+    let max_tries = READY_TIMEOUT.as_millis() / READY_RETRY.as_millis();
+    let mut last = None;
+    for _ in 0..max_tries {
+        check_alive()?;
+        match client
+            .call::<_, String>("echo", "echo", EchoArgs { data: "ready" })
+            .await
+        {
+            Ok(reply) if reply == "ready" => return Ok(()),
+            Ok(reply) => {
+                return Err(anyhow!("the echo service answered {reply:?} to \"ready\""));
+            }
+            Err(e) => last = Some(e),
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(READY_RETRY).await;
+    }
+    Err(anyhow!(
+        "the echo service did not become callable through the host at {host} within {}s; last error: {}",
+        READY_TIMEOUT.as_secs(),
+        last.map_or_else(|| "none".to_owned(), |e| e.to_string())
+    ))
 }
 
 /// One task's handle on the shared client.
