@@ -100,8 +100,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 #[derive(Debug, Serialize, Deserialize)]
 struct Announcement {
     instance: InstanceInfo,
-    /// When the host wrote it, by its clock: an entry older than two lease
-    /// times is the last word of a host that stopped, not a live instance.
+    /// When the host wrote it, by its clock; for people reading the
+    /// bucket. Hosts judge an entry's age by the NATS server's clock.
     announced_ms: u64,
 }
 
@@ -116,8 +116,9 @@ pub(super) struct NatsCluster {
     mains_seen: Mutex<HashMap<String, Version>>,
     tokens: kv::Store,
     hosts: kv::Store,
-    /// Every host's last heartbeat, as the hosts bucket says.
-    hosts_seen: Mutex<BTreeMap<String, HostInfo>>,
+    /// Every host's last heartbeat, as the hosts bucket says, and when it
+    /// was written (by this host's clock).
+    hosts_seen: Mutex<BTreeMap<String, (HostInfo, tokio::time::Instant)>>,
     /// Whether other hosts' instances answer at their announced addresses,
     /// from here.
     reach: Mutex<Reach>,
@@ -618,7 +619,7 @@ impl NatsCluster {
 
     /// Takes a main version from the bucket. Every host applies every
     /// write, its own too, in the bucket's order, so all end on the last.
-    fn apply_main(&self, shared: &Shared, entry: kv::Entry) {
+    fn apply_main(&self, shared: &Shared, entry: kv::Entry, _age: Duration) {
         if entry.operation != kv::Operation::Put {
             return;
         }
@@ -640,15 +641,19 @@ impl NatsCluster {
             .restore_mains(std::iter::once((service, version)).collect());
     }
 
-    /// Takes a host's heartbeat, or its leaving.
-    fn apply_host(&self, _shared: &Shared, entry: kv::Entry) {
+    /// Takes a host's heartbeat, or its leaving. When it was written is
+    /// kept by this host's clock: now, less its age.
+    fn apply_host(&self, _shared: &Shared, entry: kv::Entry, age: Duration) {
         let Some(name) = decode_id(&entry.key) else {
             return;
         };
         match entry.operation {
             kv::Operation::Put => match serde_json::from_slice::<HostInfo>(&entry.value) {
                 Ok(host) => {
-                    self.hosts_seen.lock().insert(name, host);
+                    let written = tokio::time::Instant::now()
+                        .checked_sub(age)
+                        .unwrap_or_else(tokio::time::Instant::now);
+                    self.hosts_seen.lock().insert(name, (host, written));
                 }
                 Err(e) => {
                     tracing::warn!(key = %entry.key, error = %e, "skipping an unreadable host in the cluster")
@@ -662,7 +667,7 @@ impl NatsCluster {
 
     /// Takes a token made or revoked on any host: into this host's tokens
     /// and its store, so that it is checked here without asking anyone.
-    fn apply_token(&self, shared: &Shared, entry: kv::Entry) {
+    fn apply_token(&self, shared: &Shared, entry: kv::Entry, _age: Duration) {
         let store = shared.store.clone();
         match entry.operation {
             kv::Operation::Put => {
@@ -906,7 +911,7 @@ impl NatsCluster {
     }
 
     /// Merges one change of the bucket into this host's registry.
-    fn apply(&self, shared: &Shared, entry: kv::Entry) {
+    fn apply(&self, shared: &Shared, entry: kv::Entry, age: Duration) {
         let Some((host, encoded)) = entry.key.split_once('.') else {
             return;
         };
@@ -922,8 +927,9 @@ impl NatsCluster {
                         return;
                     }
                 };
-                let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
-                if now_ms().saturating_sub(announcement.announced_ms) > ttl_ms.saturating_mul(2) {
+                // Written two lease times before the newest write: the
+                // last word of a host that stopped, not a live instance.
+                if age > self.ttl * 2 {
                     return;
                 }
                 let mut instance = announcement.instance;
@@ -966,7 +972,7 @@ impl NatsCluster {
     async fn follow(
         &self,
         bucket: &kv::Store,
-        apply: fn(&Self, &Shared, kv::Entry),
+        apply: fn(&Self, &Shared, kv::Entry, Duration),
         stall: Option<Duration>,
         shared: Arc<Shared>,
         mut stop: watch::Receiver<bool>,
@@ -978,32 +984,59 @@ impl NatsCluster {
                 () = stopped(&mut stop) => return,
             };
             match watched {
-                Ok(mut entries) => loop {
-                    let next = async {
-                        match stall {
-                            Some(stall) => tokio::time::timeout(stall, entries.next()).await,
-                            None => Ok(entries.next().await),
+                // Entries of the state the watch starts from, until the
+                // last of them: then each is applied with its age by the
+                // NATS server's clock (how much older than the newest it
+                // is), never by comparing another machine's clock with
+                // this one's. Entries written later arrive new (age zero).
+                Ok(mut entries) => {
+                    let mut initial = Some(Vec::new());
+                    let watched_at = tokio::time::Instant::now();
+                    loop {
+                        let next = async {
+                            match stall {
+                                Some(stall) => tokio::time::timeout(stall, entries.next()).await,
+                                None => Ok(entries.next().await),
+                            }
+                        };
+                        tokio::select! {
+                            entry = next => match entry {
+                                Ok(Some(Ok(entry))) => {
+                                    backoff.reset();
+                                    match initial.as_mut() {
+                                        None => apply(self, &shared, entry, Duration::ZERO),
+                                        Some(buffer) => {
+                                            // A state that takes a lease time to
+                                            // arrive is applied as it is.
+                                            let last = entry.seen_current
+                                                || watched_at.elapsed() > self.ttl;
+                                            buffer.push(entry);
+                                            if last {
+                                                let buffer = initial.take().unwrap_or_default();
+                                                let newest = buffer.iter().map(|e| e.created).max();
+                                                for entry in buffer {
+                                                    let age = newest
+                                                        .map_or(Duration::ZERO, |n| (n - entry.created).unsigned_abs());
+                                                    apply(self, &shared, entry, age);
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                                Ok(Some(Err(e))) => {
+                                    tracing::warn!(bucket = %bucket.name, error = %e, "a watch of the cluster broke off; watching again");
+                                    break;
+                                }
+                                Ok(None) => break,
+                                Err(_) => {
+                                    tracing::debug!(bucket = %bucket.name, "a watch of the cluster went silent; watching again");
+                                    break;
+                                }
+                            },
+                            () = stopped(&mut stop) => return,
                         }
-                    };
-                    tokio::select! {
-                        entry = next => match entry {
-                            Ok(Some(Ok(entry))) => {
-                                backoff.reset();
-                                apply(self, &shared, entry);
-                            }
-                            Ok(Some(Err(e))) => {
-                                tracing::warn!(bucket = %bucket.name, error = %e, "a watch of the cluster broke off; watching again");
-                                break;
-                            }
-                            Ok(None) => break,
-                            Err(_) => {
-                                tracing::debug!(bucket = %bucket.name, "a watch of the cluster went silent; watching again");
-                                break;
-                            }
-                        },
-                        () = stopped(&mut stop) => return,
                     }
-                },
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch the cluster's registry; trying again");
                 }
@@ -1028,18 +1061,16 @@ async fn try_reach(address: &str) -> Result<(), String> {
 
 impl RegistryBackend for NatsCluster {
     fn hosts(&self, shared: &Shared) -> BoxFuture<'static, Result<Vec<HostInfo>, Error>> {
-        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
-        let now = now_ms();
         let me = super::this_host(shared);
         let mut list: Vec<HostInfo> = self
             .hosts_seen
             .lock()
             .values()
             // This host is up, whatever its last write says.
-            .filter(|h| h.name != me.name)
+            .filter(|(h, _)| h.name != me.name)
             .cloned()
-            .map(|mut h| {
-                if now.saturating_sub(h.heartbeat_ms) > ttl_ms.saturating_mul(2) {
+            .map(|(mut h, written)| {
+                if written.elapsed() > self.ttl * 2 {
                     h.state = HostState::Down;
                     return h;
                 }
