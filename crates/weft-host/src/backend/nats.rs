@@ -31,7 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, watch};
 use weft_core::backoff::Backoff;
 use weft_core::name::Version;
-use weft_core::{Error, Notification};
+use weft_core::{Code, Error, Notification};
 use weft_host_api::hosts::{HostInfo, HostState, Unreachable};
 use weft_registry::{InstanceInfo, WatchEvent};
 
@@ -86,6 +86,10 @@ struct Reach {
 
 /// How long a stopping host waits for NATS to take its instances off.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a starting host waits for JetStream to be ready (a NATS cluster
+/// that has just started elects its leader first).
+const JETSTREAM_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How long connecting to NATS may take before the host gives up starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -480,12 +484,6 @@ impl NatsCluster {
             .map_err(|_| unreachable("no answer in time".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
         let js = jetstream::new(client.clone());
-        js.query_account().await.map_err(|e| {
-            Error::unavailable(format!(
-                "the NATS server at {servers} does not run JetStream ({e}); start it with \
-                 JetStream on (`nats-server -js`, or a `jetstream {{}}` block in its config)"
-            ))
-        })?;
         // Three copies on a cluster of three or more, so that losing a NATS
         // node loses no host's announcements; one on a single server.
         let replicas = if client.server_info().connect_urls.len() >= 3 {
@@ -494,12 +492,68 @@ impl NatsCluster {
             1
         };
         let [registry, mains, tokens, hosts] = bucket_configs(ttl, replicas);
-        let kv = open_bucket(&js, registry.clone(), &servers).await?;
-        let mains_kv = open_bucket(&js, mains.clone(), &servers).await?;
-        let tokens_kv = open_bucket(&js, tokens.clone(), &servers).await?;
-        let hosts_kv = open_bucket(&js, hosts.clone(), &servers).await?;
         let notifications = notifications_config(replicas);
-        open_notifications(&js, notifications.clone(), &servers).await?;
+        // A NATS cluster that has just started elects its JetStream leader
+        // first, and meanwhile answers nothing or "temporarily
+        // unavailable": wait for it, saying so, within a patience.
+        let patience = tokio::time::Instant::now() + JETSTREAM_PATIENCE;
+        let mut waiting = false;
+        let (kv, mains_kv, tokens_kv, hosts_kv) = loop {
+            let opened = async {
+                // Each try is short: a cluster electing its leader does not
+                // answer, and the next try may find it ready.
+                tokio::time::timeout(Duration::from_secs(2), js.query_account())
+                    .await
+                    .map_err(|_| {
+                        Error::unavailable(format!(
+                            "JetStream at {servers} does not answer yet; a NATS cluster that \
+                             has just started elects its leader first, and one without a \
+                             majority of its servers up cannot"
+                        ))
+                    })?
+                    .map_err(|e| {
+                    if matches!(
+                        e.kind(),
+                        jetstream::context::AccountErrorKind::JetStreamUnavailable
+                    ) {
+                        Error::invalid_argument(
+                            "nats",
+                            format!(
+                                "the NATS server at {servers} does not run JetStream ({e}); start \
+                                 it with JetStream on (`nats-server -js`, or a `jetstream {{}}` \
+                                 block in its config)"
+                            ),
+                        )
+                    } else {
+                        Error::unavailable(format!(
+                            "JetStream at {servers} does not answer ({e}); a NATS cluster that \
+                             has just started elects its leader first, and one without a \
+                             majority of its servers up cannot"
+                        ))
+                    }
+                })?;
+                Ok::<_, Error>((
+                    open_bucket(&js, registry.clone(), &servers).await?,
+                    open_bucket(&js, mains.clone(), &servers).await?,
+                    open_bucket(&js, tokens.clone(), &servers).await?,
+                    open_bucket(&js, hosts.clone(), &servers).await?,
+                    open_notifications(&js, notifications.clone(), &servers).await?,
+                ))
+            };
+            match opened.await {
+                Ok((kv, mains, tokens, hosts, ())) => break (kv, mains, tokens, hosts),
+                Err(e)
+                    if e.code() == Code::Unavailable && tokio::time::Instant::now() < patience =>
+                {
+                    if !waiting {
+                        tracing::warn!(error = %e.message(), "waiting for NATS JetStream to be ready (up to {} s)", JETSTREAM_PATIENCE.as_secs());
+                        waiting = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         tracing::info!(%servers, host = name, replicas, "joined the cluster through NATS");
         Ok(NatsCluster {
             kv,
