@@ -346,24 +346,7 @@ async fn a_name_is_taken_once_and_a_restarted_host_takes_its_instances_back() {
         .await;
 
     // A second host named `a` is refused while a is up.
-    let dir = tempfile::tempdir().unwrap();
-    let out = Weft::new(WEFT)
-        .run(&[
-            "host",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--nats",
-            &url,
-            "--name",
-            "a",
-            "--lease-ttl",
-            "2",
-        ])
-        .await;
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    let said = text(&out.stderr);
+    let said = refused_host(&["--nats", &url, "--name", "a", "--lease-ttl", "2"]).await;
     assert!(
         said.contains("another host named `a` is up in the cluster"),
         "{said}"
@@ -391,24 +374,8 @@ async fn a_name_is_taken_once_and_a_restarted_host_takes_its_instances_back() {
 
 #[tokio::test]
 async fn a_host_that_cannot_join_its_cluster_says_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let weft = Weft::new(WEFT);
-
     // Nothing listens on port 1.
-    let out = weft
-        .run(&[
-            "host",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
-            "--nats",
-            "nats://127.0.0.1:1",
-        ])
-        .await;
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    let said = text(&out.stderr);
+    let said = refused_host(&["--nats", "nats://127.0.0.1:1"]).await;
     assert!(
         said.contains("cannot reach NATS at nats://127.0.0.1:1"),
         "{said}"
@@ -416,38 +383,11 @@ async fn a_host_that_cannot_join_its_cluster_says_why() {
     assert!(said.contains("nats-server -js"), "{said}");
 
     let plain = NatsServer::start_without_jetstream().await;
-    let out = weft
-        .run(&[
-            "host",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
-            "--nats",
-            &plain.url(),
-        ])
-        .await;
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    let said = text(&out.stderr);
+    let said = refused_host(&["--nats", &plain.url()]).await;
     assert!(said.contains("does not run JetStream"), "{said}");
 
-    let out = weft
-        .run(&[
-            "host",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
-            "--nats",
-            "not a url",
-        ])
-        .await;
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("is not a NATS server URL"),
-        "{}",
-        text(&out.stderr)
-    );
+    let said = refused_host(&["--nats", "not a url"]).await;
+    assert!(said.contains("is not a NATS server URL"), "{said}");
 }
 
 /// NATS goes away and comes back without its store: the hosts say so,
@@ -521,20 +461,7 @@ async fn a_bucket_with_other_settings_is_refused_and_left_alone() {
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = Weft::new(WEFT)
-        .run(&[
-            "host",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--nats",
-            &url,
-        ])
-        .await;
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    let said = text(&out.stderr);
+    let said = refused_host(&["--nats", &url]).await;
     assert!(
         said.contains("the bucket `weft_tokens`")
             && said.contains("keeps 5 values per key, weft keeps 1")
@@ -552,23 +479,7 @@ async fn a_bucket_with_other_settings_is_refused_and_left_alone() {
         .args(["--nats", url.as_str(), "--name", "a"])
         .start()
         .await;
-    let out = Weft::new(WEFT)
-        .run(&[
-            "host",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--nats",
-            &url,
-            "--name",
-            "b",
-            "--lease-ttl",
-            "5",
-        ])
-        .await;
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    let said = text(&out.stderr);
+    let said = refused_host(&["--nats", &url, "--name", "b", "--lease-ttl", "5"]).await;
     assert!(
         said.contains("the bucket `weft_registry`")
             && said.contains("made by hosts with --lease-ttl 6, this host has --lease-ttl 5"),
@@ -638,6 +549,23 @@ async fn instances_at_an_address_others_cannot_reach_are_reported() {
         said.contains("cannot reach an instance of another host"),
         "{said}"
     );
+}
+
+/// Runs `weft host` on 127.0.0.1:0 with a data dir of its own and `args`,
+/// which must refuse to start: what it said.
+async fn refused_host(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![
+        "host",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let out = Weft::new(WEFT).run(&all).await;
+    assert!(!out.status.success(), "{args:?}: {}", text(&out.stdout));
+    text(&out.stderr)
 }
 
 /// A certificate authority and the certificates it signs, as PEM files in
@@ -724,22 +652,7 @@ async fn a_host_joins_a_nats_that_requires_mutual_tls() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["name"], "tls", "{listed}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = Weft::new(WEFT)
-        .run(&[
-            "host",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--nats",
-            &url,
-            "--nats-tls-ca",
-            &ca,
-        ])
-        .await;
-    assert!(!out.status.success(), "{}", text(&out.stdout));
-    let said = text(&out.stderr);
+    let said = refused_host(&["--nats", &url, "--nats-tls-ca", &ca]).await;
     assert!(
         said.contains("cannot reach NATS at") && said.contains("--nats"),
         "{said}"
