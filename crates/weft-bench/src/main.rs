@@ -112,6 +112,12 @@ struct Cli {
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     cluster_samples: u32,
 
+    /// The hosts' lease time in the cluster benchmarks (`weft host
+    /// --lease-ttl`): each host rewrites its instances to NATS every third
+    /// of it.
+    #[arg(long, value_parser = parse_duration, default_value = "6s")]
+    cluster_lease_ttl: Duration,
+
     /// Publishes in flight in the events suite's batch figures.
     #[arg(long, value_delimiter = ',', default_value = "64,256",
           value_parser = clap::value_parser!(u32).range(2..=4096))]
@@ -183,6 +189,9 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let systems = dedup(cli.systems.clone());
     if systems.is_empty() {
         bail!("--systems names no system");
+    }
+    if cli.cluster_lease_ttl < Duration::from_millis(100) {
+        bail!("--cluster-lease-ttl is too short: use at least 100ms, as `weft host --lease-ttl`");
     }
     let (duration, warmup, reps) = if cli.quick {
         (Duration::from_millis(200), Duration::from_millis(50), 1)
@@ -260,6 +269,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
                 cli.cluster_samples as usize
             },
             rest: if cli.quick { QUICK_REST } else { REST },
+            lease_ttl: cli.cluster_lease_ttl,
         };
         Some(cluster::run(&cluster_plan, &cluster_systems)?)
     };

@@ -65,7 +65,7 @@ struct Machines {
 pub(crate) fn run(plan: &Plan, nats_server: &Path) -> anyhow::Result<Outcome> {
     let control = Flavour::CurrentThread.runtime()?;
     eprintln!("cluster-call: setting up namespaces, nats-server and two hosts");
-    let machines = control.block_on(Machines::start(nats_server))?;
+    let machines = control.block_on(Machines::start(nats_server, plan.lease_ttl))?;
     let mut runs = Vec::new();
     for &flavour in &plan.flavours {
         eprintln!(
@@ -170,14 +170,13 @@ pub(crate) fn run(plan: &Plan, nats_server: &Path) -> anyhow::Result<Outcome> {
 }
 
 impl Machines {
-    async fn start(nats_server: &Path) -> anyhow::Result<Machines> {
+    async fn start(nats_server: &Path, lease: Duration) -> anyhow::Result<Machines> {
         let network = Network::try_new().map_err(anyhow::Error::msg)?;
         let c = network.try_netns().map_err(anyhow::Error::msg)?;
         let a = network.try_netns().map_err(anyhow::Error::msg)?;
         let b = network.try_netns().map_err(anyhow::Error::msg)?;
         let interrupt = OnInterrupt::new(&network, &[&c, &a, &b])?;
         let nats = Nats::start(Some(&c), nats_server, &c.addr().to_string()).await?;
-        let lease = weft_host::DEFAULT_LEASE_TTL;
         let a_ip = a.addr().to_string();
         let b_ip = b.addr().to_string();
         let host_a = ClusterHost::start(Some(&a), nats.url(), "a", Some(&a_ip), lease).await?;

@@ -74,6 +74,8 @@ pub(crate) struct Plan {
     pub(crate) samples: usize,
     /// How long the hosts' CPU is sampled at rest.
     pub(crate) rest: Duration,
+    /// The hosts' lease time.
+    pub(crate) lease_ttl: Duration,
 }
 
 /// Runs the cluster benchmarks among `systems` (`cluster-call`,

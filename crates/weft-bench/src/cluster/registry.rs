@@ -13,8 +13,10 @@
 //! The instances are real registrations, made the way the SDK makes them
 //! (`register` on the host's wire service, `keepalive` every third of the
 //! lease), but many per connection, by this process, so that a thousand
-//! cost a thousand entries and no thousand processes. Their addresses are
-//! never called.
+//! cost a thousand entries and no thousand processes. They are never
+//! called, but their addresses accept connections (a listener per
+//! service in this process), since every host connects once to each
+//! other host's instances to learn whether it reaches them.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -54,8 +56,9 @@ const REGISTERED_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long one sample may take to appear (or disappear) on every host.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A pause between samples, so that they spread over several of the
-/// hosts' renewal rounds rather than a burst.
+/// A pause before each addition and each removal, so that samples spread
+/// over several of the hosts' renewal rounds rather than a burst, and a
+/// removal is as likely as an addition to meet one.
 const SAMPLE_GAP: Duration = Duration::from_millis(10);
 
 /// A pause after the bulk registration and after the samples, so that
@@ -125,7 +128,7 @@ async fn measure(plan: &Plan, nats_server: &Path) -> anyhow::Result<Outcome> {
         HOSTS.len()
     );
     let nats = Nats::start(None, nats_server, "127.0.0.1").await?;
-    let lease = weft_host::DEFAULT_LEASE_TTL;
+    let lease = plan.lease_ttl;
     let mut hosts = Vec::with_capacity(HOSTS.len());
     for name in HOSTS {
         hosts.push(ClusterHost::start(None, nats.url(), name, None, lease).await?);
@@ -163,6 +166,7 @@ async fn measure(plan: &Plan, nats_server: &Path) -> anyhow::Result<Outcome> {
         registrars.push(connect(host.address()).await?);
         samplers.push(connect(host.address()).await?);
     }
+    let listeners = Listeners::start().await?;
     let spec = weft_echo::echo_spec();
     let started = Instant::now();
     let mut ids: Vec<Vec<String>> = vec![Vec::new(); hosts.len()];
@@ -170,7 +174,7 @@ async fn measure(plan: &Plan, nats_server: &Path) -> anyhow::Result<Outcome> {
     for (h, conn) in registrars.iter().enumerate() {
         let mine: Vec<InstanceInfo> = (0..plan.instances)
             .filter(|n| n % hosts.len() == h)
-            .map(|n| instance(format!("i{n:05}"), n, &spec))
+            .map(|n| instance(format!("i{n:05}"), n, &spec, &listeners))
             .collect();
         ids[h] = mine.iter().map(|i| i.id.clone()).collect();
         bulk.push(register_all(conn, mine));
@@ -230,7 +234,7 @@ async fn measure(plan: &Plan, nats_server: &Path) -> anyhow::Result<Outcome> {
     for s in 0..plan.samples {
         alive()?;
         let h = s % hosts.len();
-        let sample = instance(format!("{SAMPLE_PREFIX}{s}"), s, &spec);
+        let sample = instance(format!("{SAMPLE_PREFIX}{s}"), s, &spec, &listeners);
         let id = sample.id.clone();
         let sent = Instant::now();
         let _: RegisterReply = call(
@@ -242,6 +246,7 @@ async fn measure(plan: &Plan, nats_server: &Path) -> anyhow::Result<Outcome> {
         let seen = seen_on_all(&watchers, &hosts, &id, "up", |v| v.up.get(&id).copied()).await?;
         outcome.added_own_ms.push(ms(seen[h] - sent));
         outcome.added_every_ms.push(ms(max(&seen) - sent));
+        tokio::time::sleep(SAMPLE_GAP).await;
         let sent = Instant::now();
         let () = call(
             &samplers[h],
@@ -479,9 +484,8 @@ async fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
 }
 
 /// The `n`-th instance: of one of [`SERVICES`] services, with the echo
-/// service's entrypoints, at an address nothing listens on (it is never
-/// called).
-fn instance(id: String, n: usize, spec: &weft::ServiceSpec) -> InstanceInfo {
+/// service's entrypoints, at its service's listener.
+fn instance(id: String, n: usize, spec: &weft::ServiceSpec, listeners: &Listeners) -> InstanceInfo {
     let service = format!("scale-{:02}", n % SERVICES);
     let mut spec = spec.clone();
     spec.name = service.clone();
@@ -489,13 +493,56 @@ fn instance(id: String, n: usize, spec: &weft::ServiceSpec) -> InstanceInfo {
         id,
         service,
         version: weft::Version::new(1, 0, 0),
-        address: format!("tcp://127.0.0.1:{}", 20_000 + n % 40_000),
+        address: format!("tcp://{}", listeners.addresses[n % SERVICES]),
         spec,
         pid: None,
         started_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         host: None,
+    }
+}
+
+/// A listener per service on 127.0.0.1, where its instances are
+/// announced: each accepts connections and closes them, which is all the
+/// hosts' reachability check does with them. Dropping it stops them.
+#[derive(Debug)]
+struct Listeners {
+    addresses: Vec<std::net::SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A bound on the connections one listener accepts, far beyond any run.
+const MAX_ACCEPTS: usize = 100_000_000;
+
+impl Listeners {
+    async fn start() -> anyhow::Result<Listeners> {
+        let mut listeners = Listeners {
+            addresses: Vec::with_capacity(SERVICES),
+            tasks: Vec::with_capacity(SERVICES),
+        };
+        for _ in 0..SERVICES {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("cannot listen on 127.0.0.1")?;
+            listeners.addresses.push(listener.local_addr()?);
+            listeners.tasks.push(tokio::spawn(async move {
+                for _ in 0..MAX_ACCEPTS {
+                    if listener.accept().await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        Ok(listeners)
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
