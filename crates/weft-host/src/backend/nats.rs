@@ -84,6 +84,9 @@ struct Reach {
     unreachable: HashMap<String, (String, Unreachable, tokio::time::Instant)>,
 }
 
+/// How many of its instances' writes a host has in flight at once.
+const PUT_CONCURRENCY: usize = 64;
+
 /// How long a stopping host waits for NATS to take its instances off.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -611,8 +614,9 @@ impl NatsCluster {
             .collect()
     }
 
-    /// Writes one of this host's instances; says whether it was written.
-    async fn put(&self, instance: &InstanceInfo, announced: &mut HashSet<String>) -> bool {
+    /// Writes one of this host's instances: its id, and the error if NATS
+    /// did not take it.
+    async fn put(&self, instance: &InstanceInfo) -> (String, Option<String>) {
         let mut instance = instance.clone();
         if let Some(advertise) = &self.advertise {
             instance.address = advertised(&instance.address, advertise);
@@ -624,23 +628,38 @@ impl NatsCluster {
         };
         let value = match serde_json::to_vec(&announcement) {
             Ok(v) => v,
-            Err(e) => {
-                tracing::error!(instance = %id, error = %e, "cannot encode an instance for the cluster");
-                return true;
-            }
+            Err(e) => return (id, Some(format!("cannot encode it: {e}"))),
         };
-        match self.kv.put(self.key(&id), value.into()).await {
-            Ok(_) => {
-                announced.insert(id);
-                true
-            }
-            // NATS is away, or lost the bucket: the next round writes it
-            // again.
-            Err(e) => {
-                tracing::warn!(instance = %id, error = %e, "cannot announce an instance to the cluster");
-                false
+        let written = self.kv.put(self.key(&id), value.into()).await;
+        (id, written.err().map(|e| e.to_string()))
+    }
+
+    /// Writes `instances`, many at a time (a round of a host with
+    /// thousands of instances takes a few round trips, not thousands);
+    /// says whether NATS took them all, and logs once for those it did not
+    /// (NATS away, or a bucket it lost: the next round writes them again).
+    async fn put_all(&self, instances: &[InstanceInfo], announced: &mut HashSet<String>) -> bool {
+        let mut written = Vec::with_capacity(instances.len());
+        for chunk in instances.chunks(PUT_CONCURRENCY) {
+            written.extend(futures::future::join_all(chunk.iter().map(|i| self.put(i))).await);
+        }
+        let mut failed = 0;
+        let mut first = None;
+        for (id, error) in written {
+            match error {
+                None => {
+                    announced.insert(id);
+                }
+                Some(error) => {
+                    failed += 1;
+                    first.get_or_insert((id, error));
+                }
             }
         }
+        if let Some((id, error)) = first {
+            tracing::warn!(failed, instance = %id, %error, "cannot announce instances to the cluster");
+        }
+        failed == 0
     }
 
     async fn withdraw(&self, id: &str) {
@@ -773,7 +792,7 @@ impl NatsCluster {
                 }
                 event = events.recv() => match event {
                     Ok(WatchEvent::Up { instance }) if self.is_local(&instance) => {
-                        self.put(&instance, &mut announced).await;
+                        self.put_all(std::slice::from_ref(&instance), &mut announced).await;
                         self.heartbeat(&shared).await;
                     }
                     Ok(WatchEvent::Down { id, .. }) if announced.remove(&id) => {
@@ -831,15 +850,9 @@ impl NatsCluster {
             return;
         }
         let local = self.local(shared);
-        let mut written = true;
-        for instance in &local {
-            written &= self.put(instance, announced).await;
-        }
-        if !written {
+        if !self.put_all(&local, announced).await {
             self.restore().await;
-            for instance in &local {
-                self.put(instance, announced).await;
-            }
+            self.put_all(&local, announced).await;
         }
         self.heartbeat(shared).await;
     }
