@@ -1,6 +1,8 @@
 //! `weft deploy NAME VERSION PATH`: builds the crate at PATH in release
 //! mode, uploads its executable to the host, and returns once the host has
-//! the new instances registered.
+//! the new instances registered. In a cluster, `--on HOST[,HOST...]|all`
+//! runs it on those hosts: the host asked passes the executable on through
+//! NATS, and the command says, per host, whether it started.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read as _, Write as _};
@@ -13,8 +15,9 @@ use cargo_metadata::{DependencyKind, Message, MetadataCommand, Node, PackageId};
 use clap::Args;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
+use weft_host_api::deployments::DeployAnswer;
 
-use crate::manage::{HostApi, Target, render_table};
+use crate::manage::{HostApi, Target, print_outcomes, render_table};
 use crate::{Failure, Result};
 
 /// How long the host may take to store the executable and get the
@@ -38,6 +41,10 @@ pub(crate) struct DeployCmd {
     /// An environment variable for the instances, `NAME=VALUE`; repeat for several.
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
+    /// In a cluster: the hosts to run it on, by name (`weft hosts` lists
+    /// them), or `all` [default: the host this command talks to].
+    #[arg(long, value_name = "HOST[,HOST...]|all")]
+    on: Option<String>,
 }
 
 /// Roughly how many units cargo compiles for the crate: its packages and
@@ -258,21 +265,46 @@ pub(crate) async fn deploy(cmd: DeployCmd) -> Result<()> {
         path.push_str("&env=");
         path.push_str(&query_escape(pair));
     }
-    api.send(
-        Method::PUT,
-        &path,
-        Some(("application/octet-stream", Bytes::from(bytes))),
-        DEPLOY_TIMEOUT,
-    )
-    .await
-    .map_err(|Failure(msg)| {
+    if let Some(on) = &cmd.on {
+        if on.trim().is_empty() {
+            return Err(Failure(
+                "--on names no host; write --on HOST[,HOST...] or --on all".into(),
+            ));
+        }
+        path.push_str("&on=");
+        path.push_str(&query_escape(on));
+    }
+    let answer = api
+        .send(
+            Method::PUT,
+            &path,
+            Some(("application/octet-stream", Bytes::from(bytes))),
+            DEPLOY_TIMEOUT,
+        )
+        .await
+        .map_err(|Failure(msg)| {
+            Failure(format!(
+                "the host did not deploy {} {}: {msg}",
+                cmd.name, cmd.version
+            ))
+        })?;
+    let answer: DeployAnswer = serde_json::from_value(answer).map_err(|e| {
         Failure(format!(
-            "the host did not deploy {} {}: {msg}",
-            cmd.name, cmd.version
+            "the host answered the deploy with something this `weft` does not read ({e}); are `weft` and the host the same version?"
         ))
     })?;
     let list = api.deployments().await?;
     let mut out = std::io::stdout().lock();
+    if let DeployAnswer::Hosts(placed) = &answer {
+        print_outcomes(&mut out, &placed.on, "started")?;
+        if let Some(failed) = placed.failures() {
+            write!(out, "{}", render_table(&list))?;
+            return Err(Failure(format!(
+                "{} {} did not start on every host ({failed}); the hosts that started it run it",
+                cmd.name, cmd.version
+            )));
+        }
+    }
     writeln!(out, "Service deployed successfully")?;
     write!(out, "{}", render_table(&list))?;
     Ok(())

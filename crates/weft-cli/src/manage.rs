@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use weft_core::Address;
 use weft_host_api::deployments::{
-    Deployments, Killed, LogLine, MainRequest, MainSet, ScaleRequest, Status, VersionStatus,
+    DeployAnswer, Deployments, HostOutcome, Killed, LogLine, MainRequest, MainSet, ScaleRequest,
+    Status, VersionStatus,
 };
 use weft_host_api::hosts::{HostInfo, HostState};
 
@@ -355,6 +356,22 @@ pub(crate) fn render_table(list: &[VersionStatus]) -> String {
     )
 }
 
+/// What each host did with a deploy, a scale or a kill: `started on a`,
+/// `failed on b: ...`.
+pub(crate) fn print_outcomes(
+    out: &mut impl std::io::Write,
+    outcomes: &[HostOutcome],
+    done: &str,
+) -> Result<()> {
+    for o in outcomes {
+        match &o.error {
+            None => writeln!(out, "{done} on {}", o.host)?,
+            Some(e) => writeln!(out, "failed on {}: {e}", o.host)?,
+        }
+    }
+    Ok(())
+}
+
 /// Options of `weft hosts`.
 #[derive(Debug, Args)]
 pub(crate) struct HostsCmd {
@@ -489,11 +506,26 @@ pub(crate) async fn kill(cmd: KillCmd) -> Result<()> {
     let answer: Killed = api.request::<(), _>(Method::DELETE, &path, None).await?;
     let killed: Vec<String> = answer.killed.iter().map(ToString::to_string).collect();
     let mut out = std::io::stdout().lock();
+    print_outcomes(&mut out, &answer.on, "stopped")?;
+    let failed: Vec<String> = answer
+        .on
+        .iter()
+        .filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.host)))
+        .collect();
+    if !failed.is_empty() {
+        return Err(Failure(format!(
+            "{} {} was not stopped on every host ({}); run `weft kill` again once they are up",
+            cmd.name,
+            killed.join(", "),
+            failed.join("; ")
+        )));
+    }
     writeln!(out, "stopped {} {}", cmd.name, killed.join(", "))?;
     Ok(())
 }
 
-/// Options of `weft scale`.
+/// Options of `weft scale`: in a cluster, a version that several hosts run
+/// runs N instances on each of them.
 #[derive(Debug, Args)]
 pub(crate) struct ScaleCmd {
     #[command(flatten)]
@@ -502,13 +534,14 @@ pub(crate) struct ScaleCmd {
     name: String,
     /// The deployed version.
     version: String,
-    /// How many instances to run (0 stops them but keeps the deployment).
+    /// How many instances to run (0 stops them but keeps the deployment);
+    /// in a cluster, on each host that runs the version.
     instances: u32,
 }
 
 pub(crate) async fn scale(cmd: ScaleCmd) -> Result<()> {
     let api = HostApi::new(&cmd.target)?;
-    let _: VersionStatus = api
+    let answer: DeployAnswer = api
         .request(
             Method::POST,
             &format!(
@@ -521,7 +554,17 @@ pub(crate) async fn scale(cmd: ScaleCmd) -> Result<()> {
         )
         .await?;
     let list = api.deployments().await?;
-    write!(std::io::stdout().lock(), "{}", render_table(&list))?;
+    let mut out = std::io::stdout().lock();
+    if let DeployAnswer::Hosts(placed) = &answer {
+        print_outcomes(&mut out, &placed.on, "scaled")?;
+    }
+    write!(out, "{}", render_table(&list))?;
+    if let Some(failed) = answer.failures() {
+        return Err(Failure(format!(
+            "{} {} was not scaled on every host ({failed}); run `weft scale` again once they are up",
+            cmd.name, cmd.version
+        )));
+    }
     Ok(())
 }
 

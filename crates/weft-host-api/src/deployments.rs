@@ -180,6 +180,10 @@ pub struct DeployQuery {
     /// parameter repeats for each variable.
     #[serde(default)]
     pub env: Vec<String>,
+    /// In a cluster, the hosts to run it on: names separated by commas,
+    /// or `all` (every host that is up); by default the host asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
 }
 
 fn one() -> u32 {
@@ -191,6 +195,7 @@ impl Default for DeployQuery {
         DeployQuery {
             instances: one(),
             env: Vec::new(),
+            on: None,
         }
     }
 }
@@ -244,6 +249,103 @@ pub struct Killed {
     /// The versions stopped and forgotten.
     #[schemars(with = "Vec<String>")]
     pub killed: Vec<Version>,
+    /// In a cluster, for a version named: what each host that ran it did
+    /// (`status` is none for a host that stopped it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<HostOutcome>,
+}
+
+/// What one host of a cluster did with a deploy, a scale or a kill: the
+/// version's status there, or why it could not.
+///
+/// ```
+/// use weft_host_api::deployments::HostOutcome;
+///
+/// let o: HostOutcome = serde_json::from_str(
+///     r#"{"host": "b", "error": "host `b` is not up in the cluster"}"#,
+/// )
+/// .unwrap();
+/// assert!(o.status.is_none());
+/// assert!(!o.ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HostOutcome {
+    /// The host, by name.
+    pub host: String,
+    /// The version on that host afterwards (none after a kill, or after an
+    /// error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<VersionStatus>,
+    /// What went wrong on that host; the others went on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl HostOutcome {
+    /// Whether the host did what it was asked.
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// What a deploy with `on` (several hosts of a cluster) answers, and a
+/// scale of a version that runs on other hosts too: one outcome per host.
+///
+/// ```
+/// use weft_host_api::deployments::{DeployAnswer, Placed};
+///
+/// let a: DeployAnswer = serde_json::from_str(
+///     r#"{"service": "echo", "version": "1.0.0", "on": [{"host": "a", "error": "boom"}]}"#,
+/// )
+/// .unwrap();
+/// let DeployAnswer::Hosts(Placed { on, .. }) = a else { panic!() };
+/// assert_eq!(on[0].host, "a");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Placed {
+    /// The service.
+    pub service: String,
+    /// The version.
+    #[schemars(with = "String")]
+    pub version: Version,
+    /// Each host asked, in the order of the hosts' names.
+    pub on: Vec<HostOutcome>,
+}
+
+impl Placed {
+    /// The hosts that failed, with their errors: `b: ...; c: ...`, or
+    /// none when every host did what it was asked.
+    pub fn failures(&self) -> Option<String> {
+        let failed: Vec<String> = self
+            .on
+            .iter()
+            .filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.host)))
+            .collect();
+        (!failed.is_empty()).then(|| failed.join("; "))
+    }
+}
+
+/// What a deploy or a scale answers: the version on this host (a deploy
+/// without `on`; a scale of a version only this host runs), or one
+/// outcome per host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+pub enum DeployAnswer {
+    /// One outcome per host of the cluster.
+    Hosts(Placed),
+    /// The version on this host.
+    Here(VersionStatus),
+}
+
+impl DeployAnswer {
+    /// The hosts that failed, with their errors, if any did.
+    pub fn failures(&self) -> Option<String> {
+        match self {
+            DeployAnswer::Hosts(p) => p.failures(),
+            DeployAnswer::Here(_) => None,
+        }
+    }
 }
 
 /// One line of an instance's output: `GET /api/v1/services/{name}/logs`

@@ -19,7 +19,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use weft_core::Notification;
 use weft_registry::ServiceSummary;
 
-use crate::deployments::{Killed, MainRequest, MainSet, ScaleRequest, VersionStatus};
+use crate::deployments::{DeployAnswer, Killed, MainRequest, MainSet, ScaleRequest, VersionStatus};
 use crate::events::{DeadLetter, PublishRequest, ReplayRequest, Replayed, TopicInfo};
 use crate::hosts::HostInfo;
 use crate::tokens::{CreateToken, CreatedToken, TokenInfo};
@@ -366,8 +366,8 @@ pub const ROUTES: &[Route] = &[
         body: Body::Binary,
         answer: Answer::Json {
             status: 200,
-            description: "The version, running.",
-            schema: schema::<VersionStatus>,
+            description: "The version, running; with `on`, what each host did.",
+            schema: schema::<DeployAnswer>,
         },
         errors: &[400, 401, 403, 413, 500],
     },
@@ -381,8 +381,8 @@ pub const ROUTES: &[Route] = &[
         body: Body::Binary,
         answer: Answer::Json {
             status: 200,
-            description: "The version, running.",
-            schema: schema::<VersionStatus>,
+            description: "The version, running; with `on`, what each host did.",
+            schema: schema::<DeployAnswer>,
         },
         errors: &[400, 401, 403, 413, 500],
     },
@@ -390,7 +390,7 @@ pub const ROUTES: &[Route] = &[
         method: Method::Delete,
         path: "/api/v1/services/{name}/versions/{version}",
         operation: "kill_version",
-        summary: "Stops a version's instances and forgets it.",
+        summary: "Stops a version's instances and forgets it (in a cluster: on every host that runs it).",
         access: Access::Admin,
         params: &[NAME, VERSION],
         body: Body::None,
@@ -405,14 +405,14 @@ pub const ROUTES: &[Route] = &[
         method: Method::Post,
         path: "/api/v1/services/{name}/versions/{version}/scale",
         operation: "scale",
-        summary: "Runs this many instances of a version; answers once new ones have registered.",
+        summary: "Runs this many instances of a version (in a cluster: on each host that runs it); answers once new ones have registered.",
         access: Access::Admin,
         params: &[NAME, VERSION],
         body: Body::Json(schema::<ScaleRequest>),
         answer: Answer::Json {
             status: 200,
-            description: "The version.",
-            schema: schema::<VersionStatus>,
+            description: "The version; in a cluster, when other hosts run it too, what each host did.",
+            schema: schema::<DeployAnswer>,
         },
         errors: &[400, 401, 403, 404],
     },
@@ -611,6 +611,11 @@ const DEPLOY_PARAMS: &[Param] = &[
         "env",
         "An environment variable for the instances, `K=V`; repeat for several.",
         schema::<Vec<String>>,
+    ),
+    query(
+        "on",
+        "In a cluster: the hosts to run it on, names separated by commas, or `all` (default: this host).",
+        schema::<String>,
     ),
 ];
 

@@ -7,6 +7,7 @@ mod deployments;
 mod embedded;
 mod events;
 mod nats;
+mod nats_artifacts;
 mod nats_deployments;
 
 use std::fmt;
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 use weft_core::{Error, Notification};
 use weft_host_api::hosts::{HostInfo, HostState};
 
-pub(crate) use self::deployments::DeploymentBackend;
+pub(crate) use self::deployments::{DeploymentBackend, Order, OrderHandler};
 pub(crate) use self::events::{Deliveries, EventLog, Tail};
 use crate::auth::TokenRecord;
 use crate::config::HostConfig;

@@ -595,6 +595,11 @@ impl NatsCluster {
         &self.name
     }
 
+    /// The connection to NATS, for requests between hosts.
+    pub(super) fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
     fn key(&self, id: &str) -> String {
         format!("{}.{}", self.name, encode_id(id))
     }

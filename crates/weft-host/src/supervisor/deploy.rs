@@ -94,6 +94,7 @@ impl Supervisor {
                             instances: Vec::new(),
                             next: 1,
                             logs: self.ring(&req.service, &req.version),
+                            host: self.id_host(),
                         },
                     );
                     None

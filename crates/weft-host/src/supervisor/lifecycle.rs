@@ -31,8 +31,9 @@ impl Supervisor {
         self.restore_stored().await;
         let stop = self.stop.subscribe();
         let follow = tokio::spawn(self.backend.clone().run(stop.clone()));
+        let orders = super::cluster::serve_orders(self, stop.clone());
         let report = tokio::spawn(self.clone().report(stop));
-        self.tasks.lock().extend([follow, report]);
+        self.tasks.lock().extend([follow, orders, report]);
     }
 
     async fn restore_stored(self: &Arc<Self>) {
@@ -45,6 +46,17 @@ impl Supervisor {
         };
         kill_orphans(&self.tag);
         let _ops = self.ops.lock().await;
+        // What the cluster keeps for this host and its store lacks comes
+        // back too, and is stored once it runs.
+        let fetched = if self.backend.clustered() {
+            self.missing_from_store(&records).await
+        } else {
+            Vec::new()
+        };
+        let to_store: Vec<_> = fetched.iter().map(|(r, _)| r.clone()).collect();
+        let records = records
+            .into_iter()
+            .chain(fetched.into_iter().map(|(r, _)| r));
         for record in records {
             let program = self.program(&record.service, &record.version, &record.sha256);
             if !program.exists() {
@@ -62,6 +74,7 @@ impl Supervisor {
                 instances: Vec::new(),
                 next: 1,
                 logs,
+                host: self.id_host(),
             };
             for _ in 0..deployment.record.instances {
                 let id = next_id(&mut deployment);
@@ -80,6 +93,12 @@ impl Supervisor {
                 deployment.record.version.clone(),
             );
             self.deployments.lock().insert(key, deployment);
+        }
+        for record in to_store {
+            let key = (record.service.clone(), record.version.clone());
+            if let Err(e) = self.store(&key, record).await {
+                tracing::error!(service = %key.0, version = %key.1, error = %e, "cannot store a deployment restored from the cluster");
+            }
         }
     }
 

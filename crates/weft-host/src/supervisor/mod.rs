@@ -24,8 +24,12 @@
 //!   and in a cluster also where every host lists every host's deployments
 //!   (`weft ls` on any host shows them all, each with its host). The
 //!   supervisor reports how its own are doing as that changes.
+//! - In a cluster, a deploy can name other hosts, and a scale or a kill
+//!   acts on every host that runs the version: hosts ask each other (see
+//!   `cluster`), and executables travel through the cluster's artifacts.
 
 mod artifacts;
+mod cluster;
 mod deploy;
 mod instance;
 mod lifecycle;
@@ -58,6 +62,9 @@ use crate::state::Shared;
 
 /// How long instances get to stop after SIGTERM before SIGKILL.
 pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// The largest executable a deploy may upload (or fetch from the cluster).
+pub(crate) const MAX_ARTIFACT: u64 = 512 * 1024 * 1024;
 
 /// Runs the deployments of one host.
 #[derive(Debug)]
@@ -118,6 +125,14 @@ impl Supervisor {
         self.version_dir(service, version)
             .join(&sha256[..16.min(sha256.len())])
             .join(service)
+    }
+
+    /// The host name instance ids carry: in a cluster only, so that ids on
+    /// a host of its own stay as they were.
+    fn id_host(&self) -> Option<String> {
+        self.backend
+            .clustered()
+            .then(|| self.shared.identity.name.clone())
     }
 
     fn ring(&self, service: &str, version: &Version) -> Arc<LogRing> {

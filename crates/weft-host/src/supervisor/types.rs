@@ -54,14 +54,24 @@ pub(super) struct Deployment {
     /// replacement.
     pub(super) next: u64,
     pub(super) logs: Arc<LogRing>,
+    /// In a cluster, this host's name, which instance ids carry: the same
+    /// version runs on several hosts, and ids are unique in the cluster.
+    pub(super) host: Option<String>,
 }
 
 /// A deployment is known by its service and version.
 pub(super) type Key = (String, Version);
 
-/// The id of the deployment's next instance, `{service}-{version}-{n}`.
+/// The id of the deployment's next instance, `{service}-{version}-{n}`,
+/// in a cluster `{service}-{version}-{host}-{n}`.
 pub(super) fn next_id(d: &mut Deployment) -> String {
-    let id = format!("{}-{}-{}", d.record.service, d.record.version, d.next);
+    let id = match &d.host {
+        Some(host) => format!(
+            "{}-{}-{host}-{}",
+            d.record.service, d.record.version, d.next
+        ),
+        None => format!("{}-{}-{}", d.record.service, d.record.version, d.next),
+    };
     d.next += 1;
     id
 }

@@ -1,7 +1,10 @@
 //! Deployments in a cluster: two hosts on one NATS server, each deploying
 //! a version of `echo`; each lists the other's deployment with its host,
 //! a killed deployment leaves every list, and a host that stops and starts
-//! again restores its deployment and is listed by the other again.
+//! again restores its deployment and is listed by the other again. A
+//! deploy on several hosts (`on`) runs the version on each, a scale or a
+//! kill from any host acts on all that run it, and a host killed and
+//! started again (on its store, or on an empty data dir) runs its share.
 
 use std::path::Path;
 
@@ -122,7 +125,9 @@ async fn hosts_on_one_nats_list_each_others_deployments() {
     let on_b = deployments(&b).await;
     assert_eq!(on_b[0]["sha256"], sha256(&program), "{on_b:?}");
     assert_eq!(on_b[0]["wanted"], 1, "{on_b:?}");
-    assert_eq!(on_b[0]["instances"][0]["id"], "echo-1.0.0-1", "{on_b:?}");
+    // In a cluster, instance ids carry their host: the same version may
+    // run on several.
+    assert_eq!(on_b[0]["instances"][0]["id"], "echo-1.0.0-a-1", "{on_b:?}");
     assert_eq!(on_b[0]["instances"][0]["registered"], true, "{on_b:?}");
 
     deploy(&b, "2.0.0", &program).await;
@@ -143,15 +148,17 @@ async fn hosts_on_one_nats_list_each_others_deployments() {
     answer.expect_status(200);
     assert_eq!(answer.json(), "1.0.0");
 
-    // Each host manages what runs on it: b cannot kill a's deployment, and
-    // says where it is.
+    // A kill from b acts on a, which runs the version, and a keeps its
+    // rule: main is not stopped while another version runs.
     let refused = b
         .http()
         .delete("/api/v1/services/echo/versions/1.0.0")
         .await;
     refused.expect_status(400);
     assert!(
-        refused.text().contains("deployed on host a"),
+        refused
+            .text()
+            .contains("a: 1.0.0 is the main version of `echo`"),
         "{}",
         refused.text()
     );

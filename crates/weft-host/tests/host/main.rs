@@ -6,6 +6,7 @@
 
 mod browser;
 mod cluster_deployments;
+mod cluster_placement;
 mod echo;
 mod events;
 mod gateway;
@@ -14,4 +15,5 @@ mod wire_auth;
 
 weft_test_support::test_services! {
     "echo" => echo::Echo,
+    "whoami" => cluster_placement::WhoAmI,
 }

@@ -7,14 +7,17 @@
 //!   version deployed before, one at a time) and answers `200` with a
 //!   `VersionStatus` once they
 //!   have registered; `400` with the instance's last lines of output when
-//!   one exits first.
+//!   one exits first. In a cluster, `on=a,b` (or `on=all`) deploys on
+//!   those hosts instead, and answers what each did (`Placed`).
 //! - `DELETE /api/v1/services/{name}/versions/{version}` stops a version
-//!   and forgets it; `DELETE /api/v1/services/{name}[?all=true]` stops the
+//!   and forgets it (in a cluster, on every host that runs it); `DELETE /api/v1/services/{name}[?all=true]` stops the
 //!   main version (or every version): answers `{"killed": ["1.0.0"]}`.
 //! - `PUT /api/v1/services/{name}/main` with `{"version": "1.1.0"}`.
 //! - `POST /api/v1/services/{name}/versions/{version}/scale` with
 //!   `{"instances": 3}`: answers the version's status once new instances
-//!   have registered.
+//!   have registered; in a cluster, a version that other hosts run too
+//!   runs that many instances on each of them, and the answer says what
+//!   each host did.
 //! - `GET /api/v1/deployments`: every version, deployed (on this host or,
 //!   in a cluster, on another; each with its `host`) or started by hand
 //!   (`external`), as a list of statuses.
@@ -39,17 +42,14 @@ use futures::StreamExt as _;
 use weft_core::Error;
 use weft_core::name::Version;
 use weft_host_api::deployments::{
-    Killed, LogLine, MAX_INSTANCES, MainRequest, MainSet, ScaleRequest, VersionStatus,
+    DeployAnswer, Killed, LogLine, MAX_INSTANCES, MainRequest, MainSet, ScaleRequest,
 };
 
 use super::{SMALL_BODY, json, query_pairs};
 use crate::http::body::read_json;
 use crate::http::scope::{Admin, Read};
 use crate::http::{App, Problem};
-use crate::supervisor::DeployRequest;
-
-/// The largest executable a deploy may upload.
-pub(crate) const MAX_ARTIFACT: u64 = 512 * 1024 * 1024;
+use crate::supervisor::{DeployRequest, MAX_ARTIFACT};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -87,11 +87,12 @@ async fn deploy(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> Result<axum::Json<VersionStatus>, Problem> {
+) -> Result<axum::Json<DeployAnswer>, Problem> {
     weft_core::name::validate(&name)?;
     let version = parse_version(&version)?;
     let mut instances = 1u32;
     let mut env = Vec::new();
+    let mut on = None;
     for (k, v) in query_pairs(query.as_deref()) {
         match k.as_str() {
             "instances" => {
@@ -115,11 +116,12 @@ async fn deploy(
                 })?;
                 env.push((key.to_owned(), value.to_owned()));
             }
+            "on" => on = Some(v),
             other => {
                 return Err(Error::invalid_argument(
                     "query",
                     format!(
-                        "unknown parameter `{other}`; this route takes instances=N and env=NAME%3DVALUE"
+                        "unknown parameter `{other}`; this route takes instances=N, env=NAME%3DVALUE and on=HOST,HOST"
                     ),
                 )
                 .into());
@@ -137,6 +139,11 @@ async fn deploy(
         ))
         .into());
     }
+    // Before the upload is read: a host named that is not there fails at once.
+    let hosts = match &on {
+        Some(on) => Some(app.supervisor.hosts_on(on).await?),
+        None => None,
+    };
     let staged = app
         .supervisor
         .stage(&name, &version, body.into_data_stream(), MAX_ARTIFACT)
@@ -147,7 +154,11 @@ async fn deploy(
         instances,
         env,
     };
-    Ok(axum::Json(app.supervisor.deploy(request, staged).await?))
+    let answer = match hosts {
+        Some(hosts) => DeployAnswer::Hosts(app.supervisor.deploy_on(request, staged, hosts).await?),
+        None => DeployAnswer::Here(app.supervisor.deploy(request, staged).await?),
+    };
+    Ok(axum::Json(answer))
 }
 
 async fn kill_version(
@@ -156,8 +167,9 @@ async fn kill_version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<axum::Json<Killed>, Problem> {
     let version = parse_version(&version)?;
-    let killed = app.supervisor.kill(&name, Some(version), false).await?;
-    Ok(axum::Json(Killed { killed }))
+    Ok(axum::Json(
+        app.supervisor.kill_everywhere(&name, &version).await?,
+    ))
 }
 
 async fn kill_service(
@@ -170,7 +182,10 @@ async fn kill_service(
         .iter()
         .any(|(k, v)| k == "all" && (v.is_empty() || v == "true" || v == "1"));
     let killed = app.supervisor.kill(&name, None, all).await?;
-    Ok(axum::Json(Killed { killed }))
+    Ok(axum::Json(Killed {
+        killed,
+        on: Vec::new(),
+    }))
 }
 
 async fn set_main(
@@ -202,7 +217,7 @@ async fn scale(
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Result<axum::Json<VersionStatus>, Problem> {
+) -> Result<axum::Json<DeployAnswer>, Problem> {
     let version = parse_version(&version)?;
     let req: ScaleRequest = read_json(
         body,
@@ -219,7 +234,9 @@ async fn scale(
         )));
     }
     Ok(axum::Json(
-        app.supervisor.scale(&name, &version, req.instances).await?,
+        app.supervisor
+            .scale_everywhere(&name, &version, req.instances)
+            .await?,
     ))
 }
 
