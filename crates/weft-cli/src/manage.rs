@@ -489,7 +489,8 @@ pub(crate) struct KillCmd {
     target: Target,
     /// The service.
     name: String,
-    /// The version to stop [default: the main version].
+    /// The version to stop [default: the main version]; in a cluster, a
+    /// version named stops on every host that runs it.
     version: Option<String>,
     /// Stop every version of the service.
     #[arg(long, conflicts_with = "version")]
