@@ -15,7 +15,16 @@ use weft_test_support::{
 };
 
 use crate::events_probe::{self, BROADCAST, DEAD, Job, ORDERED, POOL, SERVICE};
-use crate::{host_builder, start_host};
+use crate::host_builder;
+use crate::mesh::{Backend, Mesh, conformance};
+
+conformance!(
+    ten_thousand_events_over_three_pool_instances_are_all_handled,
+    broadcast_reaches_every_instance,
+    ordered_by_keeps_per_key_order_over_four_instances,
+    a_sigkilled_instance_loses_no_event,
+    dead_letters_come_back_with_replay_once_the_handler_is_fixed,
+);
 
 /// How long the handling of thousands of events may take.
 const BULK_PATIENCE: Duration = Duration::from_secs(180);
@@ -100,13 +109,15 @@ async fn wait_all_handled(dir: &Path, handler: &str, tag: &str, count: u64, pati
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_events_over_three_pool_instances_are_all_handled() {
-    let host = start_host().await;
-    let client = host.client().await;
+async fn ten_thousand_events_over_three_pool_instances_are_all_handled(backend: Backend) {
+    // Instances register with one host; publishers and the CLI use the
+    // other (the same host on the embedded backend).
+    let mesh = Mesh::start(backend).await;
+    let (host, caller) = (mesh.home(), mesh.caller());
+    let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let probes = probes(&host, &client, "pool", 3, dir.path()).await;
-    subscribed(&host, POOL, "pooled", &probes).await;
+    let probes = probes(host, &client, "pool", 3, dir.path()).await;
+    subscribed(host, POOL, "pooled", &probes).await;
 
     const COUNT: u64 = 10_000;
     publish_all(&client, POOL, (0..COUNT).map(|n| job("main", n)).collect()).await;
@@ -132,13 +143,15 @@ fn counts(per: &BTreeMap<String, HashSet<u64>>) -> BTreeMap<&str, usize> {
     per.iter().map(|(k, v)| (k.as_str(), v.len())).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broadcast_reaches_every_instance() {
-    let host = start_host().await;
-    let client = host.client().await;
+async fn broadcast_reaches_every_instance(backend: Backend) {
+    // Instances register with one host; publishers and the CLI use the
+    // other (the same host on the embedded backend).
+    let mesh = Mesh::start(backend).await;
+    let (host, caller) = (mesh.home(), mesh.caller());
+    let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let probes = probes(&host, &client, "bcast", 3, dir.path()).await;
-    subscribed(&host, BROADCAST, "everywhere", &probes).await;
+    let probes = probes(host, &client, "bcast", 3, dir.path()).await;
+    subscribed(host, BROADCAST, "everywhere", &probes).await;
 
     const COUNT: u64 = 200;
     publish_all(
@@ -155,13 +168,15 @@ async fn broadcast_reaches_every_instance() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordered_by_keeps_per_key_order_over_four_instances() {
-    let host = start_host().await;
-    let client = host.client().await;
+async fn ordered_by_keeps_per_key_order_over_four_instances(backend: Backend) {
+    // Instances register with one host; publishers and the CLI use the
+    // other (the same host on the embedded backend).
+    let mesh = Mesh::start(backend).await;
+    let (host, caller) = (mesh.home(), mesh.caller());
+    let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let probes = probes(&host, &client, "ord", 4, dir.path()).await;
-    subscribed(&host, ORDERED, "ordered", &probes).await;
+    let probes = probes(host, &client, "ord", 4, dir.path()).await;
+    subscribed(host, ORDERED, "ordered", &probes).await;
 
     const KEYS: u64 = 8;
     const PER_KEY: u64 = 40;
@@ -211,13 +226,15 @@ async fn ordered_by_keeps_per_key_order_over_four_instances() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkilled_instance_loses_no_event() {
-    let host = start_host().await;
-    let client = host.client().await;
+async fn a_sigkilled_instance_loses_no_event(backend: Backend) {
+    // Instances register with one host; publishers and the CLI use the
+    // other (the same host on the embedded backend).
+    let mesh = Mesh::start(backend).await;
+    let (host, caller) = (mesh.home(), mesh.caller());
+    let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut probes = probes(&host, &client, "kill", 2, dir.path()).await;
-    subscribed(&host, POOL, "pooled", &probes).await;
+    let mut probes = probes(host, &client, "kill", 2, dir.path()).await;
+    subscribed(host, POOL, "pooled", &probes).await;
 
     const COUNT: u64 = 300;
     let jobs = (0..COUNT)
@@ -302,13 +319,15 @@ async fn a_sigkilled_host_loses_no_acknowledged_event() {
     drop(restarted);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_come_back_with_replay_once_the_handler_is_fixed() {
-    let host = start_host().await;
-    let client = host.client().await;
+async fn dead_letters_come_back_with_replay_once_the_handler_is_fixed(backend: Backend) {
+    // Instances register with one host; publishers and the CLI use the
+    // other (the same host on the embedded backend).
+    let mesh = Mesh::start(backend).await;
+    let (host, caller) = (mesh.home(), mesh.caller());
+    let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
-    let probes = probes(&host, &client, "dead", 1, dir.path()).await;
-    subscribed(&host, DEAD, "flaky", &probes).await;
+    let probes = probes(host, &client, "dead", 1, dir.path()).await;
+    subscribed(host, DEAD, "flaky", &probes).await;
 
     let doomed = Job {
         fail: true,
@@ -326,7 +345,7 @@ async fn dead_letters_come_back_with_replay_once_the_handler_is_fixed() {
     })
     .await;
     let listing = poll("the event is listed in the dead letters", || async {
-        let out = host.weft(&["events", "dead", DEAD]).await;
+        let out = caller.weft(&["events", "dead", DEAD]).await;
         let stdout = text(&out.stdout);
         (out.status.success() && stdout.contains(&id.to_string())).then_some(stdout)
     })
@@ -345,7 +364,7 @@ async fn dead_letters_come_back_with_replay_once_the_handler_is_fixed() {
     assert!(events_probe::handled_anywhere(dir.path(), "flaky", "main").is_empty());
 
     std::fs::write(dir.path().join("fixed"), b"").unwrap();
-    let out = host.weft(&["events", "replay", "--all", DEAD]).await;
+    let out = caller.weft(&["events", "replay", "--all", DEAD]).await;
     assert!(
         out.status.success(),
         "weft events replay failed: {}{}",

@@ -9,6 +9,7 @@ mod events;
 mod nats;
 mod nats_artifacts;
 mod nats_deployments;
+mod nats_events;
 
 use std::fmt;
 use std::sync::Arc;
@@ -160,20 +161,25 @@ pub(crate) async fn open(config: &HostConfig, store: &Store) -> Result<Backends,
             let deployments =
                 nats_deployments::NatsDeployments::open(&nats, stored, &cluster.servers.join(","))
                     .await?;
+            let events = nats_events::NatsEvents::open(
+                &nats,
+                config.events.clone(),
+                &cluster.servers.join(","),
+            )
+            .await?;
             Ok(Backends {
                 registry: nats.clone(),
                 tokens: nats.clone(),
                 notifications: nats,
                 deployments: Arc::new(deployments),
-                events: open_events(config).await?,
+                events: Arc::new(events),
             })
         }
     }
 }
 
-/// The event log, embedded in both modes: each host keeps its own. Opened
-/// after everything that may fail, since an open log holds its files until
-/// it is closed.
+/// The embedded event log. Opened after everything that may fail, since an
+/// open log holds its files until it is closed.
 async fn open_events(config: &HostConfig) -> Result<Arc<dyn EventLog>, Error> {
     let log = crate::events::SegmentLog::open(&config.data_dir, config.events.clone()).await?;
     Ok(Arc::new(log))
