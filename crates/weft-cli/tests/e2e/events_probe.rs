@@ -208,3 +208,17 @@ pub(crate) fn start(host: &HostProcess, instance: &str, dir: &Path) -> ServicePr
     cmd.env(DIR_ENV, dir);
     ServiceProcess::start(host.address(), instance, cmd)
 }
+
+/// Starts instance `instance` of the probe inside `netns`, listening on its
+/// address, against `host`, logging to `dir`.
+pub(crate) fn start_in(
+    netns: &weft_test_support::Netns,
+    host: &HostProcess,
+    instance: &str,
+    dir: &Path,
+) -> ServiceProcess {
+    let mut cmd = test_service_command(SERVICE);
+    cmd.env(DIR_ENV, dir)
+        .env("WEFT_LISTEN", format!("{}:0", netns.addr()));
+    ServiceProcess::start(host.address(), instance, netns.command(&cmd))
+}

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod deadlines;
 mod events_cli;
+mod events_cluster;
 mod events_e2e;
 mod events_probe;
 mod mesh;

@@ -1,0 +1,248 @@
+//! Events across a cluster: three NATS nodes and three hosts, each in a
+//! network namespace of its own, with instances of the events probe on
+//! every host. Per-key order holds while a host dies and its share moves
+//! to the others; no acknowledged event is lost when a NATS node or a host
+//! is SIGKILLed. Events are handled at least once: duplicates are counted
+//! and printed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use weft::Client;
+use weft_test_support::{
+    HostProcess, NatsCluster, Netns, PATIENCE, ServiceProcess, poll, poll_within, wait_instances,
+};
+
+use crate::events_probe::{self, Job, ORDERED, POOL, SERVICE};
+use crate::host_builder;
+
+/// Three hosts in namespaces of their own on a three-node NATS cluster.
+struct Cluster {
+    hosts: Vec<HostProcess>,
+    machines: Vec<Netns>,
+    nats: NatsCluster,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let nats = NatsCluster::start(3).await;
+        let urls = nats.urls();
+        let mut machines = Vec::new();
+        let mut hosts = Vec::new();
+        for name in ["h1", "h2", "h3"] {
+            let netns = nats.network().netns();
+            let ip = netns.addr().to_string();
+            let host = host_builder()
+                .netns(&netns)
+                .listen(format!("{ip}:0"))
+                .args(["--nats", urls.as_str(), "--name", name])
+                .args([
+                    "--advertise",
+                    ip.as_str(),
+                    "--lease-ttl",
+                    "2",
+                    "--auth",
+                    "off",
+                ])
+                .start()
+                .await;
+            machines.push(netns);
+            hosts.push(host);
+        }
+        Cluster {
+            hosts,
+            machines,
+            nats,
+        }
+    }
+
+    /// `per_host` probe instances on each host, `<prefix>-h<i>-<j>`.
+    async fn probes(
+        &self,
+        prefix: &str,
+        per_host: usize,
+        dir: &std::path::Path,
+    ) -> Vec<Vec<ServiceProcess>> {
+        let mut all = Vec::new();
+        for (i, (host, netns)) in self.hosts.iter().zip(&self.machines).enumerate() {
+            all.push(
+                (1..=per_host)
+                    .map(|j| {
+                        events_probe::start_in(
+                            netns,
+                            host,
+                            &format!("{prefix}-h{}-{j}", i + 1),
+                            dir,
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        let client = self.hosts[0].client().await;
+        wait_instances(&client, SERVICE, None, per_host * self.hosts.len()).await;
+        all
+    }
+}
+
+/// Publishes `job` until it is stored: a publish that fails (its host or
+/// a NATS node going away) is sent again with the same idempotency key.
+async fn publish_surely(client: &Client, topic: &'static str, key: String, job: &Job) {
+    poll_within(PATIENCE * 2, &format!("event {key} stored"), || async {
+        client
+            .publish_with(topic)
+            .idempotency_key(key.clone())
+            .send(job)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+/// Handlings per event `n` of `handler` and `tag`, on any instance.
+fn handlings(dir: &std::path::Path, handler: &str, tag: &str) -> BTreeMap<u64, usize> {
+    let mut per = BTreeMap::new();
+    for l in events_probe::lines(dir) {
+        if l.handler == handler && l.tag == tag {
+            *per.entry(l.n).or_default() += 1;
+        }
+    }
+    per
+}
+
+async fn wait_handled(dir: &std::path::Path, handler: &str, tag: &str, count: u64) {
+    poll_within(
+        PATIENCE * 4,
+        &format!("all {count} `{tag}` events handled by `{handler}`"),
+        || async {
+            let seen = handlings(dir, handler, tag);
+            let missing: Vec<u64> = (0..count).filter(|n| !seen.contains_key(n)).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} missing: {:?}",
+                    missing.len(),
+                    &missing[..missing.len().min(20)]
+                ))
+            }
+        },
+    )
+    .await;
+}
+
+/// The 38-item ordered workload over instances on three hosts, one host
+/// SIGKILLed (with its instances, as a machine that dies) mid-stream: every
+/// key's events are handled in publish order, one at a time, its share
+/// moving to the other hosts; then a NATS node is SIGKILLed while events are
+/// published and handled, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_keep_order_and_survive_a_dead_host_and_a_dead_nats_node() {
+    let mut cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut probes = cluster.probes("ev", 2, dir.path()).await;
+    let client = cluster.hosts[0].client().await;
+    for (i, host) in cluster.hosts.iter().enumerate() {
+        let instances: Vec<String> = probes[i].iter().map(|p| p.instance().to_owned()).collect();
+        let refs: Vec<&str> = instances.iter().map(String::as_str).collect();
+        host.http()
+            .wait_subscribed(ORDERED, &format!("{SERVICE}.ordered"), &refs)
+            .await;
+    }
+
+    // 38 events over 5 keys, published one at a time (publish order is the
+    // order of `n`), each handled in up to 40 ms.
+    const ORDERED_COUNT: u64 = 38;
+    let job = |n: u64| Job {
+        tag: "ordered".into(),
+        n,
+        key: format!("k{}", n % 5),
+        ms: 40,
+        ..Job::default()
+    };
+    for n in 0..ORDERED_COUNT {
+        publish_surely(&client, ORDERED, format!("ordered-{n}"), &job(n)).await;
+        if n == ORDERED_COUNT / 3 {
+            // Some handled: h2 and its instances die.
+            poll("a few ordered events handled", || async {
+                (handlings(dir.path(), "ordered", "ordered").len() >= 5).then_some(())
+            })
+            .await;
+            cluster.hosts[1].kill9().await;
+            for p in &mut probes[1] {
+                p.kill9().await;
+            }
+        }
+    }
+    wait_handled(dir.path(), "ordered", "ordered", ORDERED_COUNT).await;
+    let mut per_key: BTreeMap<String, Vec<events_probe::Line>> = BTreeMap::new();
+    for l in events_probe::lines(dir.path()) {
+        if l.handler == "ordered" && l.tag == "ordered" {
+            per_key.entry(l.key.clone()).or_default().push(l);
+        }
+    }
+    let mut duplicates = 0;
+    for (key, mut lines) in per_key {
+        lines.sort_by_key(|l| l.start_us);
+        for pair in lines.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if a.n == b.n {
+                duplicates += 1;
+                continue;
+            }
+            assert!(
+                a.n < b.n,
+                "key {key}: event {} was handled after event {} though published before it: {a:?} then {b:?}",
+                b.n,
+                a.n
+            );
+            assert!(
+                a.end_us <= b.start_us,
+                "key {key}: events {} and {} were handled at the same time ({} and {})",
+                a.n,
+                b.n,
+                a.instance,
+                b.instance
+            );
+        }
+    }
+    println!(
+        "ordered: {ORDERED_COUNT} events, {duplicates} handled twice (a host died mid-stream)"
+    );
+
+    // Pool events published through h1 and handled on h1 and h3 while a
+    // NATS node is SIGKILLed, and started again.
+    const POOL_COUNT: u64 = 300;
+    let publisher = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for n in 0..POOL_COUNT {
+                let job = Job {
+                    tag: "pool".into(),
+                    n,
+                    ms: 5,
+                    ..Job::default()
+                };
+                publish_surely(&client, POOL, format!("pool-{n}"), &job).await;
+            }
+        })
+    };
+    poll("a third of the pool events handled", || async {
+        (handlings(dir.path(), "pooled", "pool").len() as u64 >= POOL_COUNT / 3).then_some(())
+    })
+    .await;
+    cluster.nats.kill9(0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.nats.restart(0).await;
+    tokio::time::timeout(PATIENCE * 4, publisher)
+        .await
+        .expect("every pool event published")
+        .unwrap();
+    wait_handled(dir.path(), "pooled", "pool", POOL_COUNT).await;
+    let per = handlings(dir.path(), "pooled", "pool");
+    let twice: HashMap<u64, usize> = per.into_iter().filter(|(_, c)| *c > 1).collect();
+    println!(
+        "pool: {POOL_COUNT} events, all handled, {} handled more than once (a NATS node died mid-stream)",
+        twice.len()
+    );
+}
