@@ -658,3 +658,61 @@ async fn a_host_joins_a_nats_that_requires_mutual_tls() {
         "{said}"
     );
 }
+
+/// Events in a cluster refuse what JetStream cannot take, saying why: a
+/// topic whose stream someone else made with other settings (left as it
+/// was), and an event over NATS's largest message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_refuse_a_foreign_stream_and_an_event_over_the_limit() {
+    use async_nats::jetstream::{self, stream};
+
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let js = jetstream::new(nats.client().await);
+    // The stream weft would make for `orders.created`, on other subjects.
+    js.create_stream(stream::Config {
+        name: "WEFT_EVENTS_orders=2Ecreated".to_owned(),
+        subjects: vec!["someone.else".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let host = host_builder()
+        .args(["--nats", url.as_str(), "--name", "a"])
+        .start()
+        .await;
+    let client = host.client().await;
+    let err = client
+        .publish("orders.created", &json!({ "order": 1 }))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("WEFT_EVENTS_orders=2Ecreated")
+            && err.message().contains("other settings")
+            && err.message().contains("leaves it as it is"),
+        "{err}"
+    );
+    let mut foreign = js.get_stream("WEFT_EVENTS_orders=2Ecreated").await.unwrap();
+    assert_eq!(
+        foreign.info().await.unwrap().config.subjects,
+        ["someone.else"],
+        "the stream is as it was"
+    );
+
+    // NATS takes at most 1 MiB in a message by default.
+    let big = "x".repeat(1_100_000);
+    let err = client
+        .publish("big.events", &json!({ "data": big }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), weft::Code::ResourceExhausted, "{err}");
+    assert!(
+        err.message().contains("1048576 bytes") && err.message().contains("max_payload"),
+        "{err}"
+    );
+    // The topic still takes events that fit.
+    client
+        .publish("big.events", &json!({ "data": "small" }))
+        .await
+        .unwrap();
+}

@@ -12,6 +12,9 @@ use serde_json::Value;
 use weft_test_support::{HostProcess, Http, both, text, within};
 
 use crate::host_builder;
+use crate::mesh::{Backend, Mesh, conformance};
+
+conformance!(publish_ls_tail);
 
 /// Runs `weft args` against `host`; it must succeed.
 async fn weft(host: &HostProcess, args: &[&str]) -> Output {
@@ -33,18 +36,19 @@ async fn tail_ids(host: &HostProcess, topic: &str) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test]
-async fn publish_ls_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = host_builder().data_dir(dir.path()).start().await;
+/// Publishes through one host; lists, tails and looks for dead letters
+/// through the other (the same host on the embedded backend).
+async fn publish_ls_tail(backend: Backend) {
+    let mesh = Mesh::start(backend).await;
+    let (publisher, host) = (mesh.home(), mesh.caller());
     let out = weft(
-        &host,
+        publisher,
         &["events", "publish", "orders.created", r#"{"order": 1}"#],
     )
     .await;
     assert_eq!(text(&out.stdout).trim(), "1");
     let out = weft(
-        &host,
+        publisher,
         &[
             "events",
             "publish",
@@ -57,7 +61,7 @@ async fn publish_ls_tail() {
     .await;
     assert_eq!(text(&out.stdout).trim(), "2");
     let out = weft(
-        &host,
+        publisher,
         &[
             "events",
             "publish",
@@ -70,20 +74,20 @@ async fn publish_ls_tail() {
     .await;
     assert!(text(&out.stdout).contains("duplicate"));
 
-    let out = weft(&host, &["events", "ls"]).await;
+    let out = weft(host, &["events", "ls"]).await;
     let table = text(&out.stdout);
     assert!(table.starts_with("TOPIC"), "{table}");
     assert!(table.contains("orders.created"), "{table}");
-    let out = weft(&host, &["events", "ls", "--json"]).await;
+    let out = weft(host, &["events", "ls", "--json"]).await;
     let topics: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(topics[0]["events"], 2);
 
-    let out = weft(&host, &["events", "tail", "orders.created"]).await;
+    let out = weft(host, &["events", "tail", "orders.created"]).await;
     let lines = text(&out.stdout);
     assert!(lines.contains(r#"{"order":1}"#), "{lines}");
-    assert_eq!(tail_ids(&host, "orders.created").await, vec![1, 2]);
+    assert_eq!(tail_ids(host, "orders.created").await, vec![1, 2]);
 
-    let out = weft(&host, &["events", "dead"]).await;
+    let out = weft(host, &["events", "dead"]).await;
     assert!(text(&out.stdout).contains("no dead letters"));
     let bad = host.weft(&["events", "publish", "t", "{not json"]).await;
     assert!(!bad.status.success());
