@@ -117,7 +117,7 @@ async fn ten_thousand_events_over_three_pool_instances_are_all_handled(backend: 
     let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
     let probes = probes(host, &client, "pool", 3, dir.path()).await;
-    subscribed(host, POOL, "pooled", &probes).await;
+    subscribed(caller, POOL, "pooled", &probes).await;
 
     const COUNT: u64 = 10_000;
     publish_all(&client, POOL, (0..COUNT).map(|n| job("main", n)).collect()).await;
@@ -151,7 +151,7 @@ async fn broadcast_reaches_every_instance(backend: Backend) {
     let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
     let probes = probes(host, &client, "bcast", 3, dir.path()).await;
-    subscribed(host, BROADCAST, "everywhere", &probes).await;
+    subscribed(caller, BROADCAST, "everywhere", &probes).await;
 
     const COUNT: u64 = 200;
     publish_all(
@@ -176,7 +176,7 @@ async fn ordered_by_keeps_per_key_order_over_four_instances(backend: Backend) {
     let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
     let probes = probes(host, &client, "ord", 4, dir.path()).await;
-    subscribed(host, ORDERED, "ordered", &probes).await;
+    subscribed(caller, ORDERED, "ordered", &probes).await;
 
     const KEYS: u64 = 8;
     const PER_KEY: u64 = 40;
@@ -234,7 +234,7 @@ async fn a_sigkilled_instance_loses_no_event(backend: Backend) {
     let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
     let mut probes = probes(host, &client, "kill", 2, dir.path()).await;
-    subscribed(host, POOL, "pooled", &probes).await;
+    subscribed(caller, POOL, "pooled", &probes).await;
 
     const COUNT: u64 = 300;
     let jobs = (0..COUNT)
@@ -327,7 +327,7 @@ async fn dead_letters_come_back_with_replay_once_the_handler_is_fixed(backend: B
     let client = caller.client().await;
     let dir = tempfile::tempdir().unwrap();
     let probes = probes(host, &client, "dead", 1, dir.path()).await;
-    subscribed(host, DEAD, "flaky", &probes).await;
+    subscribed(caller, DEAD, "flaky", &probes).await;
 
     let doomed = Job {
         fail: true,

@@ -174,7 +174,7 @@ pub(super) fn encode_id(id: &str) -> String {
 }
 
 /// Reads back what [`encode_id`] wrote.
-fn decode_id(key: &str) -> Option<String> {
+pub(super) fn decode_id(key: &str) -> Option<String> {
     let mut out = Vec::with_capacity(key.len());
     let bytes = key.as_bytes();
     let mut i = 0;
@@ -588,6 +588,11 @@ impl NatsCluster {
     /// cluster of three or more servers, one otherwise.
     pub(super) fn replicas(&self) -> usize {
         self.replicas
+    }
+
+    /// The lease time of the cluster's registry.
+    pub(super) fn lease_ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// This host's name in the cluster.

@@ -46,9 +46,10 @@ use weft_host_api::events::{DeadLetter, GroupInfo, TailEvent, TopicInfo};
 use weft_host_api::wire::{Ack, Delivery, DeliveryMode, PublishArgs, Published, Subscription};
 
 use super::events::{Deliveries, EventLog, Tail};
-use super::nats::{NatsCluster, encode_id};
+use super::nats::{NatsCluster, decode_id, encode_id, open_bucket};
 use crate::events::EventsConfig;
 use crate::time::now_ms;
+use async_nats::jetstream::kv;
 
 /// The prefix of a topic's stream name; the rest is the encoded topic.
 const TOPIC_STREAM: &str = "WEFT_EVENTS_";
@@ -60,6 +61,11 @@ const DEAD_SUBJECT: &str = "weft.dead.";
 /// The stream of replayed dead letters, on `weft.replay.<group>`.
 const REPLAY: &str = "WEFT_REPLAY";
 const REPLAY_SUBJECT: &str = "weft.replay.";
+
+/// The bucket of subscribers: `<host>.<topic>.<group>.<instance>`, each
+/// rewritten every third of the lease by its host; an entry of a host that
+/// stopped expires after three lease times.
+const SUBSCRIBERS: &str = "weft_subscribers";
 
 /// Headers of an event.
 const PUBLISHER: &str = "Weft-Publisher";
@@ -119,6 +125,10 @@ struct Inner {
     pending: Mutex<HashMap<PendingKey, Pending>>,
     /// This host's subscribers, by topic and group.
     subscribers: Mutex<HashMap<(String, String), Vec<String>>>,
+    /// Every host's subscribers.
+    subscribers_kv: kv::Store,
+    /// This host's name.
+    host: String,
     /// The largest payload NATS takes, as the server said.
     max_payload: usize,
     stop: watch::Sender<bool>,
@@ -197,6 +207,21 @@ impl NatsEvents {
             })?;
             check_stream(&stream, &wanted, servers)?;
         }
+        let ttl = cluster.lease_ttl();
+        let subscribers_kv = open_bucket(
+            &js,
+            kv::Config {
+                bucket: SUBSCRIBERS.to_owned(),
+                description: "weft: the event subscribers of every host".to_owned(),
+                history: 1,
+                max_age: ttl * 3,
+                storage: jetstream::stream::StorageType::Memory,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+            servers,
+        )
+        .await?;
         let max_payload = js.client().server_info().max_payload;
         let (stop, _) = watch::channel(false);
         let inner = Arc::new(Inner {
@@ -207,10 +232,13 @@ impl NatsEvents {
             topics: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(HashMap::new()),
+            subscribers_kv,
+            host: cluster.host_name().to_owned(),
             max_payload,
             stop,
         });
         tokio::spawn(keep_in_progress(Arc::downgrade(&inner)));
+        tokio::spawn(announce_subscribers(Arc::downgrade(&inner), ttl / 3));
         Ok(NatsEvents { inner })
     }
 }
@@ -653,11 +681,23 @@ impl Inner {
         for key in keys {
             self.release(&key).await;
         }
-        let mut subscribers = self.subscribers.lock();
-        if let Some(list) = subscribers.get_mut(&(to.topic.clone(), to.group.clone()))
-            && let Some(i) = list.iter().position(|i| *i == to.instance)
-        {
-            list.remove(i);
+        let gone = {
+            let mut subscribers = self.subscribers.lock();
+            match subscribers.get_mut(&(to.topic.clone(), to.group.clone())) {
+                Some(list) => {
+                    if let Some(i) = list.iter().position(|i| *i == to.instance) {
+                        list.remove(i);
+                    }
+                    !list.contains(&to.instance)
+                }
+                None => true,
+            }
+        };
+        if gone {
+            let key = self.subscriber_key(&to.topic, &to.group, &to.instance);
+            if let Err(e) = self.subscribers_kv.delete(&key).await {
+                tracing::debug!(error = %e, "cannot take a subscriber off the cluster");
+            }
         }
     }
 
@@ -807,6 +847,10 @@ impl EventLog for NatsEvents {
                 .entry((sub.topic.clone(), group.clone()))
                 .or_default()
                 .push(sub.instance.clone());
+            let key = inner.subscriber_key(&sub.topic, &group, &sub.instance);
+            if let Err(e) = inner.subscribers_kv.put(&key, bytes::Bytes::new()).await {
+                tracing::debug!(error = %e, "cannot write a subscriber to the cluster");
+            }
             let to = Subscriber {
                 instance: sub.instance.clone(),
                 topic: sub.topic.clone(),
@@ -922,6 +966,7 @@ impl EventLog for NatsEvents {
                     .try_collect()
                     .await
                     .map_err(|e| unavailable("cannot list a topic's groups", e))?;
+                let mut subscribers = inner.cluster_subscribers(&topic).await;
                 let mut groups = Vec::new();
                 for c in consumers {
                     let meta = &c.config.metadata;
@@ -941,12 +986,7 @@ impl EventLog for NatsEvents {
                         Some(i) => format!("{service}.{handler}@{i}"),
                         None => format!("{service}.{handler}"),
                     };
-                    let subscribers = inner
-                        .subscribers
-                        .lock()
-                        .get(&(topic.clone(), group.clone()))
-                        .cloned()
-                        .unwrap_or_default();
+                    let subscribers = subscribers.remove(&group).unwrap_or_default();
                     groups.push(GroupInfo {
                         dead: dead
                             .iter()
@@ -1152,5 +1192,82 @@ async fn published_since(stream: &Stream, info: &stream::Info, within: Duration)
     match consumer {
         Ok(c) => c.cached_info().num_pending,
         Err(_) => 0,
+    }
+}
+
+impl Inner {
+    /// The key of one of this host's subscribers in `weft_subscribers`.
+    fn subscriber_key(&self, topic: &str, group: &str, instance: &str) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            encode_id(&self.host),
+            encode_id(topic),
+            encode_id(group),
+            encode_id(instance)
+        )
+    }
+
+    /// Writes this host's subscribers (as they are now) to the bucket.
+    async fn put_subscribers(&self) {
+        let keys: Vec<String> = self
+            .subscribers
+            .lock()
+            .iter()
+            .flat_map(|((topic, group), instances)| {
+                instances
+                    .iter()
+                    .map(|i| self.subscriber_key(topic, group, i))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for key in keys {
+            if let Err(e) = self.subscribers_kv.put(&key, bytes::Bytes::new()).await {
+                tracing::debug!(error = %e, "cannot write a subscriber to the cluster");
+            }
+        }
+    }
+
+    /// Every host's subscribers of `topic`, by group.
+    async fn cluster_subscribers(&self, topic: &str) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        let Ok(keys) = self.subscribers_kv.keys().await else {
+            return out;
+        };
+        let keys: Vec<String> = keys.filter_map(|k| async { k.ok() }).collect().await;
+        for key in keys {
+            let parts: Vec<&str> = key.split('.').collect();
+            let [_, t, group, instance] = parts.as_slice() else {
+                continue;
+            };
+            if decode_id(t).as_deref() != Some(topic) {
+                continue;
+            }
+            let (Some(group), Some(instance)) = (decode_id(group), decode_id(instance)) else {
+                continue;
+            };
+            out.entry(group).or_default().push(instance);
+        }
+        for list in out.values_mut() {
+            list.sort();
+            list.dedup();
+        }
+        out
+    }
+}
+
+/// Writes this host's subscribers to `weft_subscribers` every `period`, so
+/// that they stay there while the host lives.
+async fn announce_subscribers(inner: std::sync::Weak<Inner>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if *inner.stop.borrow() {
+            return;
+        }
+        inner.put_subscribers().await;
     }
 }
