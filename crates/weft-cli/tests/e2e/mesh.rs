@@ -9,7 +9,7 @@
 //! everything the test checks goes through the second ([`Mesh::caller`]),
 //! so that every assertion also says that the cluster shares it.
 
-use weft_test_support::{HostBuilder, HostProcess, NatsServer};
+use weft_test_support::{HostBuilder, HostProcess, NatsCluster};
 
 use crate::host_builder;
 
@@ -18,7 +18,7 @@ use crate::host_builder;
 pub(crate) enum Backend {
     /// One host, its own store: the default.
     Embedded,
-    /// Two hosts joined through one NATS server with JetStream.
+    /// Two hosts joined through a three-node NATS cluster with JetStream.
     Nats,
 }
 
@@ -26,7 +26,7 @@ pub(crate) enum Backend {
 pub(crate) struct Mesh {
     hosts: Vec<HostProcess>,
     // Dropped after the hosts (fields drop in order).
-    _nats: Option<NatsServer>,
+    _nats: Option<NatsCluster>,
 }
 
 impl Mesh {
@@ -47,8 +47,8 @@ impl Mesh {
                 _nats: None,
             },
             Backend::Nats => {
-                let nats = NatsServer::start().await;
-                let url = nats.url();
+                let nats = NatsCluster::start(3).await;
+                let url = nats.urls();
                 let mut hosts = Vec::new();
                 for name in ["home", "caller"] {
                     let builder = host_builder().args(["--nats", url.as_str(), "--name", name]);
@@ -87,7 +87,7 @@ macro_rules! conformance {
             )+
         }
 
-        /// The suite against two hosts that share one NATS server.
+        /// The suite against two hosts on a three-node NATS cluster.
         mod nats {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
