@@ -13,7 +13,7 @@ use weft_test_support::{
     HostProcess, NatsCluster, Netns, PATIENCE, ServiceProcess, poll, poll_within, wait_instances,
 };
 
-use crate::events_probe::{self, Job, ORDERED, POOL, SERVICE};
+use crate::events_probe::{self, BROADCAST, Job, ORDERED, POOL, SERVICE};
 use crate::host_builder;
 
 /// Three hosts in namespaces of their own on a three-node NATS cluster.
@@ -245,4 +245,54 @@ async fn events_keep_order_and_survive_a_dead_host_and_a_dead_nats_node() {
         "pool: {POOL_COUNT} events, all handled, {} handled more than once (a NATS node died mid-stream)",
         twice.len()
     );
+
+    // Broadcast: every event reaches every instance on the hosts that are
+    // left (h1's and h3's).
+    let living: Vec<String> = [&probes[0], &probes[2]]
+        .into_iter()
+        .flatten()
+        .map(|p| p.instance().to_owned())
+        .collect();
+    for (host, list) in [
+        (&cluster.hosts[0], &probes[0]),
+        (&cluster.hosts[2], &probes[2]),
+    ] {
+        for p in list {
+            host.http()
+                .wait_subscribed(
+                    BROADCAST,
+                    &format!("{SERVICE}.everywhere@{}", p.instance()),
+                    &[p.instance()],
+                )
+                .await;
+        }
+    }
+    const BROADCAST_COUNT: u64 = 20;
+    for n in 0..BROADCAST_COUNT {
+        let job = Job {
+            tag: "broadcast".into(),
+            n,
+            ..Job::default()
+        };
+        publish_surely(&client, BROADCAST, format!("broadcast-{n}"), &job).await;
+    }
+    let every: std::collections::HashSet<u64> = (0..BROADCAST_COUNT).collect();
+    poll(
+        "every instance on h1 and h3 handles every broadcast event",
+        || async {
+            let per = events_probe::handled(dir.path(), "everywhere", "broadcast");
+            let done = living
+                .iter()
+                .all(|i| per.get(i).is_some_and(|s| *s == every));
+            if done {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?}",
+                    per.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>()
+                ))
+            }
+        },
+    )
+    .await;
 }
