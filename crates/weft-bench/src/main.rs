@@ -7,7 +7,7 @@
 //! $ cargo run --release -p weft-bench -- --json    # the same figures for scripts
 //! $ cargo run --release -p weft-bench -- --systems raw-tcp,weft,tarpc --scenarios concurrent
 //! $ cargo run --release -p weft-bench -- --systems weft-events,jetstream   # the events suite only
-//! $ cargo run --release -p weft-bench -- --systems cluster-call,cluster-registry   # the cluster benchmarks only
+//! $ cargo run --release -p weft-bench -- --systems cluster-call,cluster-registry,cluster-events   # the cluster benchmarks only
 //! ```
 //!
 //! Callers and callees always run in separate processes: the binary starts
@@ -44,8 +44,12 @@
 //! `cluster-registry`, `--cluster-instances` (1000) instances across three
 //! hosts on one NATS: how soon an added or removed instance reaches a
 //! caller on every host (`--cluster-samples`, 300), and each host's memory
-//! and CPU at rest. Both need nats-server 2.10+ and are skipped, saying
-//! why, without it. The method is in `docs/performance.md`.
+//! and CPU at rest; and `cluster-events`, on three clustered nats-servers:
+//! publishes through a weft host next to direct JetStream publishes to an
+//! R3 stream (one at a time and `--concurrency` in flight), and
+//! publish-to-handler latency from one host to a handler registered with
+//! another at `--event-rate`. All need nats-server 2.10+ and are skipped,
+//! saying why, without it. The method is in `docs/performance.md`.
 
 mod cluster;
 mod cpu;
@@ -98,7 +102,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "raw-tcp,raw-unix,weft,weft-unix,tarpc,tonic,nats,gateway,axum,weft-events,jetstream,cluster-call,cluster-registry"
+        default_value = "raw-tcp,raw-unix,weft,weft-unix,tarpc,tonic,nats,gateway,axum,weft-events,jetstream,cluster-call,cluster-registry,cluster-events"
     )]
     systems: Vec<System>,
 
@@ -123,8 +127,9 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(2..=4096))]
     event_batches: Vec<u32>,
 
-    /// Publishes per second in the events suite's publish-to-handler
-    /// latency figure: moderate, so that it measures latency, not queueing.
+    /// Publishes per second in the publish-to-handler latency figures (the
+    /// events suite's and `cluster-events`): moderate, so that they
+    /// measure latency, not queueing.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     event_rate: u32,
 
@@ -270,6 +275,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
             },
             rest: if cli.quick { QUICK_REST } else { REST },
             lease_ttl: cli.cluster_lease_ttl,
+            event_rate: cli.event_rate,
         };
         Some(cluster::run(&cluster_plan, &cluster_systems)?)
     };

@@ -11,8 +11,13 @@
 //!   registered across three hosts on one nats-server (on 127.0.0.1), how
 //!   long a new or removed instance takes to reach the watch stream of a
 //!   caller on every host, and each host's memory and CPU at rest.
+//! - `cluster-events` ([`events`]): on a cluster of three nats-servers
+//!   (on 127.0.0.1, ports of their own), publishes through a weft host
+//!   next to direct JetStream publishes to the same kind of R3 stream, and
+//!   publish-to-handler latency from one host to a handler registered with
+//!   another.
 //!
-//! Both need nats-server 2.10 or later (the NATS backend's minimum); when
+//! All need nats-server 2.10 or later (the NATS backend's minimum); when
 //! something is missing they are skipped with the reason and the rest of
 //! the benchmark runs. Servers are copies of this binary (`__serve
 //! cluster-host`, `__serve cluster-nats`, and the existing `weft-echo` and
@@ -22,6 +27,7 @@
 //! handles drop, on every way out.
 
 mod call;
+mod events;
 mod registry;
 mod report;
 
@@ -34,6 +40,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use weft_test_support::{Netns, Network};
 
+pub(crate) use events::Caller as EventsCaller;
 pub(crate) use report::Report;
 
 use crate::events::{nats_minor, nats_version};
@@ -76,14 +83,18 @@ pub(crate) struct Plan {
     pub(crate) rest: Duration,
     /// The hosts' lease time.
     pub(crate) lease_ttl: Duration,
+    /// Publishes per second of the events benchmark's publish-to-handler
+    /// figure.
+    pub(crate) event_rate: u32,
 }
 
 /// Runs the cluster benchmarks among `systems` (`cluster-call`,
-/// `cluster-registry`), skipping with a note those this machine cannot run.
+/// `cluster-registry`, `cluster-events`), skipping with a note those this machine cannot run.
 pub(crate) fn run(plan: &Plan, systems: &[System]) -> anyhow::Result<Report> {
     let mut skipped = Vec::new();
     let mut call = None;
     let mut registry = None;
+    let mut cluster_events = None;
     let nats = nats_server();
     for &system in systems {
         let ready = match (&nats, system) {
@@ -106,6 +117,10 @@ pub(crate) fn run(plan: &Plan, systems: &[System]) -> anyhow::Result<Report> {
                     registry::run(plan, path).context("the cluster registry benchmark failed")?,
                 );
             }
+            System::ClusterEvents => {
+                cluster_events =
+                    Some(events::run(plan, path).context("the cluster events benchmark failed")?);
+            }
             other => bail!("{} is not a cluster benchmark", other.name()),
         }
     }
@@ -115,6 +130,7 @@ pub(crate) fn run(plan: &Plan, systems: &[System]) -> anyhow::Result<Report> {
         skipped,
         call,
         registry,
+        cluster_events,
     ))
 }
 
@@ -295,27 +311,61 @@ impl Nats {
         path: &Path,
         ip: &str,
     ) -> anyhow::Result<Nats> {
+        Nats::start_with(netns, path, ip, &[]).await
+    }
+
+    /// Starts node `name` of a cluster of nats-servers on 127.0.0.1, its
+    /// routes on `route_port`, joining the other nodes at `routes`
+    /// (`nats://127.0.0.1:PORT,..`). Returns once JetStream answers, which
+    /// in a cluster needs a meta leader, and so a quorum of the nodes:
+    /// start them together.
+    pub(crate) async fn start_node(
+        path: &Path,
+        name: &str,
+        route_port: u16,
+        routes: &str,
+    ) -> anyhow::Result<Nats> {
+        let port = route_port.to_string();
+        Nats::start_with(
+            None,
+            path,
+            "127.0.0.1",
+            &[
+                "--server-name",
+                name,
+                "--cluster-port",
+                &port,
+                "--routes",
+                routes,
+            ],
+        )
+        .await
+    }
+
+    async fn start_with(
+        netns: Option<&Netns>,
+        path: &Path,
+        ip: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Nats> {
         let store = tempfile::Builder::new()
             .prefix("weft-bench-cluster-nats-")
             .tempdir()
             .context("cannot create a store dir for nats-server")?;
-        let process = ServerProcess::start_in(
-            netns,
-            "cluster-nats",
-            Flavour::CurrentThread,
-            &[
-                "--nats-server",
-                path.to_str().context("the nats-server path is not UTF-8")?,
-                "--listen",
-                ip,
-                "--store-dir",
-                store
-                    .path()
-                    .to_str()
-                    .context("the temp dir's path is not UTF-8")?,
-            ],
-        )
-        .await?;
+        let mut args = vec![
+            "--nats-server",
+            path.to_str().context("the nats-server path is not UTF-8")?,
+            "--listen",
+            ip,
+            "--store-dir",
+            store
+                .path()
+                .to_str()
+                .context("the temp dir's path is not UTF-8")?,
+        ];
+        args.extend_from_slice(extra);
+        let process =
+            ServerProcess::start_in(netns, "cluster-nats", Flavour::CurrentThread, &args).await?;
         let (url, pid) = process
             .address()
             .split_once(' ')
@@ -420,26 +470,63 @@ impl ClusterHost {
     }
 }
 
+/// The arguments of `__serve cluster-nats`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NatsArgs {
+    /// The nats-server executable.
+    #[arg(long)]
+    nats_server: PathBuf,
+    /// The IP address to listen on.
+    #[arg(long)]
+    listen: String,
+    /// JetStream's store directory.
+    #[arg(long)]
+    store_dir: PathBuf,
+    /// As a node of a cluster: its server name.
+    #[arg(long, requires_all = ["cluster_port", "routes"])]
+    server_name: Option<String>,
+    /// As a node of a cluster: the port of its routes, on `listen`.
+    #[arg(long)]
+    cluster_port: Option<u16>,
+    /// As a node of a cluster: the other nodes' routes, comma-separated.
+    #[arg(long)]
+    routes: Option<String>,
+}
+
+/// The name of the cluster that `__serve cluster-nats` nodes form.
+const CLUSTER_NAME: &str = "weft-bench";
+
 /// `__serve cluster-nats`: starts nats-server with JetStream (its store in
-/// `store_dir`) on `ip` and a free port, waits until JetStream answers,
-/// prints `nats://IP:PORT PID`, and stays until the benchmark closes its
-/// stdin (the parent-watch thread then stops nats-server through `stop`)
-/// or nats-server exits.
+/// the store dir) on the IP and a free port, as a node of a cluster when
+/// given a server name, waits until JetStream answers, prints
+/// `nats://IP:PORT PID`, and stays until the benchmark closes its stdin
+/// (the parent-watch thread then stops nats-server through `stop`) or
+/// nats-server exits.
 pub(crate) async fn serve_nats(
-    nats_server: &Path,
-    ip: &str,
-    store_dir: &Path,
+    args: NatsArgs,
     stop: Arc<Mutex<Option<std::process::Child>>>,
 ) -> anyhow::Result<()> {
+    let (nats_server, ip) = (&args.nats_server, args.listen.as_str());
     // As in `nats_echo::serve`: a probed port, since nats-server reports
     // its port only in its log.
     let port = std::net::TcpListener::bind((ip, 0))
         .with_context(|| format!("cannot listen on {ip}"))?
         .local_addr()?
         .port();
-    let child = Command::new(nats_server)
+    let mut command = Command::new(nats_server);
+    command
         .args(["-a", ip, "-p", &port.to_string(), "-js", "-sd"])
-        .arg(store_dir)
+        .arg(&args.store_dir);
+    if let (Some(name), Some(cluster_port), Some(routes)) =
+        (&args.server_name, args.cluster_port, &args.routes)
+    {
+        command
+            .args(["--server_name", name, "--cluster_name", CLUSTER_NAME])
+            .arg("--cluster")
+            .arg(format!("nats://{ip}:{cluster_port}"))
+            .args(["--routes", routes]);
+    }
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -490,7 +577,7 @@ pub(crate) struct HostArgs {
     /// The host's state directory.
     #[arg(long)]
     data_dir: PathBuf,
-    /// The NATS server to join the cluster through.
+    /// The NATS servers to join the cluster through, comma-separated.
     #[arg(long)]
     nats: String,
     /// The host's name in the cluster.
@@ -508,7 +595,7 @@ pub(crate) struct HostArgs {
 /// --nats URL --name NAME [--advertise IP] --lease-ttl SECS` runs it;
 /// prints its address once it has joined the cluster.
 pub(crate) async fn serve_host(args: HostArgs) -> anyhow::Result<()> {
-    let mut cluster = weft_host::ClusterConfig::new([args.nats]);
+    let mut cluster = weft_host::ClusterConfig::new(args.nats.split(','));
     if let Some(advertise) = args.advertise {
         cluster = cluster.advertise(advertise);
     }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Plan, call, registry};
+use super::{Plan, call, events, registry};
 use crate::measure::{Case, Run, Scenario};
 use crate::report::{Machine, Stat};
 use crate::systems::System;
@@ -17,6 +17,12 @@ const CALL_TARGET: f64 = 1.3;
 /// host, in ms.
 const VISIBILITY_TARGET_MS: f64 = 100.0;
 
+/// weft's publish p50 over a direct JetStream publish's, at most.
+const PUBLISH_P50_TARGET: f64 = 1.3;
+
+/// weft's publishes/s over direct JetStream publishes/s, at least.
+const PUBLISH_RATE_TARGET: f64 = 0.8;
+
 /// What the cluster benchmarks measured.
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
@@ -27,6 +33,7 @@ pub(crate) struct Report {
     skipped: Vec<(&'static str, String)>,
     call: Option<CallReport>,
     registry: Option<RegistryReport>,
+    events: Option<EventsReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,8 +77,75 @@ struct Target {
     what: String,
     /// The figure: a ratio (median over repetitions) or milliseconds.
     value: Stat,
+    /// `at most` or `at least`.
+    bound: &'static str,
     limit: f64,
     met: bool,
+}
+
+impl Target {
+    fn at_most(what: String, value: Stat, limit: f64) -> Target {
+        Target {
+            what,
+            met: value.median <= limit,
+            value,
+            bound: "at most",
+            limit,
+        }
+    }
+
+    fn at_least(what: String, value: Stat, limit: f64) -> Target {
+        Target {
+            what,
+            met: value.median >= limit,
+            value,
+            bound: "at least",
+            limit,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct EventsReport {
+    warmup_s: f64,
+    duration_s: f64,
+    reps: u32,
+    payload_bytes: usize,
+    /// Each measured stream and the node that led it.
+    leaders: Vec<(String, String)>,
+    publishes: Vec<PublishRow>,
+    latency: LatencyRow,
+    targets: Vec<Target>,
+}
+
+/// One publisher in one scenario, over the repetitions.
+#[derive(Debug, Serialize)]
+struct PublishRow {
+    system: &'static str,
+    scenario: String,
+    publishes: Vec<u64>,
+    p50_us: Stat,
+    p99_us: Stat,
+    per_s: Stat,
+    client_cpu_per_publish_us: Stat,
+    server_cpu_per_publish_us: Stat,
+    others_cpu_pct: Stat,
+    /// The figures over the direct publishes' in the same scenario and
+    /// repetition.
+    p50_over_direct: Stat,
+    p99_over_direct: Stat,
+    per_s_over_direct: Stat,
+}
+
+/// Publish through host A to the handler at host B.
+#[derive(Debug, Serialize)]
+struct LatencyRow {
+    rate_per_s: u32,
+    events: Vec<u64>,
+    p50_us: Stat,
+    p99_us: Stat,
+    max_us: Stat,
+    others_cpu_pct: Stat,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +173,7 @@ impl Report {
         skipped: Vec<(&'static str, String)>,
         call: Option<call::Outcome>,
         registry: Option<registry::Outcome>,
+        events: Option<events::Outcome>,
     ) -> Report {
         Report {
             machine: Machine::this(crate::report::load_average()),
@@ -106,6 +181,7 @@ impl Report {
             skipped,
             call: call.map(|c| CallReport::new(plan, c)),
             registry: registry.map(RegistryReport::new),
+            events: events.map(|e| EventsReport::new(plan, e)),
         }
     }
 
@@ -124,6 +200,9 @@ impl Report {
         }
         if let Some(registry) = &self.registry {
             registry.table(&mut out);
+        }
+        if let Some(events) = &self.events {
+            events.table(&mut out);
         }
         out
     }
@@ -182,12 +261,11 @@ impl CallReport {
                     && case.scenario == Scenario::Sequential
                     && !row.p50_over_tcp.reps.is_empty()
                 {
-                    targets.push(Target {
-                        what: format!("weft p50 / raw-tcp p50 across namespaces, {}", case.label()),
-                        met: row.p50_over_tcp.median <= CALL_TARGET,
-                        value: row.p50_over_tcp.clone(),
-                        limit: CALL_TARGET,
-                    });
+                    targets.push(Target::at_most(
+                        format!("weft p50 / raw-tcp p50 across namespaces, {}", case.label()),
+                        row.p50_over_tcp.clone(),
+                        CALL_TARGET,
+                    ));
                 }
                 rows.push(row);
             }
@@ -292,11 +370,12 @@ impl RegistryReport {
         let targets = visibility
             .iter()
             .filter(|v| v.what.ends_with("every host") && v.samples > 0)
-            .map(|v| Target {
-                what: format!("p99 ms until an instance is {}", v.what),
-                value: Stat::new(vec![v.p99_ms]),
-                limit: VISIBILITY_TARGET_MS,
-                met: v.p99_ms <= VISIBILITY_TARGET_MS,
+            .map(|v| {
+                Target::at_most(
+                    format!("p99 ms until an instance is {}", v.what),
+                    Stat::new(vec![v.p99_ms]),
+                    VISIBILITY_TARGET_MS,
+                )
             })
             .collect();
         RegistryReport {
@@ -390,6 +469,210 @@ impl RegistryReport {
     }
 }
 
+impl EventsReport {
+    fn new(plan: &Plan, outcome: events::Outcome) -> EventsReport {
+        let mut scenarios: Vec<Scenario> = Vec::new();
+        for (_, run) in &outcome.runs {
+            if !scenarios.contains(&run.case.scenario) {
+                scenarios.push(run.case.scenario);
+            }
+        }
+        let stat = |runs: &[&Run], figure: fn(&Run) -> Option<f64>| {
+            Stat::new(runs.iter().filter_map(|r| figure(r)).collect())
+        };
+        let mut publishes = Vec::new();
+        let mut targets = Vec::new();
+        for scenario in scenarios {
+            let runs = |side: events::Side| -> Vec<&Run> {
+                outcome
+                    .runs
+                    .iter()
+                    .filter(|(s, r)| *s == side && r.case.scenario == scenario)
+                    .map(|(_, r)| r)
+                    .collect()
+            };
+            let direct = runs(events::Side::Direct);
+            let direct_p50 = stat(&direct, |r| Some(r.p50_us));
+            let direct_p99 = stat(&direct, |r| Some(r.p99_us));
+            let direct_rate = stat(&direct, |r| Some(r.calls_per_s));
+            for side in [events::Side::Direct, events::Side::Weft] {
+                let mine = runs(side);
+                if mine.is_empty() {
+                    continue;
+                }
+                let p50_us = stat(&mine, |r| Some(r.p50_us));
+                let p99_us = stat(&mine, |r| Some(r.p99_us));
+                let per_s = stat(&mine, |r| Some(r.calls_per_s));
+                let row = PublishRow {
+                    system: side.name(),
+                    scenario: scenario.label(),
+                    publishes: mine.iter().map(|r| r.calls).collect(),
+                    p50_over_direct: p50_us.over(&direct_p50),
+                    p99_over_direct: p99_us.over(&direct_p99),
+                    per_s_over_direct: per_s.over(&direct_rate),
+                    p50_us,
+                    p99_us,
+                    per_s,
+                    client_cpu_per_publish_us: stat(&mine, |r| r.cpu_per_call_us.map(|c| c.0)),
+                    server_cpu_per_publish_us: stat(&mine, |r| r.cpu_per_call_us.map(|c| c.1)),
+                    others_cpu_pct: stat(&mine, |r| r.others_cpu.map(|s| s * 100.0)),
+                };
+                if side == events::Side::Weft && !row.p50_over_direct.reps.is_empty() {
+                    targets.push(Target::at_most(
+                        format!("weft publish p50 / direct JetStream p50, {}", row.scenario),
+                        row.p50_over_direct.clone(),
+                        PUBLISH_P50_TARGET,
+                    ));
+                    targets.push(Target::at_least(
+                        format!(
+                            "weft publishes/s / direct JetStream publishes/s, {}",
+                            row.scenario
+                        ),
+                        row.per_s_over_direct.clone(),
+                        PUBLISH_RATE_TARGET,
+                    ));
+                }
+                publishes.push(row);
+            }
+        }
+        let latency = &outcome.latency;
+        let figure = |f: fn(&events::Latency) -> f64| Stat::new(latency.iter().map(f).collect());
+        EventsReport {
+            warmup_s: plan.warmup.as_secs_f64(),
+            duration_s: plan.duration.as_secs_f64(),
+            reps: plan.reps,
+            payload_bytes: events::PAYLOAD,
+            leaders: outcome.leaders,
+            publishes,
+            latency: LatencyRow {
+                rate_per_s: outcome.rate,
+                events: latency.iter().map(|l| l.count).collect(),
+                p50_us: figure(|l| l.p50_us),
+                p99_us: figure(|l| l.p99_us),
+                max_us: figure(|l| l.max_us),
+                others_cpu_pct: Stat::new(
+                    latency
+                        .iter()
+                        .filter_map(|l| l.others_cpu.map(|s| s * 100.0))
+                        .collect(),
+                ),
+            },
+            targets,
+        }
+    }
+
+    fn table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\ncluster-events: three clustered nats-servers (n1, n2, n3) on 127.0.0.1, weft hosts \
+             A (on n1) and B (on n2); R3 File streams led by {}",
+            self.leaders
+                .iter()
+                .map(|(stream, leader)| format!("{leader} ({stream})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "method: {:.2} s warm-up + {:.2} s measured, {} rep(s), direct then weft; \
+             median (min–max) over reps; {} B of JSON per event",
+            self.warmup_s, self.duration_s, self.reps, self.payload_bytes
+        );
+        let header = [
+            "PUBLISHER",
+            "publishes/s",
+            "p50 µs",
+            "p99 µs",
+            "p50 ×direct",
+            "p99 ×direct",
+            "per s ×direct",
+            "CPU µs/publish cl+srv",
+            "others' CPU %",
+        ];
+        let mut label = String::new();
+        let mut block: Vec<Vec<String>> = Vec::new();
+        for row in &self.publishes {
+            let this = format!("acknowledged publishes, {}", row.scenario);
+            if this != label && !block.is_empty() {
+                let _ = write!(out, "\n{label}\n{}", align(&header, &block));
+                block.clear();
+            }
+            label = this;
+            block.push(vec![
+                row.system.to_owned(),
+                row.per_s.show(0),
+                row.p50_us.show(1),
+                row.p99_us.show(1),
+                format!("{:.2}", row.p50_over_direct.median),
+                format!("{:.2}", row.p99_over_direct.median),
+                format!("{:.2}", row.per_s_over_direct.median),
+                if row.client_cpu_per_publish_us.reps.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{:.1}+{:.1}",
+                        row.client_cpu_per_publish_us.median, row.server_cpu_per_publish_us.median
+                    )
+                },
+                if row.others_cpu_pct.reps.is_empty() {
+                    "-".to_owned()
+                } else {
+                    row.others_cpu_pct.show(0)
+                },
+            ]);
+        }
+        if !block.is_empty() {
+            let _ = write!(out, "\n{label}\n{}", align(&header, &block));
+        }
+        let _ = writeln!(
+            out,
+            "×direct: over the direct JetStream publishes' figure in the same repetition (medians); \
+             CPU µs/publish: the publishing process's, and the servers' \
+             (the three nats-servers, and for weft host A)"
+        );
+        let l = &self.latency;
+        let _ = writeln!(
+            out,
+            "\npublish→handler at {}/s: published through host A, handled by an instance \
+             registered with host B",
+            l.rate_per_s
+        );
+        let events = l
+            .events
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(
+            out,
+            "{}",
+            align(
+                &[
+                    "FIGURE",
+                    "events",
+                    "p50 µs",
+                    "p99 µs",
+                    "max µs",
+                    "others' CPU %"
+                ],
+                &[vec![
+                    "weft, A → B".to_owned(),
+                    events,
+                    l.p50_us.show(0),
+                    l.p99_us.show(0),
+                    l.max_us.show(0),
+                    if l.others_cpu_pct.reps.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        l.others_cpu_pct.show(0)
+                    },
+                ]]
+            )
+        );
+        print_targets(out, &self.targets, 2);
+    }
+}
+
 impl Visibility {
     fn new(what: &'static str, samples_ms: &[f64]) -> Visibility {
         let mut sorted = samples_ms.to_vec();
@@ -421,9 +704,10 @@ fn print_targets(out: &mut String, targets: &[Target], decimals: usize) {
     for t in targets {
         let _ = writeln!(
             out,
-            "  {:<4} {} at most {:.d$}: {}",
+            "  {:<4} {} {} {:.d$}: {}",
             if t.met { "met" } else { "MISS" },
             t.what,
+            t.bound,
             t.limit,
             t.value.show(decimals),
             d = decimals

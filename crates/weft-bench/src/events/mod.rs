@@ -446,7 +446,7 @@ async fn measure_one(
 
 /// A publishing side of the latency figure.
 #[derive(Clone)]
-enum Publisher {
+pub(crate) enum Publisher {
     Weft(::weft::Client),
     Jetstream(async_nats::jetstream::Context),
 }
@@ -498,28 +498,87 @@ async fn latency(
             variant.name()
         ),
     };
-    let pad: std::sync::Arc<str> = measure::payload(plan.pad)
+    let window = Window::new(plan.warmup, plan.duration);
+    let sampler = cpu_sampler(server, own_pids, window.start, window.end);
+    let measured = publish_at_rate(&publisher, plan.pad, rate, &window, run_id).await?;
+    let latencies = collect(
+        async |expected: u64| match &taker {
+            Taker::Weft(client) => weft::take(client, run_id, expected).await,
+            Taker::Jetstream(client) => jetstream::take(client, run_id, expected).await,
+        },
+        measured,
+    )
+    .await?;
+    let (p50_us, p99_us, max_us) = quantiles_us(&latencies)?;
+    let sampled = sampler.await.context("the CPU sampler panicked")?;
+    let count = latencies.len() as u64;
+    Ok(Measured {
+        variant,
+        flavour,
+        figure: Figure::Latency(rate),
+        count,
+        per_s: count as f64 / plan.duration.as_secs_f64(),
+        p50_us,
+        p99_us,
+        max_us,
+        others_cpu: sampled.and_then(|s| s.0),
+        cpu_per_publish_us: sampled
+            .filter(|_| count > 0)
+            .map(|(_, c, s)| (c * 1e6 / count as f64, s * 1e6 / count as f64)),
+    })
+}
+
+/// The warm-up and the measured window of an open-loop measurement, fixed
+/// when it starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) begin: Instant,
+    pub(crate) start: Instant,
+    pub(crate) end: Instant,
+}
+
+impl Window {
+    /// A warm-up from now, then the window.
+    pub(crate) fn new(warmup: Duration, duration: Duration) -> Window {
+        let begin = Instant::now();
+        Window {
+            begin,
+            start: begin + warmup,
+            end: begin + warmup + duration,
+        }
+    }
+}
+
+/// Publishes stamps of `run_id` with `pad` bytes of filler on
+/// [`LATENCY_TOPIC`] at `rate` per second from the window's beginning to
+/// its end, each in a task of its own, and waits (bounded) until every
+/// publish is acknowledged; returns how many were published inside the
+/// measured part, which the handler is to record.
+pub(crate) async fn publish_at_rate(
+    publisher: &Publisher,
+    pad: usize,
+    rate: u32,
+    window: &Window,
+    run_id: u64,
+) -> anyhow::Result<u64> {
+    let pad: std::sync::Arc<str> = measure::payload(pad)
         .into_iter()
         .map(char::from)
         .collect::<String>()
         .into();
     let every = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let begin = Instant::now();
-    let start = begin + plan.warmup;
-    let end = start + plan.duration;
-    let sampler = cpu_sampler(server, own_pids, start, end);
-    let max_publishes = ((plan.warmup + plan.duration).as_secs_f64() * f64::from(rate)) as u64 + 1;
-    let mut ticker = tokio::time::interval_at(begin.into(), every);
+    let max_publishes = ((window.end - window.begin).as_secs_f64() * f64::from(rate)) as u64 + 1;
+    let mut ticker = tokio::time::interval_at(window.begin.into(), every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut tasks = JoinSet::new();
     let mut measured = 0u64;
     for seq in 1..=max_publishes {
         ticker.tick().await;
         let now = Instant::now();
-        if now >= end {
+        if now >= window.end {
             break;
         }
-        let record = now >= start;
+        let record = now >= window.start;
         measured += u64::from(record);
         let publisher = publisher.clone();
         let pad = pad.clone();
@@ -545,47 +604,40 @@ async fn latency(
             GRACE.as_secs()
         )
     })??;
-    let take = async |expected: u64| -> anyhow::Result<Option<Vec<u64>>> {
-        match &taker {
-            Taker::Weft(client) => weft::take(client, run_id, expected).await,
-            Taker::Jetstream(client) => jetstream::take(client, run_id, expected).await,
-        }
-    };
-    let mut latencies = None;
+    Ok(measured)
+}
+
+/// Asks the handler through `take` (run's latencies once at least the
+/// given number arrived) until it has `measured` events, for at most
+/// [`GRACE`].
+pub(crate) async fn collect(
+    take: impl AsyncFn(u64) -> anyhow::Result<Option<Vec<u64>>>,
+    measured: u64,
+) -> anyhow::Result<Vec<u64>> {
     for _ in 0..GRACE.as_millis() / TAKE_POLL.as_millis() {
-        if let Some(l) = take(measured).await? {
-            latencies = Some(l);
-            break;
+        if let Some(latencies) = take(measured).await? {
+            return Ok(latencies);
         }
         tokio::time::sleep(TAKE_POLL).await;
     }
-    let Some(latencies) = latencies else {
-        let got = take(0).await?.map_or(0, |l| l.len());
-        bail!(
-            "the handler received {got} of the {measured} events published in the window within {}s",
-            GRACE.as_secs()
-        );
-    };
+    let got = take(0).await?.map_or(0, |l| l.len());
+    bail!(
+        "the handler received {got} of the {measured} events published in the window within {}s",
+        GRACE.as_secs()
+    )
+}
+
+/// The p50, p99 and maximum of latencies in ns, in µs.
+pub(crate) fn quantiles_us(latencies: &[u64]) -> anyhow::Result<(f64, f64, f64)> {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, HIGHEST_NS, 3)?;
-    for ns in &latencies {
+    for ns in latencies {
         histogram.saturating_record((*ns).clamp(1, HIGHEST_NS));
     }
-    let sampled = sampler.await.context("the CPU sampler panicked")?;
-    let count = latencies.len() as u64;
-    Ok(Measured {
-        variant,
-        flavour,
-        figure: Figure::Latency(rate),
-        count,
-        per_s: count as f64 / plan.duration.as_secs_f64(),
-        p50_us: histogram.value_at_quantile(0.50) as f64 / 1e3,
-        p99_us: histogram.value_at_quantile(0.99) as f64 / 1e3,
-        max_us: histogram.max() as f64 / 1e3,
-        others_cpu: sampled.and_then(|s| s.0),
-        cpu_per_publish_us: sampled
-            .filter(|_| count > 0)
-            .map(|(_, c, s)| (c * 1e6 / count as f64, s * 1e6 / count as f64)),
-    })
+    Ok((
+        histogram.value_at_quantile(0.50) as f64 / 1e3,
+        histogram.value_at_quantile(0.99) as f64 / 1e3,
+        histogram.max() as f64 / 1e3,
+    ))
 }
 
 /// The share of CPU other work took in `[start, end)`, and the CPU seconds

@@ -60,6 +60,11 @@ pub(crate) enum System {
     /// changes reach every host, and the hosts' memory and CPU at rest
     /// (the cluster benchmarks; needs nats-server 2.10+).
     ClusterRegistry,
+    /// Publishes through a weft host of a cluster of three nats-servers
+    /// next to direct JetStream publishes to an R3 stream, and
+    /// publish-to-handler latency between hosts (the cluster benchmarks;
+    /// needs nats-server 2.10+).
+    ClusterEvents,
 }
 
 impl System {
@@ -79,6 +84,7 @@ impl System {
             System::Jetstream => "jetstream",
             System::ClusterCall => "cluster-call",
             System::ClusterRegistry => "cluster-registry",
+            System::ClusterEvents => "cluster-events",
         }
     }
 
@@ -90,7 +96,10 @@ impl System {
 
     /// Whether the system belongs to the cluster benchmarks.
     pub(crate) fn is_cluster(self) -> bool {
-        matches!(self, System::ClusterCall | System::ClusterRegistry)
+        matches!(
+            self,
+            System::ClusterCall | System::ClusterRegistry | System::ClusterEvents
+        )
     }
 
     /// How the concurrent scenario's callers share connections, for the
@@ -115,6 +124,9 @@ impl System {
                 "weft callers share one weft::Client in B; raw TCP has one connection per caller"
             }
             System::ClusterRegistry => "instances registered many per connection to their host",
+            System::ClusterEvents => {
+                "publishers share one weft::Client of host A, or one async_nats::Client"
+            }
         }
     }
 
@@ -145,7 +157,7 @@ impl System {
             System::WeftEvents | System::Jetstream => {
                 anyhow::bail!("{} is measured by the events suite", self.name())
             }
-            System::ClusterCall | System::ClusterRegistry => {
+            System::ClusterCall | System::ClusterRegistry | System::ClusterEvents => {
                 anyhow::bail!("{} is measured by the cluster benchmarks", self.name())
             }
         }))
@@ -274,6 +286,8 @@ pub(crate) enum Caller {
     WeftPublish(events::weft::Caller),
     /// See [`System::Jetstream`]: publishes and waits for the ack.
     JetstreamPublish(events::JetstreamCaller),
+    /// See [`System::ClusterEvents`]: publishes and waits for the ack.
+    ClusterPublish(cluster::EventsCaller),
 }
 
 impl Caller {
@@ -289,6 +303,7 @@ impl Caller {
             Caller::Http(c) => c.call().await,
             Caller::WeftPublish(c) => c.call().await,
             Caller::JetstreamPublish(c) => c.call().await,
+            Caller::ClusterPublish(c) => c.call().await,
         }
     }
 }
@@ -370,19 +385,9 @@ pub(crate) enum Role {
     },
     /// Runs a weft host in cluster mode (the cluster benchmarks).
     ClusterHost(cluster::HostArgs),
-    /// Starts nats-server with JetStream on a free port (the cluster
-    /// benchmarks).
-    ClusterNats {
-        /// The nats-server executable.
-        #[arg(long)]
-        nats_server: PathBuf,
-        /// The IP address to listen on.
-        #[arg(long)]
-        listen: String,
-        /// JetStream's store directory.
-        #[arg(long)]
-        store_dir: PathBuf,
-    },
+    /// Starts nats-server with JetStream on a free port, alone or as a
+    /// node of a cluster (the cluster benchmarks).
+    ClusterNats(cluster::NatsArgs),
 }
 
 /// Runs a server role on a runtime of `flavour` until the benchmark process
@@ -412,11 +417,7 @@ pub(crate) fn serve(role: Role, flavour: Flavour) -> anyhow::Result<()> {
                 store_dir,
             } => events::serve_jetstream(&nats_server, &store_dir, child).await,
             Role::ClusterHost(args) => cluster::serve_host(args).await,
-            Role::ClusterNats {
-                nats_server,
-                listen,
-                store_dir,
-            } => cluster::serve_nats(&nats_server, &listen, &store_dir, child).await,
+            Role::ClusterNats(args) => cluster::serve_nats(args, child).await,
         }
     })
 }
