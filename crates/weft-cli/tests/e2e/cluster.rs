@@ -716,3 +716,63 @@ async fn events_refuse_a_foreign_stream_and_an_event_over_the_limit() {
         .await
         .unwrap();
 }
+
+/// A consumer group whose JetStream consumer someone else made with other
+/// settings: the handler's subscription is refused, saying why and what to
+/// do, and the consumer is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_with_other_settings_is_refused_and_left_alone() {
+    use async_nats::jetstream::{self, consumer, stream};
+
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let js = jetstream::new(nats.client().await);
+    // The topic's stream as weft makes it, and a consumer of the ordered
+    // handler's name that acknowledges nothing.
+    let topic = js
+        .create_stream(stream::Config {
+            name: "WEFT_EVENTS_e2e=2Eordered".to_owned(),
+            subjects: vec!["weft.events.e2e.ordered".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    topic
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("events_probe=2Eordered".to_owned()),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let host = host_builder()
+        .args(["--nats", url.as_str(), "--name", "a"])
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut probe = crate::events_probe::start(&host, "refused-1", dir.path());
+    let process = probe.process();
+    poll("the probe says its ordered handler was refused", || async {
+        let said = process.output();
+        if said.contains("the host refused the subscription")
+            && said.contains("exists in NATS with other settings")
+        {
+            Ok(())
+        } else {
+            Err(said)
+        }
+    })
+    .await;
+    let mut left = js
+        .get_consumer_from_stream::<consumer::pull::Config, _, _>(
+            "events_probe=2Eordered",
+            "WEFT_EVENTS_e2e=2Eordered",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left.info().await.unwrap().config.ack_policy,
+        consumer::AckPolicy::None,
+        "the consumer is as it was"
+    );
+}
