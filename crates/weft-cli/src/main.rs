@@ -94,6 +94,10 @@ struct HostCmd {
     /// oldest events first; unbounded unless set.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     events_max_bytes: Option<u64>,
+    /// The size at which an event log segment file is closed and another
+    /// started (retention deletes whole segments) [default: 64M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, hide = true)]
+    events_segment_size: Option<u64>,
     /// A publish repeating an idempotency key seen within this long is
     /// dropped (answered with the first event's id).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = token::parse_duration)]
@@ -300,6 +304,9 @@ async fn host(cmd: HostCmd) -> Result<()> {
     config.lease_ttl = Duration::from_secs_f64(cmd.lease_ttl);
     config.events.max_age = cmd.events_max_age.map(Duration::from_secs);
     config.events.max_bytes = cmd.events_max_bytes;
+    if let Some(size) = cmd.events_segment_size {
+        config.events.segment_bytes = size;
+    }
     config.events.dedup_window = Duration::from_secs(cmd.events_dedup_window);
     if let Some(name) = cmd.name {
         if name.is_empty()

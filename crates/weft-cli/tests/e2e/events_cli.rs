@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use hyper::Method;
 use serde_json::Value;
-use weft_test_support::{HostProcess, Http, both, text, within};
+use weft_test_support::{HostProcess, Http, both, poll, text, within};
 
 use crate::host_builder;
 use crate::mesh::{Backend, Mesh, conformance};
 
-conformance!(publish_ls_tail);
+conformance!(publish_ls_tail, retention_drops_the_oldest_events);
 
 /// Runs `weft args` against `host`; it must succeed.
 async fn weft(host: &HostProcess, args: &[&str]) -> Output {
@@ -96,6 +96,46 @@ async fn publish_ls_tail(backend: Backend) {
         "{}",
         text(&bad.stderr)
     );
+}
+
+/// A topic keeps at most `--events-max-bytes`: the oldest events go first,
+/// and `weft events ls` and `tail` start after them.
+async fn retention_drops_the_oldest_events(backend: Backend) {
+    let mesh = Mesh::start_with(backend, |b| {
+        b.args(["--events-max-bytes", "16K", "--events-segment-size", "4K"])
+    })
+    .await;
+    let (publisher, host) = (mesh.home(), mesh.caller());
+    let client = publisher.client().await;
+    const COUNT: u64 = 300;
+    for n in 0..COUNT {
+        let payload = serde_json::json!({ "n": n, "pad": "x".repeat(100) });
+        client.publish("kept.briefly", &payload).await.unwrap();
+    }
+    let first = poll("the oldest events are dropped", || async {
+        let out = weft(host, &["events", "ls", "--json"]).await;
+        let topics: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        let topic = topics
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["topic"] == "kept.briefly")
+            .cloned()
+            .ok_or("no topic")?;
+        let (first, bytes) = (topic["first_id"].as_u64(), topic["bytes"].as_u64());
+        match (first, bytes) {
+            (Some(first), Some(bytes)) if first > 1 && bytes <= 20 * 1024 => Ok(first),
+            _ => Err(topic.to_string()),
+        }
+    })
+    .await;
+    let ids = tail_ids(host, "kept.briefly").await;
+    assert_eq!(
+        ids.first(),
+        Some(&first),
+        "the tail starts at the oldest kept"
+    );
+    assert_eq!(ids.last(), Some(&COUNT), "the newest are kept");
 }
 
 /// One publish over HTTP; `Some(id)` once the host acknowledged it.

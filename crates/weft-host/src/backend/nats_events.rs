@@ -1033,16 +1033,19 @@ impl EventLog for NatsEvents {
                     "no topic `{topic}`: nothing was published to it (`weft events ls` lists topics)"
                 )));
             };
-            let last = stream
+            let state = stream
                 .info()
                 .await
                 .map_err(|e| unavailable("cannot read a topic", e))?
                 .state
-                .last_sequence;
+                .clone();
+            let last = state.last_sequence;
+            // Never before the oldest event retention kept.
             let start = match after {
                 Some(after) => after + 1,
                 None => last.saturating_sub(n) + 1,
-            };
+            }
+            .max(state.first_sequence);
             let consumer = stream
                 .create_consumer(consumer::pull::OrderedConfig {
                     deliver_policy: DeliverPolicy::ByStartSequence {
@@ -1074,11 +1077,26 @@ impl EventLog for NatsEvents {
             if follow {
                 return Ok(events.boxed());
             }
-            // Without follow, up to the last event there was.
-            let count = (last + 1).saturating_sub(start.max(1));
-            Ok(events
-                .take(usize::try_from(count).unwrap_or(usize::MAX))
-                .boxed())
+            if start > last {
+                return Ok(futures::stream::empty().boxed());
+            }
+            // Without follow, up to the last event there was (or until
+            // none comes for a while: retention may take events meanwhile).
+            let events: Tail = events.boxed();
+            Ok(
+                futures::stream::unfold(Some(events), move |state| async move {
+                    let mut events = state?;
+                    match tokio::time::timeout(REQUEST_TIMEOUT, events.next()).await {
+                        Ok(Some(Ok(e))) => {
+                            let more = (e.id < last).then_some(events);
+                            Some((Ok(e), more))
+                        }
+                        Ok(Some(Err(e))) => Some((Err(e), None)),
+                        Ok(None) | Err(_) => None,
+                    }
+                })
+                .boxed(),
+            )
         })
     }
 

@@ -79,8 +79,8 @@ impl EventsConfig {
 /// How long a consumer group's acknowledged position may wait to be stored.
 pub(super) const STORE_POSITION_EVERY: Duration = Duration::from_millis(50);
 
-/// How often retention runs.
-pub(super) const RETAIN_EVERY: Duration = Duration::from_secs(30);
+/// How often retention runs: a look at each topic's oldest segments.
+pub(super) const RETAIN_EVERY: Duration = Duration::from_secs(5);
 
 /// The longest idempotency key.
 pub(super) const MAX_KEY: usize = 1024;
