@@ -119,8 +119,8 @@ struct Inner {
     replicas: usize,
     servers: String,
     config: EventsConfig,
-    /// Streams opened so far, by topic.
-    topics: Mutex<HashMap<String, Stream>>,
+    /// Topics whose stream was opened (and checked) so far.
+    topics: Mutex<HashMap<String, Arc<Opened>>>,
     /// Deliveries this host handed out and awaits acknowledgements of.
     pending: Mutex<HashMap<PendingKey, Pending>>,
     /// This host's subscribers, by topic and group.
@@ -141,6 +141,12 @@ impl fmt::Debug for NatsEvents {
             .field("replicas", &self.inner.replicas)
             .finish()
     }
+}
+
+/// A topic whose stream is open: the stream, and the subject to publish on.
+struct Opened {
+    stream: Stream,
+    subject: String,
 }
 
 fn stream_name(topic: &str) -> String {
@@ -263,11 +269,11 @@ impl Inner {
     }
 
     /// The stream of `topic`, made on first use.
-    async fn topic(&self, topic: &str) -> Result<Stream, Error> {
-        validate_topic(topic)?;
-        if let Some(stream) = self.topics.lock().get(topic) {
-            return Ok(stream.clone());
+    async fn topic(&self, topic: &str) -> Result<Arc<Opened>, Error> {
+        if let Some(opened) = self.topics.lock().get(topic) {
+            return Ok(opened.clone());
         }
+        validate_topic(topic)?;
         let wanted = self.topic_config(topic);
         let stream = self
             .js
@@ -283,15 +289,19 @@ impl Inner {
                 )
             })?;
         check_stream(&stream, &wanted, &self.servers)?;
-        self.topics.lock().insert(topic.to_owned(), stream.clone());
-        Ok(stream)
+        let opened = Arc::new(Opened {
+            stream,
+            subject: topic_subject(topic),
+        });
+        self.topics.lock().insert(topic.to_owned(), opened.clone());
+        Ok(opened)
     }
 
     /// The stream of `topic` if it exists (for reading), without making it.
     async fn existing_topic(&self, topic: &str) -> Result<Option<Stream>, Error> {
         validate_topic(topic)?;
-        if let Some(stream) = self.topics.lock().get(topic) {
-            return Ok(Some(stream.clone()));
+        if let Some(opened) = self.topics.lock().get(topic) {
+            return Ok(Some(opened.stream.clone()));
         }
         match self.js.get_stream(stream_name(topic)).await {
             Ok(stream) => Ok(Some(stream)),
@@ -782,7 +792,7 @@ impl EventLog for NatsEvents {
     fn publish(&self, args: PublishArgs) -> BoxFuture<'static, Result<Published, Error>> {
         let inner = self.inner.clone();
         Box::pin(async move {
-            inner.topic(&args.topic).await?;
+            let opened = inner.topic(&args.topic).await?;
             let body = serde_json::to_vec(&args.payload).map_err(|e| {
                 Error::invalid_argument("payload", format!("cannot encode the event: {e}"))
             })?;
@@ -794,34 +804,33 @@ impl EventLog for NatsEvents {
                     inner.max_payload
                 )));
             }
-            let mut publish = Publish::build().payload(body.into());
-            if let Some(key) = &args.idempotency_key {
-                publish = publish.message_id(key).header(KEY, key.as_str());
-            }
-            if let Some(publisher) = &args.publisher {
-                publish = publish.header(PUBLISHER, publisher.as_str());
-            }
-            let send = |publish: Publish| {
-                let inner = inner.clone();
-                let subject = topic_subject(&args.topic);
-                async move {
-                    inner
-                        .js
-                        .send_publish(subject, publish)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .await
-                        .map_err(|e| e.to_string())
+            let body = bytes::Bytes::from(body);
+            let message = || {
+                let mut publish = Publish::build().payload(body.clone());
+                if let Some(key) = &args.idempotency_key {
+                    publish = publish.message_id(key).header(KEY, key.as_str());
                 }
+                if let Some(publisher) = &args.publisher {
+                    publish = publish.header(PUBLISHER, publisher.as_str());
+                }
+                publish
             };
-            let ack = match send(publish.clone()).await {
+            let js = &inner.js;
+            let send = |publish: Publish, subject: String| async move {
+                js.send_publish(subject, publish)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            let ack = match send(message(), opened.subject.clone()).await {
                 Ok(ack) => ack,
                 // NATS may have lost the stream (a restart without its
                 // store): make it again, and publish once more.
                 Err(_) => {
                     inner.topics.lock().remove(&args.topic);
-                    inner.topic(&args.topic).await?;
-                    send(publish).await.map_err(|e| {
+                    let opened = inner.topic(&args.topic).await?;
+                    send(message(), opened.subject.clone()).await.map_err(|e| {
                         Error::unavailable(format!("cannot publish to `{}`: {e}", args.topic))
                     })?
                 }
@@ -836,9 +845,10 @@ impl EventLog for NatsEvents {
     fn subscribe(&self, sub: Subscription) -> BoxFuture<'static, Result<Deliveries, Error>> {
         let inner = self.inner.clone();
         Box::pin(async move {
-            let stream = inner.topic(&sub.topic).await?;
+            let opened = inner.topic(&sub.topic).await?;
             let group = group_name(&sub);
-            let events = open_group(&stream, &sub, &group, inner.config.broadcast_idle).await?;
+            let events =
+                open_group(&opened.stream, &sub, &group, inner.config.broadcast_idle).await?;
             let replays = open_replays(&inner.js, &format!("{}.{group}", sub.topic)).await?;
             let (tx, rx) = mpsc::channel(sub.max_in_flight.max(1) as usize);
             inner
