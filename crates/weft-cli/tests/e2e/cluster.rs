@@ -99,6 +99,44 @@ fn probe_in(netns: &Netns, host: &HostProcess, instance: &str) -> ServiceProcess
     ServiceProcess::start(host.address(), instance, netns.command(&cmd))
 }
 
+/// Three hosts (`h1`, `h2`, `h3`, lease 2 s) in network namespaces of their
+/// own, each listening on and advertising its namespace's address, on a
+/// three-node NATS cluster whose nodes have namespaces of their own too.
+pub(crate) struct Machines {
+    pub(crate) hosts: Vec<HostProcess>,
+    pub(crate) machines: Vec<Netns>,
+    pub(crate) nats: NatsCluster,
+}
+
+impl Machines {
+    pub(crate) async fn start() -> Machines {
+        let nats = NatsCluster::start(3).await;
+        let urls = nats.urls();
+        let mut machines = Vec::new();
+        let mut hosts = Vec::new();
+        for name in ["h1", "h2", "h3"] {
+            let netns = nats.network().netns();
+            let ip = netns.addr().to_string();
+            let host = host_builder()
+                .netns(&netns)
+                .listen(format!("{ip}:0"))
+                .args(["--nats", urls.as_str(), "--name", name])
+                .args(["--advertise", ip.as_str(), "--lease-ttl", "2"])
+                // The namespaces' network is the test's own.
+                .args(["--auth", "off"])
+                .start()
+                .await;
+            machines.push(netns);
+            hosts.push(host);
+        }
+        Machines {
+            hosts,
+            machines,
+            nats,
+        }
+    }
+}
+
 /// Calls through `client` as fast as they come, on `LOADERS` tasks, until
 /// `stop`: the instances that answered, and the errors, in order.
 const LOADERS: usize = 4;
@@ -164,31 +202,11 @@ async fn stop_load(
 /// instances that are left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_on_a_three_node_nats_cluster_in_namespaces() {
-    let mut nats = NatsCluster::start(3).await;
-    let urls = nats.urls();
-    let mut machines = Vec::new();
-    let mut hosts = Vec::new();
-    for name in ["h1", "h2", "h3"] {
-        let netns = nats.network().netns();
-        let ip = netns.addr().to_string();
-        let host = host_builder()
-            .netns(&netns)
-            .listen(format!("{ip}:0"))
-            .args([
-                "--nats",
-                urls.as_str(),
-                "--name",
-                name,
-                "--advertise",
-                ip.as_str(),
-            ])
-            // The namespaces' network is the test's own.
-            .args(["--lease-ttl", "2", "--auth", "off"])
-            .start()
-            .await;
-        machines.push(netns);
-        hosts.push(host);
-    }
+    let Machines {
+        mut hosts,
+        machines,
+        mut nats,
+    } = Machines::start().await;
     let _on_h3 = probe_in(&machines[2], &hosts[2], "probe-h3");
     let client = hosts[0].client().await;
     wait_instances(&client, "probe", None, 1).await;

@@ -9,79 +9,32 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use weft::Client;
-use weft_test_support::{
-    HostProcess, NatsCluster, Netns, PATIENCE, ServiceProcess, poll, poll_within, wait_instances,
-};
+use weft_test_support::{PATIENCE, ServiceProcess, poll, poll_within, wait_instances};
 
+use crate::cluster::Machines;
+use crate::events_e2e::wait_all_handled;
 use crate::events_probe::{self, BROADCAST, Job, ORDERED, POOL, SERVICE};
-use crate::host_builder;
 
-/// Three hosts in namespaces of their own on a three-node NATS cluster.
-struct Cluster {
-    hosts: Vec<HostProcess>,
-    machines: Vec<Netns>,
-    nats: NatsCluster,
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let nats = NatsCluster::start(3).await;
-        let urls = nats.urls();
-        let mut machines = Vec::new();
-        let mut hosts = Vec::new();
-        for name in ["h1", "h2", "h3"] {
-            let netns = nats.network().netns();
-            let ip = netns.addr().to_string();
-            let host = host_builder()
-                .netns(&netns)
-                .listen(format!("{ip}:0"))
-                .args(["--nats", urls.as_str(), "--name", name])
-                .args([
-                    "--advertise",
-                    ip.as_str(),
-                    "--lease-ttl",
-                    "2",
-                    "--auth",
-                    "off",
-                ])
-                .start()
-                .await;
-            machines.push(netns);
-            hosts.push(host);
-        }
-        Cluster {
-            hosts,
-            machines,
-            nats,
-        }
+/// `per_host` probe instances on each host, `<prefix>-h<i>-<j>`.
+async fn probes(
+    cluster: &Machines,
+    prefix: &str,
+    per_host: usize,
+    dir: &std::path::Path,
+) -> Vec<Vec<ServiceProcess>> {
+    let mut all = Vec::new();
+    for (i, (host, netns)) in cluster.hosts.iter().zip(&cluster.machines).enumerate() {
+        all.push(
+            (1..=per_host)
+                .map(|j| {
+                    events_probe::start_in(netns, host, &format!("{prefix}-h{}-{j}", i + 1), dir)
+                })
+                .collect(),
+        );
     }
-
-    /// `per_host` probe instances on each host, `<prefix>-h<i>-<j>`.
-    async fn probes(
-        &self,
-        prefix: &str,
-        per_host: usize,
-        dir: &std::path::Path,
-    ) -> Vec<Vec<ServiceProcess>> {
-        let mut all = Vec::new();
-        for (i, (host, netns)) in self.hosts.iter().zip(&self.machines).enumerate() {
-            all.push(
-                (1..=per_host)
-                    .map(|j| {
-                        events_probe::start_in(
-                            netns,
-                            host,
-                            &format!("{prefix}-h{}-{j}", i + 1),
-                            dir,
-                        )
-                    })
-                    .collect(),
-            );
-        }
-        let client = self.hosts[0].client().await;
-        wait_instances(&client, SERVICE, None, per_host * self.hosts.len()).await;
-        all
-    }
+    let client = cluster.hosts[0].client().await;
+    wait_instances(&client, SERVICE, None, per_host * cluster.hosts.len()).await;
+    all
 }
 
 /// Publishes `job` until it is stored: a publish that fails (its host or
@@ -111,24 +64,7 @@ fn handlings(dir: &std::path::Path, handler: &str, tag: &str) -> BTreeMap<u64, u
 }
 
 async fn wait_handled(dir: &std::path::Path, handler: &str, tag: &str, count: u64) {
-    poll_within(
-        PATIENCE * 4,
-        &format!("all {count} `{tag}` events handled by `{handler}`"),
-        || async {
-            let seen = handlings(dir, handler, tag);
-            let missing: Vec<u64> = (0..count).filter(|n| !seen.contains_key(n)).collect();
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} missing: {:?}",
-                    missing.len(),
-                    &missing[..missing.len().min(20)]
-                ))
-            }
-        },
-    )
-    .await;
+    wait_all_handled(dir, handler, tag, count, PATIENCE * 4).await;
 }
 
 /// The 38-item ordered workload over instances on three hosts, one host
@@ -138,9 +74,9 @@ async fn wait_handled(dir: &std::path::Path, handler: &str, tag: &str, count: u6
 /// published and handled, and nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_keep_order_and_survive_a_dead_host_and_a_dead_nats_node() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = Machines::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut probes = cluster.probes("ev", 2, dir.path()).await;
+    let mut probes = probes(&cluster, "ev", 2, dir.path()).await;
     let client = cluster.hosts[0].client().await;
     for (i, host) in cluster.hosts.iter().enumerate() {
         let instances: Vec<String> = probes[i].iter().map(|p| p.instance().to_owned()).collect();

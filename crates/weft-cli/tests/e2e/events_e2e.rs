@@ -91,7 +91,13 @@ async fn publish_all(client: &Client, topic: &'static str, jobs: Vec<Job>) {
 
 /// Waits until `handler` handled every `n` in `0..count` of `tag` on some
 /// instance; panics with what is missing after `patience`.
-async fn wait_all_handled(dir: &Path, handler: &str, tag: &str, count: u64, patience: Duration) {
+pub(crate) async fn wait_all_handled(
+    dir: &Path,
+    handler: &str,
+    tag: &str,
+    count: u64,
+    patience: Duration,
+) {
     let what = format!("every one of {count} `{tag}` events handled by `{handler}`");
     poll_within(patience, &what, || async {
         let seen = events_probe::handled_anywhere(dir, handler, tag);

@@ -276,8 +276,44 @@ pub(super) async fn open_bucket(
     Ok(kv)
 }
 
+/// How a stream's settings differ from weft's: subjects, retention and
+/// what it discards when full; with `age`, how long it keeps messages.
+pub(super) fn stream_differences(
+    have: &jetstream::stream::Config,
+    wanted: &jetstream::stream::Config,
+    age_too: bool,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    if have.subjects != wanted.subjects {
+        differences.push(format!(
+            "it takes the subjects {:?}, weft publishes on {:?}",
+            have.subjects, wanted.subjects
+        ));
+    }
+    if have.retention != wanted.retention {
+        differences.push(format!(
+            "its retention is {:?}, weft's {:?}",
+            have.retention, wanted.retention
+        ));
+    }
+    if have.discard != wanted.discard {
+        differences.push(format!(
+            "it discards {:?} messages when full, weft {:?}",
+            have.discard, wanted.discard
+        ));
+    }
+    if age_too && have.max_age != wanted.max_age {
+        differences.push(format!(
+            "it keeps messages for {}, weft for {}",
+            age(have.max_age),
+            age(wanted.max_age)
+        ));
+    }
+    differences
+}
+
 /// The error for a bucket or stream of weft's name with other settings.
-fn foreign(what: &str, servers: &str, differences: &[String]) -> Result<(), Error> {
+pub(super) fn foreign(what: &str, servers: &str, differences: &[String]) -> Result<(), Error> {
     if differences.is_empty() {
         return Ok(());
     }
@@ -320,21 +356,7 @@ async fn open_notifications(
             "cannot open the notifications stream `{NOTIFICATIONS}` in NATS at {servers}: {e}"
         ))
     })?;
-    let have = &stream.cached_info().config;
-    let mut differences = Vec::new();
-    if have.subjects != config.subjects {
-        differences.push(format!(
-            "it takes the subjects {:?}, weft publishes on {:?}",
-            have.subjects, config.subjects
-        ));
-    }
-    if have.max_age != config.max_age {
-        differences.push(format!(
-            "it keeps messages for {}, weft for {}",
-            age(have.max_age),
-            age(config.max_age)
-        ));
-    }
+    let differences = stream_differences(&stream.cached_info().config, &config, true);
     foreign(&format!("stream `{NOTIFICATIONS}`"), servers, &differences)
 }
 

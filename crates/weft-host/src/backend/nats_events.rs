@@ -46,7 +46,7 @@ use weft_host_api::events::{DeadLetter, GroupInfo, TailEvent, TopicInfo};
 use weft_host_api::wire::{Ack, Delivery, DeliveryMode, PublishArgs, Published, Subscription};
 
 use super::events::{Deliveries, EventLog, Tail};
-use super::nats::{NatsCluster, decode_id, encode_id, open_bucket};
+use super::nats::{NatsCluster, decode_id, encode_id, foreign, open_bucket, stream_differences};
 use crate::events::EventsConfig;
 use crate::time::now_ms;
 use async_nats::jetstream::kv;
@@ -243,8 +243,16 @@ impl NatsEvents {
             max_payload,
             stop,
         });
-        tokio::spawn(keep_in_progress(Arc::downgrade(&inner)));
-        tokio::spawn(announce_subscribers(Arc::downgrade(&inner), ttl / 3));
+        // Every third of the ack wait, what this host's handlers hold is
+        // renewed; every third of the lease, its subscribers.
+        tokio::spawn(every(
+            Arc::downgrade(&inner),
+            ACK_WAIT / 3,
+            keep_in_progress,
+        ));
+        tokio::spawn(every(Arc::downgrade(&inner), ttl / 3, |inner| async move {
+            inner.put_subscribers().await;
+        }));
         Ok(NatsEvents { inner })
     }
 }
@@ -319,43 +327,12 @@ impl Inner {
     }
 }
 
-/// The error for a stream of weft's name with other settings than weft's:
+/// The error for a stream of weft's name with other settings than weft's
+/// (its retention may differ: hosts may keep events for different times):
 /// nothing is changed.
 fn check_stream(stream: &Stream, wanted: &stream::Config, servers: &str) -> Result<(), Error> {
-    let have = &stream.cached_info().config;
-    let mut differences = Vec::new();
-    if have.subjects != wanted.subjects {
-        differences.push(format!(
-            "it takes the subjects {:?}, weft publishes on {:?}",
-            have.subjects, wanted.subjects
-        ));
-    }
-    if have.retention != wanted.retention {
-        differences.push(format!(
-            "its retention is {:?}, weft's {:?}",
-            have.retention, wanted.retention
-        ));
-    }
-    if have.discard != wanted.discard {
-        differences.push(format!(
-            "it discards {:?} messages when full, weft {:?}",
-            have.discard, wanted.discard
-        ));
-    }
-    if differences.is_empty() {
-        return Ok(());
-    }
-    Err(Error::invalid_argument(
-        "nats",
-        format!(
-            "the stream `{}` in NATS at {servers} has other settings than weft's ({}); weft \
-             leaves it as it is. If another program uses it, give weft a NATS account of its \
-             own; if nothing needs it, delete it (`nats stream rm {}`)",
-            wanted.name,
-            differences.join("; "),
-            wanted.name
-        ),
-    ))
+    let differences = stream_differences(&stream.cached_info().config, wanted, false);
+    foreign(&format!("stream `{}`", wanted.name), servers, &differences)
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -363,11 +340,13 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-/// Tells JetStream, every third of the ack wait, that this host's
-/// deliveries are still being worked on (handled, or waiting for a retry),
-/// so that only a host that is gone loses them to another.
-async fn keep_in_progress(inner: std::sync::Weak<Inner>) {
-    let mut tick = tokio::time::interval(ACK_WAIT / 3);
+/// Runs `round` every `period` while the log lives and has not stopped.
+async fn every<F, Fut>(inner: std::sync::Weak<Inner>, period: Duration, round: F)
+where
+    F: Fn(Arc<Inner>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -377,17 +356,24 @@ async fn keep_in_progress(inner: std::sync::Weak<Inner>) {
         if *inner.stop.borrow() {
             return;
         }
-        let messages: Vec<Message> = inner
-            .pending
-            .lock()
-            .values()
-            .map(|p| p.message.clone())
-            .collect();
-        drop(inner);
-        for message in messages {
-            if let Err(e) = message.ack_with(AckKind::Progress).await {
-                tracing::debug!(error = %e, "cannot tell JetStream an event is in progress");
-            }
+        round(inner).await;
+    }
+}
+
+/// Tells JetStream that this host's deliveries are still being worked on
+/// (handled, or waiting for a retry), so that only a host that is gone
+/// loses them to another.
+async fn keep_in_progress(inner: Arc<Inner>) {
+    let messages: Vec<Message> = inner
+        .pending
+        .lock()
+        .values()
+        .map(|p| p.message.clone())
+        .collect();
+    drop(inner);
+    for message in messages {
+        if let Err(e) = message.ack_with(AckKind::Progress).await {
+            tracing::debug!(error = %e, "cannot tell JetStream an event is in progress");
         }
     }
 }
@@ -1280,22 +1266,5 @@ impl Inner {
             list.dedup();
         }
         out
-    }
-}
-
-/// Writes this host's subscribers to `weft_subscribers` every `period`, so
-/// that they stay there while the host lives.
-async fn announce_subscribers(inner: std::sync::Weak<Inner>, period: Duration) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        if *inner.stop.borrow() {
-            return;
-        }
-        inner.put_subscribers().await;
     }
 }
