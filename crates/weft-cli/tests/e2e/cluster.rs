@@ -488,11 +488,34 @@ async fn a_bucket_with_other_settings_is_refused_and_left_alone() {
     );
     let tokens = js.get_key_value("weft_tokens").await.unwrap();
     assert_eq!(tokens.status().await.unwrap().history(), 5);
+    js.delete_key_value("weft_tokens").await.unwrap();
+
+    // An object store for executables whose objects expire.
+    js.create_object_store(async_nats::jetstream::object_store::Config {
+        bucket: "weft_artifacts".to_owned(),
+        max_age: std::time::Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let said = refused_host(&["--nats", &url]).await;
+    assert!(
+        said.contains("the object store `weft_artifacts`")
+            && said.contains("its objects expire after 60 s")
+            && said.contains("leaves it as it is"),
+        "{said}"
+    );
+    let mut store = js.get_stream("OBJ_weft_artifacts").await.unwrap();
+    assert_eq!(
+        store.info().await.unwrap().config.max_age,
+        std::time::Duration::from_secs(60),
+        "the object store is as it was"
+    );
+    js.delete_object_store("weft_artifacts").await.unwrap();
 
     // The registry's bucket is made for the first host's lease time (the
-    // refused host made it, with the default of 6 s, before it found the
-    // tokens' bucket).
-    js.delete_key_value("weft_tokens").await.unwrap();
+    // refused hosts made it, with the default of 6 s, before they found the
+    // tokens' bucket and the object store).
     let _first = host_builder()
         .args(["--nats", url.as_str(), "--name", "a"])
         .start()

@@ -73,6 +73,35 @@ impl Artifacts {
                 })?,
             },
         };
+        // An object store of that name made by someone else, with objects
+        // that expire or a size limit, would lose executables hosts restore
+        // from: refused, and left as it is.
+        let stream_name = format!("OBJ_{BUCKET}");
+        let have = js
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| {
+                Error::unavailable(format!(
+                    "cannot read the object store `{BUCKET}` in NATS at {servers}: {e}"
+                ))
+            })?
+            .cached_info()
+            .config
+            .clone();
+        let mut differences = Vec::new();
+        if !have.max_age.is_zero() {
+            differences.push(format!(
+                "its objects expire after {} s, weft keeps executables until it deletes them",
+                have.max_age.as_secs_f64()
+            ));
+        }
+        if have.max_bytes > 0 {
+            differences.push(format!(
+                "it holds at most {} bytes, weft's has no limit",
+                have.max_bytes
+            ));
+        }
+        super::nats::foreign(&format!("object store `{BUCKET}`"), servers, &differences)?;
         Ok(Artifacts {
             store,
             servers: servers.to_owned(),
