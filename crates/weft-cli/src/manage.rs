@@ -489,10 +489,10 @@ pub(crate) struct KillCmd {
     target: Target,
     /// The service.
     name: String,
-    /// The version to stop [default: the main version]; in a cluster, a
-    /// version named stops on every host that runs it.
+    /// The version to stop [default: the main version]; in a cluster, it
+    /// stops on every host that runs it.
     version: Option<String>,
-    /// Stop every version of the service.
+    /// Stop every version of the service (that this host runs).
     #[arg(long, conflicts_with = "version")]
     all: bool,
 }

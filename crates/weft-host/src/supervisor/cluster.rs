@@ -201,6 +201,25 @@ impl Supervisor {
         })
     }
 
+    /// Stops the main version of `service` on every host that runs it and
+    /// forgets it there; with `all`, every version this host runs (on this
+    /// host only).
+    pub(crate) async fn kill_service_everywhere(
+        &self,
+        service: &str,
+        all: bool,
+    ) -> Result<Killed, Error> {
+        let main = self.shared.registry.lock().mains().get(service).cloned();
+        match main {
+            Some(main) if !all => self.kill_everywhere(service, &main).await,
+            // What there is to say (nothing runs, no main) is said here.
+            _ => Ok(Killed {
+                killed: self.kill(service, None, all).await?,
+                on: Vec::new(),
+            }),
+        }
+    }
+
     /// Whether this host runs `service` `version`, and which other hosts
     /// of the cluster do, as they list it.
     async fn running_on(&self, service: &str, version: &Version) -> (bool, Vec<String>) {

@@ -181,11 +181,9 @@ async fn kill_service(
     let all = query_pairs(query.as_deref())
         .iter()
         .any(|(k, v)| k == "all" && (v.is_empty() || v == "true" || v == "1"));
-    let killed = app.supervisor.kill(&name, None, all).await?;
-    Ok(axum::Json(Killed {
-        killed,
-        on: Vec::new(),
-    }))
+    Ok(axum::Json(
+        app.supervisor.kill_service_everywhere(&name, all).await?,
+    ))
 }
 
 async fn set_main(
