@@ -93,9 +93,6 @@ const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from
 /// and waiting for its retry).
 struct Pending {
     message: Message,
-    attempt: u32,
-    max_attempts: u32,
-    group: String,
     /// Released when the delivery is acknowledged: the subscriber's
     /// credit.
     _credit: tokio::sync::OwnedSemaphorePermit,
@@ -559,9 +556,6 @@ impl Inner {
             key.clone(),
             Pending {
                 message,
-                attempt,
-                max_attempts: to.max_attempts,
-                group: to.group.clone(),
                 _credit: credit,
                 delivery: delivery.clone(),
                 to: to.clone(),
@@ -870,15 +864,12 @@ impl EventLog for NatsEvents {
                 format!("{}.{}", ack.service, ack.handler),
                 ack.id,
             );
-            if !inner.pending.lock().contains_key(&key) {
+            let Some(mut p) = inner.pending.lock().remove(&key) else {
                 return Err(Error::not_found(format!(
                     "no delivery of event {} of `{}` to {} is waiting for an acknowledgement \
                      (acknowledged already, or given to another instance after its subscription ended)",
                     ack.id, ack.topic, ack.instance
                 )));
-            }
-            let Some(mut p) = inner.pending.lock().remove(&key) else {
-                return Ok(());
             };
             let Some(error) = ack.error else {
                 return p
@@ -887,12 +878,12 @@ impl EventLog for NatsEvents {
                     .await
                     .map_err(|e| unavailable("cannot acknowledge an event in JetStream", e));
             };
-            if p.attempt >= p.max_attempts {
+            if p.delivery.attempt >= p.to.max_attempts {
                 let letter = DeadLetter {
                     topic: ack.topic.clone(),
                     id: ack.id,
-                    group: p.group.clone(),
-                    attempts: p.attempt,
+                    group: p.to.group.clone(),
+                    attempts: p.delivery.attempt,
                     error,
                     time_ms: now_ms(),
                     replaying: false,
@@ -907,9 +898,8 @@ impl EventLog for NatsEvents {
             // Held (in progress) through its backoff, so that no other
             // event of an ordered group overtakes it; then handed out
             // again here.
-            let delay = BACKOFF.delay(p.attempt);
-            p.attempt += 1;
-            p.delivery.attempt = p.attempt;
+            let delay = BACKOFF.delay(p.delivery.attempt);
+            p.delivery.attempt += 1;
             let (delivery, to) = (p.delivery.clone(), p.to.clone());
             inner.pending.lock().insert(key.clone(), p);
             let retry = inner.clone();
