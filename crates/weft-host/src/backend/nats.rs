@@ -90,6 +90,9 @@ const PUT_CONCURRENCY: usize = 64;
 /// How long a stopping host waits for NATS to take its instances off.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A key no host writes, read to learn whether a bucket answers.
+const READY_PROBE: &str = "_weft_ready";
+
 /// How long a starting host waits for JetStream to be ready (a NATS cluster
 /// that has just started elects its leader first).
 const JETSTREAM_PATIENCE: Duration = Duration::from_secs(60);
@@ -232,7 +235,10 @@ pub(super) async fn open_bucket(
     let kv = match js.get_key_value(&bucket).await {
         Ok(kv) => kv,
         Err(_) => match js.create_key_value(config.clone()).await {
-            Ok(kv) => return Ok(kv),
+            Ok(kv) => {
+                answering(&kv, &bucket, servers).await?;
+                return Ok(kv);
+            }
             // Another host may have created it meanwhile.
             Err(create) => js.get_key_value(&bucket).await.map_err(|_| {
                 Error::unavailable(format!(
@@ -273,7 +279,32 @@ pub(super) async fn open_bucket(
         ));
     }
     foreign(&format!("bucket `{bucket}`"), servers, &differences)?;
+    answering(&kv, &bucket, servers).await?;
     Ok(kv)
+}
+
+/// Waits until `kv` answers reads. A bucket just made on a NATS cluster is
+/// read (direct get) from replicas that take a moment to start serving it;
+/// until then a read finds no responders.
+async fn answering(kv: &kv::Store, bucket: &str, servers: &str) -> Result<(), Error> {
+    const TRIES: u32 = 20;
+    let mut pause = Duration::from_millis(25);
+    for attempt in 1..=TRIES {
+        match kv.get(READY_PROBE).await {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt == TRIES => {
+                return Err(Error::unavailable(format!(
+                    "the bucket `{bucket}` in NATS at {servers} does not answer reads ({e}); \
+                     a NATS cluster without a majority of its servers up cannot serve it"
+                )));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How a stream's settings differ from weft's: subjects, retention and
