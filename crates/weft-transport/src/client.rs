@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use weft_core::Error;
 use weft_wire::{
     Codec, CodecSet, DEFAULT_MAX_FRAME_SIZE, Decoded, Frame, FrameDecoder, Headers,
-    PROTOCOL_VERSION, Preface, Request, ServerHello, WireError,
+    MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, Preface, Request, ServerHello, WireError,
 };
 
 use crate::Address;
@@ -43,7 +43,8 @@ pub struct ConnectOptions {
     /// The payload codecs this side accepts; the server picks one. Default: all.
     pub codecs: CodecSet,
     /// The largest frame this side accepts; the smaller of both sides' limits applies.
-    /// Default: [`weft_wire::DEFAULT_MAX_FRAME_SIZE`].
+    /// Default: [`weft_wire::DEFAULT_MAX_FRAME_SIZE`]; a connect with less than
+    /// [`weft_wire::MIN_MAX_FRAME_SIZE`] fails before dialling.
     pub max_frame_size: u32,
     /// The mesh credential sent in the preface.
     pub credential: Option<String>,
@@ -478,6 +479,15 @@ async fn handshake_with(
     opts: &ConnectOptions,
     peer: Address,
 ) -> Result<Connection, Error> {
+    if opts.max_frame_size < MIN_MAX_FRAME_SIZE {
+        return Err(Error::new(
+            weft_core::Code::InvalidArgument,
+            format!(
+                "max_frame_size {} is below the minimum of {MIN_MAX_FRAME_SIZE} bytes that a call needs; raise it (the default is {DEFAULT_MAX_FRAME_SIZE})",
+                opts.max_frame_size
+            ),
+        ));
+    }
     let mut preface = Preface::new(opts.codecs).with_max_frame_size(opts.max_frame_size);
     preface.credential = opts.credential.clone();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -517,6 +527,11 @@ async fn handshake_with(
                 return Err(Error::unavailable(format!(
                     "{peer}: {}",
                     WireError::UnsupportedVersion { version }
+                )));
+            }
+            if max_frame_size < MIN_MAX_FRAME_SIZE {
+                return Err(Error::unavailable(format!(
+                    "{peer} accepted the connection with a frame size limit of {max_frame_size} bytes, below the minimum of {MIN_MAX_FRAME_SIZE}; the peer's weft implementation is broken"
                 )));
             }
             if !opts.codecs.contains(codec) {

@@ -108,7 +108,8 @@ pub struct ServerOptions {
     /// The payload codecs accepted. Default: all.
     pub codecs: CodecSet,
     /// The largest frame accepted; the smaller of both sides' limits applies.
-    /// Default: [`weft_wire::DEFAULT_MAX_FRAME_SIZE`].
+    /// Default: [`weft_wire::DEFAULT_MAX_FRAME_SIZE`]; with less than
+    /// [`weft_wire::MIN_MAX_FRAME_SIZE`] every client is rejected, told why.
     pub max_frame_size: u32,
     /// Checks the client's mesh credential; `Err(reason)` rejects the connection with that
     /// reason (which should say what to do). `None` accepts everyone.
@@ -588,6 +589,19 @@ async fn read_preface(
         match Preface::decode(buf) {
             Ok(Some(preface)) => return Ok(preface),
             Ok(None) => {}
+            Err(e @ WireError::CredentialNotUtf8) => {
+                // The preface was read whole: the client can be told why.
+                let mut out = BytesMut::new();
+                ServerHello::Rejected {
+                    reason: e.to_string(),
+                }
+                .encode(&mut out);
+                let _ = stream.write_all(&out).await;
+                let _ = stream.shutdown().await;
+                return Err(Error::unauthenticated(format!(
+                    "rejected the connection from {remote}: {e}"
+                )));
+            }
             Err(e) => {
                 return Err(Error::new(
                     Code::InvalidArgument,

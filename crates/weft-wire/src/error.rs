@@ -94,6 +94,14 @@ pub enum WireError {
         "credential is longer than 65535 bytes and cannot be sent in the preface; use a shorter token"
     )]
     CredentialTooLong,
+
+    /// A preface credential is not valid UTF-8. The whole preface was consumed, so a server
+    /// can still answer with a [`ServerHello::Rejected`](crate::ServerHello::Rejected) that
+    /// carries this error's message.
+    #[error(
+        "the mesh credential in the preface is not valid UTF-8; a credential is text: check the token the client was given"
+    )]
+    CredentialNotUtf8,
 }
 
 impl WireError {
@@ -106,6 +114,7 @@ impl WireError {
             WireError::BadMagic { .. }
             | WireError::UnsupportedVersion { .. }
             | WireError::InvalidHandshake { .. }
+            | WireError::CredentialNotUtf8
             | WireError::FrameTooShort { .. } => true,
             WireError::FrameTooLarge { .. }
             | WireError::UnknownFrameKind { .. }

@@ -1,6 +1,8 @@
 use bytes::{Buf, BufMut, BytesMut};
 
-use crate::{Codec, CodecSet, DEFAULT_MAX_FRAME_SIZE, MAGIC, PROTOCOL_VERSION, WireError};
+use crate::{
+    Codec, CodecSet, DEFAULT_MAX_FRAME_SIZE, MAGIC, MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, WireError,
+};
 
 /// Bytes of a preface before the credential: magic, version, codecs, max frame size, credential length.
 const PREFACE_FIXED_LEN: usize = 4 + 1 + 1 + 4 + 2;
@@ -99,7 +101,8 @@ impl Preface {
     /// exactly the preface on success. A preface with another protocol version still
     /// decodes, so the server can answer it with a clear rejection (see [`negotiate`]).
     /// Fails fast with [`WireError::BadMagic`] as soon as the bytes received differ from
-    /// [`MAGIC`].
+    /// [`MAGIC`]. A credential that is not UTF-8 fails with [`WireError::CredentialNotUtf8`]
+    /// after the whole preface was consumed, so a server can answer it with a rejection.
     pub fn decode(src: &mut BytesMut) -> Result<Option<Preface>, WireError> {
         check_magic(src)?;
         if src.len() < PREFACE_FIXED_LEN {
@@ -118,11 +121,7 @@ impl Preface {
         let credential = if raw.is_empty() {
             None
         } else {
-            Some(
-                String::from_utf8(raw.to_vec()).map_err(|_| WireError::InvalidHandshake {
-                    reason: "preface credential is not valid UTF-8",
-                })?,
-            )
+            Some(String::from_utf8(raw.to_vec()).map_err(|_| WireError::CredentialNotUtf8)?)
         };
         Ok(Some(Preface {
             version,
@@ -250,18 +249,25 @@ impl ServerHello {
 /// Decides a server's answer to `preface`, for a server accepting `ours` codecs and frames
 /// of up to `our_max_frame_size` bytes.
 ///
-/// Rejects a different protocol version or disjoint codec sets with a reason that says
+/// Rejects a different protocol version, disjoint codec sets, or a frame size limit (the
+/// client's or `our_max_frame_size`) below [`MIN_MAX_FRAME_SIZE`] with a reason that says
 /// what to do; otherwise accepts with the [preferred](CodecSet::preferred) common codec and
 /// the smaller of the two frame size limits. The credential is not checked here.
 ///
 /// ```
 /// use weft_wire::{negotiate, Codec, CodecSet, Preface, ServerHello};
 ///
-/// let preface = Preface::new(CodecSet::only(Codec::Json)).with_max_frame_size(1024);
+/// let preface = Preface::new(CodecSet::only(Codec::Json)).with_max_frame_size(2048);
 /// assert_eq!(
 ///     negotiate(&preface, CodecSet::ALL, 4096),
-///     ServerHello::Accepted { version: 1, codec: Codec::Json, max_frame_size: 1024 },
+///     ServerHello::Accepted { version: 1, codec: Codec::Json, max_frame_size: 2048 },
 /// );
+///
+/// let zero = Preface::new(CodecSet::ALL).with_max_frame_size(0);
+/// let ServerHello::Rejected { reason } = negotiate(&zero, CodecSet::ALL, 4096) else {
+///     panic!("a frame size limit of 0 is refused");
+/// };
+/// assert!(reason.contains("frame size limit of 0 bytes"));
 /// ```
 pub fn negotiate(preface: &Preface, ours: CodecSet, our_max_frame_size: u32) -> ServerHello {
     if preface.version != PROTOCOL_VERSION {
@@ -269,6 +275,21 @@ pub fn negotiate(preface: &Preface, ours: CodecSet, our_max_frame_size: u32) -> 
             reason: format!(
                 "protocol version {} is not supported; this endpoint speaks version {PROTOCOL_VERSION}: upgrade the older side",
                 preface.version
+            ),
+        };
+    }
+    if preface.max_frame_size < MIN_MAX_FRAME_SIZE {
+        return ServerHello::Rejected {
+            reason: format!(
+                "the client offers a frame size limit of {} bytes, below the minimum of {MIN_MAX_FRAME_SIZE} bytes that a call needs; raise the client's max_frame_size (the default is {DEFAULT_MAX_FRAME_SIZE})",
+                preface.max_frame_size
+            ),
+        };
+    }
+    if our_max_frame_size < MIN_MAX_FRAME_SIZE {
+        return ServerHello::Rejected {
+            reason: format!(
+                "this endpoint is configured with a frame size limit of {our_max_frame_size} bytes, below the minimum of {MIN_MAX_FRAME_SIZE} bytes that a call needs; its operator must raise its max_frame_size (the default is {DEFAULT_MAX_FRAME_SIZE})"
             ),
         };
     }
@@ -408,8 +429,13 @@ mod tests {
         let mut b = encoded(&Preface::new(CodecSet::ALL).with_credential("ab"));
         let n = b.len();
         b[n - 1] = 0xFF;
+        b.extend_from_slice(b"next");
         let err = Preface::decode(&mut b).unwrap_err();
+        assert!(matches!(err, WireError::CredentialNotUtf8), "{err:?}");
         assert!(err.is_fatal());
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+        // The whole preface is consumed, so the server can answer after it.
+        assert_eq!(&b[..], b"next");
 
         let p = Preface::new(CodecSet::ALL).with_credential("x".repeat(70_000));
         let mut b = BytesMut::new();
@@ -477,25 +503,25 @@ mod tests {
         let json = CodecSet::only(Codec::Json);
         let mp = CodecSet::only(Codec::MsgPack);
 
-        let both = Preface::new(CodecSet::ALL).with_max_frame_size(100);
+        let both = Preface::new(CodecSet::ALL).with_max_frame_size(4000);
         assert_eq!(
-            negotiate(&both, CodecSet::ALL, 50),
+            negotiate(&both, CodecSet::ALL, 2000),
             ServerHello::Accepted {
                 version: PROTOCOL_VERSION,
                 codec: Codec::MsgPack,
-                max_frame_size: 50
+                max_frame_size: 2000
             }
         );
         assert_eq!(
-            negotiate(&both, json, 500),
+            negotiate(&both, json, 5000),
             ServerHello::Accepted {
                 version: PROTOCOL_VERSION,
                 codec: Codec::Json,
-                max_frame_size: 100
+                max_frame_size: 4000
             }
         );
 
-        let ServerHello::Rejected { reason } = negotiate(&Preface::new(json), mp, 100) else {
+        let ServerHello::Rejected { reason } = negotiate(&Preface::new(json), mp, 4000) else {
             panic!("disjoint codecs must be rejected");
         };
         assert!(
@@ -505,12 +531,49 @@ mod tests {
 
         let mut old = Preface::new(CodecSet::ALL);
         old.version = 2;
-        let ServerHello::Rejected { reason } = negotiate(&old, CodecSet::ALL, 100) else {
+        let ServerHello::Rejected { reason } = negotiate(&old, CodecSet::ALL, 4000) else {
             panic!("other versions must be rejected");
         };
         assert_eq!(
             reason,
             "protocol version 2 is not supported; this endpoint speaks version 1: upgrade the older side"
+        );
+    }
+
+    #[test]
+    fn frame_size_limits_below_the_minimum_are_refused() {
+        for small in [0, 1, MIN_MAX_FRAME_SIZE - 1] {
+            let p = Preface::new(CodecSet::ALL).with_max_frame_size(small);
+            let ServerHello::Rejected { reason } = negotiate(&p, CodecSet::ALL, 1 << 20) else {
+                panic!("a client limit of {small} must be refused");
+            };
+            assert!(
+                reason.contains(&format!(
+                    "the client offers a frame size limit of {small} bytes"
+                )) && reason.contains(&format!("minimum of {MIN_MAX_FRAME_SIZE} bytes"))
+                    && reason.contains("raise the client's max_frame_size"),
+                "{reason}"
+            );
+
+            let p = Preface::new(CodecSet::ALL);
+            let ServerHello::Rejected { reason } = negotiate(&p, CodecSet::ALL, small) else {
+                panic!("a server limit of {small} must be refused");
+            };
+            assert!(
+                reason.contains(&format!(
+                    "this endpoint is configured with a frame size limit of {small} bytes"
+                )),
+                "{reason}"
+            );
+        }
+        let p = Preface::new(CodecSet::ALL).with_max_frame_size(MIN_MAX_FRAME_SIZE);
+        assert_eq!(
+            negotiate(&p, CodecSet::ALL, MIN_MAX_FRAME_SIZE),
+            ServerHello::Accepted {
+                version: PROTOCOL_VERSION,
+                codec: Codec::MsgPack,
+                max_frame_size: MIN_MAX_FRAME_SIZE
+            }
         );
     }
 }

@@ -49,3 +49,21 @@ pub const PROTOCOL_VERSION: u8 = 1;
 
 /// The default frame size limit: 16 MiB (value of a frame's length prefix).
 pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16 * 1024 * 1024;
+
+/// The smallest frame size limit a connection may have: 1 KiB.
+///
+/// Every frame carries a 10-byte header (kind, flags, id), and a request adds its service,
+/// entrypoint and headers, so with a smaller limit even an empty call could not be sent.
+/// [`negotiate`] rejects a [`Preface`] offering less (and a server configured with less),
+/// saying so, rather than accepting a connection on which every call would fail.
+///
+/// ```
+/// use weft_wire::{negotiate, CodecSet, Preface, ServerHello, MIN_MAX_FRAME_SIZE};
+///
+/// let preface = Preface::new(CodecSet::ALL).with_max_frame_size(MIN_MAX_FRAME_SIZE - 1);
+/// assert!(matches!(
+///     negotiate(&preface, CodecSet::ALL, 1 << 20),
+///     ServerHello::Rejected { .. }
+/// ));
+/// ```
+pub const MIN_MAX_FRAME_SIZE: u32 = 1024;

@@ -1,6 +1,7 @@
 //! End-to-end tests of connections and servers over TCP, unix sockets and memory.
 
 mod handler;
+mod handshake;
 
 use std::sync::Arc;
 use std::time::Duration;
