@@ -17,6 +17,7 @@ mod events;
 mod init;
 mod login;
 mod manage;
+mod shell;
 mod table;
 mod token;
 
@@ -70,6 +71,8 @@ enum Command {
     Login(login::LoginCmd),
     /// Topics, handlers' backlogs, tails, dead letters and replays.
     Events(events::EventsCmd),
+    /// An interactive session: call, publish and list with completion.
+    Shell(shell::ShellCmd),
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +258,7 @@ fn main() -> ExitCode {
             Command::Token(cmd) => token::token(cmd).await,
             Command::Login(cmd) => login::login(cmd).await,
             Command::Events(cmd) => events::events(cmd).await,
+            Command::Shell(cmd) => shell::shell(cmd).await,
         }
     });
     // Background tasks (the registry watch) must not keep the process alive.

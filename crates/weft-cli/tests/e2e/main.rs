@@ -14,6 +14,7 @@ mod events_probe;
 mod mesh;
 mod probe;
 mod resilience;
+mod shell;
 mod tokens;
 mod yatzee;
 

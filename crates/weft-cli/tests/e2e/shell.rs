@@ -1,0 +1,172 @@
+//! `weft shell` as a person types into it: through a pseudo-terminal,
+//! against a `weft host` child process with a probe service registered.
+
+use std::path::Path;
+use std::process::Command;
+
+use rexpect::process::WaitStatus;
+use rexpect::session::{PtySession, spawn_command};
+use weft_test_support::wait_instances;
+
+use crate::{WEFT, host_builder, probe, start_host};
+
+/// How long one expectation waits for the shell's output.
+const PATIENCE_MS: u64 = 30_000;
+
+/// `weft shell` on a fresh terminal, as a user whose home is `home` (so its
+/// history goes to `home/data/weft/shell_history`), with `env` set.
+fn shell(host: &str, home: &Path, env: &[(&str, &str)]) -> PtySession {
+    let mut cmd = Command::new(WEFT);
+    cmd.arg("shell")
+        .env_remove("WEFT_TOKEN")
+        .env("WEFT_HOST", host)
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("TERM", "xterm")
+        .envs(env.iter().copied());
+    let mut session = spawn_command(cmd, Some(PATIENCE_MS)).expect("weft shell starts on a pty");
+    prompt(&mut session);
+    session
+}
+
+/// Waits for the prompt; output before it is returned.
+fn prompt(session: &mut PtySession) -> String {
+    session
+        .exp_string("weft> ")
+        .unwrap_or_else(|e| panic!("no prompt: {e}"))
+}
+
+/// Types `keys` (a line editor reads them one by one) and waits for `wanted`.
+fn type_and_expect(session: &mut PtySession, keys: &str, wanted: &str) -> String {
+    session.send(keys).unwrap();
+    session.flush().unwrap();
+    session
+        .exp_string(wanted)
+        .unwrap_or_else(|e| panic!("typing {keys:?} did not print {wanted:?}: {e}"))
+}
+
+/// Waits for the shell to end and checks that it ended well.
+fn expect_exit(mut session: PtySession) {
+    session.exp_eof().expect("the shell ends");
+    match session.process_mut().wait().unwrap() {
+        WaitStatus::Exited(_, 0) => {}
+        other => panic!("the shell ended with {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_shell_completes_calls_reports_errors_and_remembers() {
+    let host = start_host().await;
+    let _probe = probe(&host, "1.0.0", "probe-1");
+    wait_instances(&host.client().await, "probe", None, 1).await;
+    let home = tempfile::tempdir().unwrap();
+    let address = host.address().to_owned();
+    let home_dir = home.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut sh = shell(&address, &home_dir, &[]);
+
+        // Tab completes the service, then the entrypoint; a wrong name would
+        // make the call fail instead of printing the probe's answer.
+        type_and_expect(&mut sh, "call pr\twho\t\r", r#""instance": "probe-1""#);
+        prompt(&mut sh);
+        // ... and a parameter's name, with its `=`.
+        type_and_expect(&mut sh, "call probe ec\tda\thello\r", r#""hello""#);
+        prompt(&mut sh);
+
+        // An unknown service is an error, and the shell goes on.
+        type_and_expect(&mut sh, "call nosuch x\r", "error: not_found");
+        let said = prompt(&mut sh);
+        assert!(said.contains("`nosuch`"), "{said}");
+        type_and_expect(&mut sh, "call probe echo 42\r", "NAME=VALUE");
+        prompt(&mut sh);
+        type_and_expect(&mut sh, "ls\r", "probe");
+        let listed = prompt(&mut sh);
+        assert!(
+            listed.contains("1.0.0 (1)") && listed.contains("whoami"),
+            "{listed}"
+        );
+        type_and_expect(&mut sh, "ls probe\r", "data: string");
+        prompt(&mut sh);
+
+        // Up recalls the last line of this session.
+        type_and_expect(
+            &mut sh,
+            "call probe echo data=remembered\r",
+            r#""remembered""#,
+        );
+        prompt(&mut sh);
+        type_and_expect(&mut sh, "\x1b[A\r", r#""remembered""#);
+        prompt(&mut sh);
+        sh.send_line("exit").unwrap();
+        expect_exit(sh);
+
+        let history = std::fs::read_to_string(home_dir.join("data/weft/shell_history")).unwrap();
+        assert!(
+            history.contains("call probe echo data=remembered"),
+            "{history}"
+        );
+
+        // A new session starts with the history of the last (`exit` is not
+        // kept, nor a line repeating the one before): Up recalls the last
+        // call, Up twice the `ls probe` before it.
+        let mut sh = shell(&address, &home_dir, &[]);
+        type_and_expect(&mut sh, "\x1b[A\r", r#""remembered""#);
+        prompt(&mut sh);
+        type_and_expect(&mut sh, "\x1b[A\x1b[A\r", "data: string");
+        prompt(&mut sh);
+        // Ctrl-D leaves.
+        sh.send_control('d').unwrap();
+        expect_exit(sh);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_shell_uses_the_token_of_a_host_that_requires_one() {
+    let host = host_builder().args(["--auth", "required"]).start().await;
+    let token = host.admin_token().expect("the host wrote its admin token");
+    let home = tempfile::tempdir().unwrap();
+    let address = host.address().to_owned();
+    let home_dir = home.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        // Without a token the shell does not start, and says what to pass.
+        let mut cmd = Command::new(WEFT);
+        cmd.arg("shell")
+            .env_remove("WEFT_TOKEN")
+            .env("WEFT_HOST", &address)
+            .env("HOME", &home_dir)
+            .env("XDG_DATA_HOME", home_dir.join("data"))
+            .env("XDG_CONFIG_HOME", home_dir.join("config"))
+            .env("TERM", "xterm");
+        let mut refused = spawn_command(cmd, Some(PATIENCE_MS)).unwrap();
+        let said = refused.exp_eof().unwrap();
+        assert!(
+            said.contains("error:") && said.contains("WEFT_TOKEN"),
+            "{said}"
+        );
+        match refused.process_mut().wait().unwrap() {
+            WaitStatus::Exited(_, 1) => {}
+            other => panic!("the refused shell ended with {other:?}"),
+        }
+
+        // With WEFT_TOKEN it works: publish, then the bad-payload error.
+        let mut sh = shell(&address, &home_dir, &[("WEFT_TOKEN", &token)]);
+        type_and_expect(
+            &mut sh,
+            "publish orders.created {\"order\": 7}\r",
+            "published event ",
+        );
+        let said = prompt(&mut sh);
+        assert!(said.contains("to orders.created"), "{said}");
+        type_and_expect(&mut sh, "publish orders.created {nope}\r", "not JSON");
+        prompt(&mut sh);
+        type_and_expect(&mut sh, "ls\r", "no services");
+        prompt(&mut sh);
+        sh.send_line("exit").unwrap();
+        expect_exit(sh);
+    })
+    .await
+    .unwrap();
+}
