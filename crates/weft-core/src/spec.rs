@@ -63,6 +63,10 @@ pub struct EntrypointSpec {
     /// Whether the entrypoint returns a stream of items.
     #[serde(default)]
     pub streaming: bool,
+    /// Whether the entrypoint only reads (`#[entrypoint(get)]`): the
+    /// gateway also takes it as `GET` with the arguments in the query.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// One named parameter.
@@ -70,10 +74,18 @@ pub struct EntrypointSpec {
 pub struct ParamSpec {
     /// The parameter's name.
     pub name: String,
-    /// Whether callers must pass it (false for `Option<_>` parameters).
+    /// Whether callers must pass it (false for `Option<_>` parameters and
+    /// parameters with a default).
     pub required: bool,
     /// Its JSON Schema.
     pub schema: Schema,
+    /// The value the service uses when the argument is missing
+    /// (`#[arg(default = ...)]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// A value to show in documentation (`#[arg(example = ...)]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<serde_json::Value>,
 }
 
 /// One event handler: the topic it takes, how events are spread over the

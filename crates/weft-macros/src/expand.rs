@@ -298,9 +298,18 @@ fn entrypoint_spec(ep: &Entrypoint, spec_fn: &syn::Ident) -> TokenStream {
         Arg::Context => None,
         Arg::Named(p) => {
             let (ty, pname, required) = (&p.ty, &p.name, p.required);
-            Some(quote_spanned! {ty.span()=>
+            let mut spec = quote_spanned! {ty.span()=>
                 <#ty as ::weft::__private::ParamType>::__weft_spec(#pname, #required)
-            })
+            };
+            if let Some(default) = &p.default {
+                let value = typed_value(ty, default);
+                spec = quote!(::weft::__private::with_default(#spec, &#value));
+            }
+            if let Some(example) = &p.example {
+                let value = typed_value(ty, example);
+                spec = quote!(::weft::__private::with_example(#spec, &#value));
+            }
+            Some(spec)
         }
     });
     let ok = ok_type(&ep.output);
@@ -315,15 +324,53 @@ fn entrypoint_spec(ep: &Entrypoint, spec_fn: &syn::Ident) -> TokenStream {
         _ => quote!(::core::option::Option::None),
     };
     let schema = quote_spanned! {ok.span()=> <#ok as ::weft::__private::ReplyType>::__weft_schema };
+    let mut spec = quote! {
+        ::weft::__private::entrypoint_spec(
+            #name,
+            #description,
+            <::weft::__private::Vec<_> as ::core::convert::From<_>>::from([#(#params),*]),
+            #schema(),
+            #error,
+        )
+    };
+    if ep.read_only {
+        spec = quote!(::weft::__private::read_only(#spec));
+    }
     quote! {
         fn #spec_fn() -> ::weft::__private::EntrypointSpec {
-            ::weft::__private::entrypoint_spec(
-                #name,
-                #description,
-                <::weft::__private::Vec<_> as ::core::convert::From<_>>::from([#(#params),*]),
-                #schema(),
-                #error,
-            )
+            #spec
+        }
+    }
+}
+
+/// `value` as a `ty`, checked by the compiler at `value`: a string literal
+/// becomes the type through `From` (`"abc"` for a `String`), anything else
+/// must already be one; for an `Option<T>`, `value` is the `T` inside.
+fn typed_value(ty: &Type, value: &syn::Expr) -> TokenStream {
+    if let Some(inner) = parse::option_inner(ty) {
+        let inner = typed_value(inner, value);
+        return quote!(::core::option::Option::Some(#inner));
+    }
+    let is_str = matches!(
+        value,
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(_),
+            ..
+        })
+    );
+    if is_str {
+        quote_spanned! {value.span()=>
+            {
+                let __weft_v: #ty = ::core::convert::From::from(#value);
+                __weft_v
+            }
+        }
+    } else {
+        quote_spanned! {value.span()=>
+            {
+                let __weft_v: #ty = #value;
+                __weft_v
+            }
         }
     }
 }
@@ -344,7 +391,19 @@ fn handler(self_ty: &Type, ep: &Entrypoint, handler: &syn::Ident) -> TokenStream
                 let take = quote_spanned! {ty.span()=>
                     <#ty as ::weft::__private::ParamType>::__weft_take
                 };
-                takes.push(quote! { let #var = #take(&mut __weft_args, #name)?; });
+                match &p.default {
+                    None => takes.push(quote! { let #var = #take(&mut __weft_args, #name)?; }),
+                    Some(default) => {
+                        let value = typed_value(ty, default);
+                        takes.push(quote! {
+                            let #var = ::weft::__private::take_or(
+                                &mut __weft_args,
+                                #name,
+                                || #value,
+                            )?;
+                        });
+                    }
+                }
                 call_args.push(quote!(#var));
                 names.push(name);
             }

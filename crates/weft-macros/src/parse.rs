@@ -74,6 +74,9 @@ pub(crate) struct Entrypoint {
     /// Arguments in the order the method takes them.
     pub(crate) args: Vec<Arg>,
     pub(crate) output: Output,
+    /// `#[entrypoint(get)]`: the entrypoint only reads, and the gateway
+    /// also takes it as `GET`.
+    pub(crate) read_only: bool,
 }
 
 /// One argument of an entrypoint method.
@@ -92,6 +95,10 @@ pub(crate) struct Param {
     pub(crate) name: String,
     pub(crate) ty: Type,
     pub(crate) required: bool,
+    /// `#[arg(default = ...)]`: the value used when the argument is missing.
+    pub(crate) default: Option<Expr>,
+    /// `#[arg(example = ...)]`: a value for the docs.
+    pub(crate) example: Option<Expr>,
 }
 
 /// What an entrypoint returns.
@@ -271,8 +278,10 @@ pub(crate) fn model(name: String, item: &mut ItemImpl, errors: &mut Errors) -> M
         if let Some(extra) = markers.get(1) {
             errors.push(syn::Error::new_spanned(extra, "duplicate `#[entrypoint]`"));
         }
-        let rename = entrypoint_rename(&markers[0], errors);
-        if let Some(ep) = entrypoint(f, rename, errors) {
+        let (rename, read_only) = entrypoint_options(&markers[0], errors);
+        let parsed = entrypoint(f, rename, read_only, errors);
+        strip_arg_attrs(f);
+        if let Some(ep) = parsed {
             if let Some((_, first)) = seen.iter().find(|(n, _)| *n == ep.name) {
                 let mut e = syn::Error::new(
                     ep_name_span(f, &markers[0]),
@@ -551,36 +560,88 @@ fn ep_name_span(f: &ImplItemFn, marker: &Attribute) -> Span {
     f.sig.ident.span()
 }
 
-/// `#[entrypoint(name = "...")]`.
-fn entrypoint_rename(attr: &Attribute, errors: &mut Errors) -> Option<LitStr> {
+/// `#[entrypoint(name = "...", get)]`: the rename, and whether it is
+/// read-only.
+fn entrypoint_options(attr: &Attribute, errors: &mut Errors) -> (Option<LitStr>, bool) {
     match &attr.meta {
-        Meta::Path(_) => None,
+        Meta::Path(_) => (None, false),
         Meta::NameValue(nv) => {
             errors.push(syn::Error::new_spanned(
                 nv,
-                "write `#[entrypoint]` or `#[entrypoint(name = \"...\")]`",
+                "write `#[entrypoint]`, `#[entrypoint(get)]` or `#[entrypoint(name = \"...\")]`",
             ));
-            None
+            (None, false)
         }
         Meta::List(_) => {
             let mut name = None;
+            let mut get = false;
             let res = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("name") {
                     name = Some(meta.value()?.parse::<LitStr>()?);
                     Ok(())
+                } else if meta.path.is_ident("get") {
+                    get = true;
+                    Ok(())
                 } else {
-                    Err(meta.error("unknown argument: `#[entrypoint]` takes `name = \"...\"`"))
+                    Err(meta.error(
+                        "unknown argument: `#[entrypoint]` takes `name = \"...\"` and `get`",
+                    ))
                 }
             });
             if let Err(e) = res {
                 errors.push(e);
             }
-            name
+            (name, get)
         }
     }
 }
 
-fn entrypoint(f: &ImplItemFn, rename: Option<LitStr>, errors: &mut Errors) -> Option<Entrypoint> {
+/// Whether `attr` is a parameter's `#[arg(..)]`.
+fn is_arg_attr(attr: &Attribute) -> bool {
+    attr.path().is_ident("arg")
+}
+
+/// Removes `#[arg(..)]` from the method's parameters: they are read by
+/// [`entrypoint`] and mean nothing to the compiler.
+fn strip_arg_attrs(f: &mut ImplItemFn) {
+    for input in &mut f.sig.inputs {
+        if let FnArg::Typed(pt) = input {
+            pt.attrs.retain(|a| !is_arg_attr(a));
+        }
+    }
+}
+
+/// `#[arg(default = EXPR, example = EXPR)]` on a parameter.
+fn arg_options(attrs: &[Attribute], errors: &mut Errors) -> (Option<Expr>, Option<Expr>) {
+    let mut default = None;
+    let mut example = None;
+    for attr in attrs.iter().filter(|a| is_arg_attr(a)) {
+        let res = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("default") {
+                default = Some(meta.value()?.parse::<Expr>()?);
+                Ok(())
+            } else if meta.path.is_ident("example") {
+                example = Some(meta.value()?.parse::<Expr>()?);
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "unknown argument: `#[arg]` takes `default = value` and `example = value`",
+                ))
+            }
+        });
+        if let Err(e) = res {
+            errors.push(e);
+        }
+    }
+    (default, example)
+}
+
+fn entrypoint(
+    f: &ImplItemFn,
+    rename: Option<LitStr>,
+    read_only: bool,
+    errors: &mut Errors,
+) -> Option<Entrypoint> {
     let sig = &f.sig;
     let before = errors.0.len();
     let name = match &rename {
@@ -661,11 +722,22 @@ fn entrypoint(f: &ImplItemFn, rename: Option<LitStr>, errors: &mut Errors) -> Op
                 continue;
             }
         };
+        let (default, example) = arg_options(&pt.attrs, errors);
+        let name = ident.unraw().to_string();
+        if read_only && name == "version" {
+            errors.push(syn::Error::new_spanned(
+                &ident,
+                "a `#[entrypoint(get)]` cannot take a parameter named `version`: in a GET query, \
+                 `?version=` picks the service's version; rename the parameter",
+            ));
+        }
         args.push(Arg::Named(Box::new(Param {
-            name: ident.unraw().to_string(),
+            name,
             ident,
-            required: !is_option(&pt.ty),
+            required: !is_option(&pt.ty) && default.is_none(),
             ty: (*pt.ty).clone(),
+            default,
+            example,
         })));
     }
     let output = match &sig.output {
@@ -687,6 +759,7 @@ fn entrypoint(f: &ImplItemFn, rename: Option<LitStr>, errors: &mut Errors) -> Op
             .collect(),
         args,
         output,
+        read_only,
     })
 }
 
@@ -743,6 +816,18 @@ fn is_context(ty: &Type) -> bool {
 /// Whether the type is written `Option<..>` (any path ending in `Option`).
 fn is_option(ty: &Type) -> bool {
     last_segment(ty).is_some_and(|s| s.ident == "Option")
+}
+
+/// `T` of `Option<T>`.
+pub(crate) fn option_inner(ty: &Type) -> Option<&Type> {
+    let seg = last_segment(ty).filter(|s| s.ident == "Option")?;
+    let PathArguments::AngleBracketed(a) = &seg.arguments else {
+        return None;
+    };
+    a.args.iter().find_map(|g| match g {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
 }
 
 fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {

@@ -188,7 +188,7 @@ impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> ParamType fo
     }
 
     fn __weft_take(args: &mut Args, name: &str) -> Result<T, Error> {
-        args.take(name)
+        args.take_as(name, weft_core::args::expected_type::<T>)
     }
 
     fn __weft_write<M: SerializeMap>(&self, name: &str, map: &mut M) -> Result<(), M::Error> {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use weft::{Client, Code};
+use weft::{Client, ClientOptions, Code, Codec, CodecSet};
 use weft_test_support::{poll, text, wait_instances};
 
 use crate::mesh::{Backend, Mesh, conformance};
@@ -192,19 +192,63 @@ async fn errors_say_what_went_wrong(backend: Backend) {
         "names the entrypoint and those there are: {err}"
     );
 
-    for (args, why) in [
-        (json!({}), "missing"),
-        (json!({ "data": 5 }), "wrong type"),
-        (json!({ "data": "x", "extra": 1 }), "unexpected"),
-    ] {
-        let err = client
-            .call::<_, String>("probe", "echo", &args)
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument, "{why}: {err}");
-        let field = if why == "unexpected" { "extra" } else { "data" };
-        assert_eq!(err.field(), Some(field), "{why}: {err}");
-        assert!(err.message().contains(field), "{why}: {err}");
+    // Argument errors name the entrypoint, the parameter, the type it
+    // expects and what was given, whichever codec carried the call.
+    let json_client = Client::connect_with(
+        host.address(),
+        ClientOptions::default().codecs(CodecSet::only(Codec::Json)),
+    )
+    .await
+    .unwrap();
+    for caller in [&client, &json_client] {
+        for (entrypoint, args, field, message) in [
+            (
+                "echo",
+                json!({}),
+                "data",
+                "missing parameter `data` of type `String`",
+            ),
+            (
+                "echo",
+                json!({ "data": 5 }),
+                "data",
+                "parameter `data` expects `String`, got the number 5",
+            ),
+            (
+                "echo",
+                json!({ "data": "x", "extra": 1 }),
+                "extra",
+                "unknown parameter `extra`: this entrypoint takes `data`",
+            ),
+            (
+                "sleep",
+                json!({ "ms": "five", "tag": "t" }),
+                "ms",
+                r#"parameter `ms` expects `u64`, got a string "five""#,
+            ),
+            (
+                "sleep",
+                json!({ "ms": 1, "tga": "t" }),
+                "tag",
+                "missing parameter `tag` of type `String` (you passed `tga`: a misspelling?)",
+            ),
+            (
+                "sleep",
+                json!({ "ms": 1, "tag": "t", "MS": 2 }),
+                "MS",
+                "unknown parameter `MS`: this entrypoint takes `ms`, `tag`",
+            ),
+        ] {
+            let err = caller
+                .call::<_, Value>("probe", entrypoint, &args)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{args}: {err}");
+            assert_eq!(err.field(), Some(field), "{args}: {err}");
+            assert_eq!(err.service(), Some("probe"), "{args}: {err:?}");
+            assert_eq!(err.entrypoint(), Some(entrypoint), "{args}: {err:?}");
+            assert_eq!(err.message(), message, "{args}: {err:?}");
+        }
     }
 
     for (kind, variant, message) in [
@@ -246,7 +290,7 @@ async fn errors_say_what_went_wrong(backend: Backend) {
     assert_eq!(back, "and here");
 
     // The same through the CLI: exit 1, the code and the parameter on stderr.
-    let cases: [(&[&str], &str, &[&str]); 5] = [
+    let cases: [(&[&str], &str, &[&str]); 6] = [
         (&["call", "nosuch", "x"], "error: not_found", &["`nosuch`"]),
         (&["call", "probe", "nope"], "error: not_found", &["`nope`"]),
         (
@@ -258,6 +302,13 @@ async fn errors_say_what_went_wrong(backend: Backend) {
             &["call", "probe", "echo", "--arg", "data=5"],
             "error: invalid_argument",
             &["(parameter `data`)"],
+        ),
+        (
+            &[
+                "call", "probe", "sleep", "--arg", "ms=five", "--arg", "tag=t",
+            ],
+            "error: invalid_argument from probe.sleep",
+            &[r#"parameter `ms` expects `u64`, got a string "five""#],
         ),
         (
             &["call", "probe", "fail", "--arg", "kind=boom"],
@@ -273,6 +324,7 @@ async fn errors_say_what_went_wrong(backend: Backend) {
         for part in parts {
             assert!(stderr.contains(part), "{args:?} names {part}: {stderr}");
         }
+        assert!(!stderr.contains("msgpack"), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
     }
     let out = host

@@ -15,8 +15,8 @@ use crate::http::scope::Docs;
 use crate::http::{App, Problem, docs_ui, openapi};
 
 /// `GET /openapi.json`.
-pub(crate) async fn host_openapi() -> Response {
-    Json(openapi::host_document()).into_response()
+pub(crate) async fn host_openapi(State(app): State<Arc<App>>) -> Response {
+    Json(openapi::host_document(app.shared.auth.required())).into_response()
 }
 
 /// `GET /docs`.

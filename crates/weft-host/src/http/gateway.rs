@@ -12,20 +12,23 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::Value;
 use tokio::time::Instant;
 use weft_core::codec::{Codec, CodecSet};
 use weft_core::name::VersionSelector;
+use weft_core::spec::EntrypointSpec;
 use weft_core::{Address, Code, Error};
 use weft_registry::Cache;
 use weft_transport::{ConnectOptions, Connection, Pool};
 use weft_wire::Headers;
 
 use crate::http::body::read_body;
+use crate::http::openapi::scalar_type;
 use crate::http::scope::Call;
 use crate::http::{App, Problem};
 
@@ -34,6 +37,14 @@ pub(crate) const VERSION_HEADER: &str = "weft-version";
 
 /// The header that limits how long a call may take, in seconds.
 pub(crate) const TIMEOUT_HEADER: &str = "weft-timeout";
+
+/// The shortest `Weft-Timeout`: the wire carries deadlines in whole
+/// microseconds, so anything shorter would be sent as no time at all.
+pub(crate) const MIN_TIMEOUT_SECS: f64 = 0.000_001;
+
+/// The longest `Weft-Timeout`, one day: a call that may take longer is a
+/// job, not a call.
+pub(crate) const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
 /// How deeply arguments may nest. serde_json refuses more than 128 levels
 /// anyway; checking first gives a clear answer, and leaves the instance,
@@ -213,6 +224,11 @@ pub(crate) fn version_selector(
             )));
         }
     };
+    selector(from_query, headers)
+}
+
+/// The version `?version=` (`from_query`) or `Weft-Version` names.
+fn selector(from_query: Option<String>, headers: &HeaderMap) -> Result<VersionSelector, Problem> {
     let from_header = match headers.get(VERSION_HEADER) {
         None => None,
         Some(v) => Some(v.to_str().map(str::to_owned).map_err(|_| {
@@ -243,13 +259,19 @@ fn timeout(headers: &HeaderMap) -> Result<Option<Duration>, Problem> {
         .to_str()
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .map(Some)
+        .filter(|s| (MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(s))
+        // The wire counts whole microseconds: round to them here, so the
+        // smallest value allowed is one, never zero.
+        .map(|s| (s * 1e6).round() as u64)
+        .filter(|micros| *micros > 0)
+        .map(|micros| Some(Duration::from_micros(micros)))
         .ok_or_else(|| {
             Problem::from(Error::invalid_argument(
                 "timeout",
-                "the Weft-Timeout header must be a positive number of seconds, like 2.5",
+                format!(
+                    "the Weft-Timeout header must be a number of seconds from one microsecond \
+                     (0.000001) to {MAX_TIMEOUT_SECS} (a day), like 2.5"
+                ),
             ))
         })
 }
@@ -329,6 +351,148 @@ pub(crate) async fn call(
         )
     }
     .await;
+    json_answer(result)
+}
+
+/// `GET /services/{name}/{entrypoint}?param=value` for an entrypoint
+/// marked `#[entrypoint(get)]`: each query value is read as its
+/// parameter's schema type says, and the call goes on as a `POST` with
+/// those arguments would.
+pub(crate) async fn call_get(
+    Call {
+        service,
+        entrypoint,
+    }: Call,
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let mut pairs: Vec<(String, String)> =
+            form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        let mut version = None;
+        pairs.retain(|(k, v)| {
+            if k == "version" {
+                version = Some(v.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let selector = selector(version, &headers)?;
+        let timeout = timeout(&headers)?;
+        let (version, spec) = {
+            let registry = app.shared.registry.lock();
+            let (version, spec) = registry.spec(&service, &selector)?;
+            (version.clone(), spec.clone())
+        };
+        let Some(ep) = spec.entrypoint(&entrypoint) else {
+            return Err(Problem::from(Error::not_found(format!(
+                "{service} {version} has no entrypoint `{entrypoint}`; GET /services/{service}/docs lists them"
+            ))));
+        };
+        if !ep.read_only {
+            return Err(Problem::from(Error::invalid_argument(
+                "method",
+                format!(
+                    "{service}.{entrypoint} is not read-only, so it takes only POST with a JSON \
+                     object of named arguments; mark it `#[entrypoint(get)]` to allow GET"
+                ),
+            ))
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .allow("POST"));
+        }
+        let args = query_arguments(&service, ep, pairs)?;
+        let args = Bytes::from(serde_json::to_vec(&args).unwrap_or_default());
+        check_arguments(&args)?;
+        Ok::<_, Problem>(
+            app.gateway
+                .call(
+                    &service,
+                    &entrypoint,
+                    &VersionSelector::Exact(version),
+                    timeout,
+                    args,
+                )
+                .await?,
+        )
+    }
+    .await;
+    json_answer(result)
+}
+
+/// The named arguments of a GET call, each query value read as its
+/// parameter's schema type says.
+fn query_arguments(
+    service: &str,
+    ep: &EntrypointSpec,
+    pairs: Vec<(String, String)>,
+) -> Result<serde_json::Map<String, Value>, Problem> {
+    let mut args = serde_json::Map::new();
+    for (name, text) in pairs {
+        let Some(param) = ep.params.iter().find(|p| p.name == name) else {
+            let names: Vec<String> = ep.params.iter().map(|p| format!("`{}`", p.name)).collect();
+            let takes = if names.is_empty() {
+                "it takes no parameters".to_owned()
+            } else {
+                format!("it takes {} (and `version`)", names.join(", "))
+            };
+            return Err(Problem::from(Error::invalid_argument(
+                name.clone(),
+                format!(
+                    "unknown query parameter `{name}` for {service}.{}: {takes}",
+                    ep.name
+                ),
+            )));
+        };
+        if args.contains_key(&name) {
+            return Err(Problem::from(Error::invalid_argument(
+                name.clone(),
+                format!("`{name}` is in the query twice; give it once"),
+            )));
+        }
+        let value = query_value(&param.schema, &text).map_err(|expected| {
+            Problem::from(Error::invalid_argument(
+                name.clone(),
+                format!("query parameter `{name}` must be {expected}; got `{text}`"),
+            ))
+        })?;
+        args.insert(name, value);
+    }
+    Ok(args)
+}
+
+/// `text` as a value of `schema`'s type, or what was expected.
+fn query_value(schema: &Value, text: &str) -> Result<Value, &'static str> {
+    let trimmed = text.trim();
+    match scalar_type(schema) {
+        Some("string") => Ok(Value::String(text.to_owned())),
+        Some("integer") => trimmed
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| trimmed.parse::<u64>().map(Value::from))
+            .map_err(|_| "a whole number, like 3"),
+        Some("number") => trimmed
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or("a number, like 2.5"),
+        Some("boolean") => match trimmed {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err("`true` or `false`"),
+        },
+        // Objects, arrays and mixed types travel as JSON text; a bare word
+        // is a string (an enum variant, say).
+        _ => Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))),
+    }
+}
+
+fn json_answer(result: Result<Bytes, Problem>) -> Response {
     match result {
         Ok(json) => {
             let mut response = json.into_response();
@@ -345,6 +509,49 @@ pub(crate) async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_follow_the_schema_type() {
+        let int = serde_json::json!({ "type": "integer", "format": "uint8" });
+        assert_eq!(query_value(&int, " 7 "), Ok(Value::from(7)));
+        assert!(query_value(&int, "7.5").is_err());
+        assert!(query_value(&int, "seven").is_err());
+        let opt = serde_json::json!({ "type": ["number", "null"] });
+        assert_eq!(query_value(&opt, "2.5"), Ok(serde_json::json!(2.5)));
+        assert!(query_value(&opt, "NaN").is_err());
+        let flag = serde_json::json!({ "type": "boolean" });
+        assert_eq!(query_value(&flag, "false"), Ok(Value::Bool(false)));
+        assert!(query_value(&flag, "yes").is_err());
+        let text = serde_json::json!({ "type": "string" });
+        assert_eq!(query_value(&text, "12"), Ok(Value::from("12")));
+        let list = serde_json::json!({ "type": "array", "items": { "type": "integer" } });
+        assert_eq!(query_value(&list, "[1,2]"), Ok(serde_json::json!([1, 2])));
+    }
+
+    #[test]
+    fn timeouts_that_round_to_nothing_or_overflow_are_refused() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(TIMEOUT_HEADER, HeaderValue::from_str(v).unwrap());
+            timeout(&h)
+        };
+        assert_eq!(with("2.5").unwrap(), Some(Duration::from_millis(2500)));
+        assert_eq!(with("0.000001").unwrap(), Some(Duration::from_micros(1)));
+        for bad in [
+            "0",
+            "0.0000004",
+            "-1",
+            "NaN",
+            "inf",
+            "86401",
+            "1e300",
+            "soon",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.error.code(), Code::InvalidArgument, "{bad}");
+            assert_eq!(e.error.field(), Some("timeout"), "{bad}");
+        }
+    }
 
     #[test]
     fn arguments_must_be_a_shallow_object() {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use bytes::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -43,7 +43,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(docs::host_openapi))
         .route("/docs", get(docs::host_docs))
-        .route("/services/{name}/{entrypoint}", post(gateway::call))
+        .route(
+            "/services/{name}/{entrypoint}",
+            get(gateway::call_get).post(gateway::call),
+        )
         .route("/services/{name}/openapi.json", get(docs::service_openapi))
         // An entrypoint may be called `docs`: POST still calls it.
         .route(
@@ -54,6 +57,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .merge(api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(
+            problem::plain_errors_as_problems,
+        ))
         .with_state(app)
 }
 
@@ -69,8 +75,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let path = uri.path();
     let hint = if path.starts_with("/services/") && method == Method::GET {
-        "call entrypoints with POST and a JSON object of named arguments; \
-         GET /services/{name}/docs shows them"
+        "call entrypoints with POST and a JSON object of named arguments (read-only ones \
+         also with GET and a query); GET /services/{name}/docs shows them"
             .to_owned()
     } else {
         format!("it serves {}", weft_host_api::routes::hint())

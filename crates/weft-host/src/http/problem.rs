@@ -16,12 +16,20 @@ pub(crate) struct Problem {
     status: Option<StatusCode>,
     /// For 401 and 403: the scope that would have been enough.
     scope: Option<String>,
+    /// For 405: the methods the resource takes (the `Allow` header).
+    allow: Option<&'static str>,
 }
 
 impl Problem {
     /// Answers with `status` instead of the one of the error's code.
     pub(crate) fn status(mut self, status: StatusCode) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Answers with an `Allow` header listing `methods` (for 405).
+    pub(crate) fn allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
         self
     }
 }
@@ -32,6 +40,7 @@ impl From<Error> for Problem {
             error,
             status: None,
             scope: None,
+            allow: None,
         }
     }
 }
@@ -42,6 +51,7 @@ impl From<Denied> for Problem {
             error: d.error,
             status: None,
             scope: Some(d.scope),
+            allow: None,
         }
     }
 }
@@ -92,6 +102,9 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(methods) = self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(methods));
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
@@ -100,4 +113,55 @@ impl IntoResponse for Problem {
         }
         response
     }
+}
+
+/// The problem code for an HTTP status that something other than weft's own
+/// handlers chose (an extractor's rejection, say).
+fn code_for(status: StatusCode) -> Code {
+    match status.as_u16() {
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        408 | 504 => Code::DeadlineExceeded,
+        413 | 429 => Code::ResourceExhausted,
+        503 => Code::Unavailable,
+        400..=499 => Code::InvalidArgument,
+        _ => Code::Internal,
+    }
+}
+
+/// The largest error body rewritten as a problem; rejections are a line.
+const MAX_PLAIN_ERROR: usize = 64 * 1024;
+
+/// Middleware: an error answer that is not yet `application/problem+json`
+/// (a rejection from axum's extractors, which answer in plain text) becomes
+/// one, its text the `detail`, its status kept. Every route gets the same
+/// error body this way, including ones added later.
+pub(crate) async fn plain_errors_as_problems(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_PLAIN_ERROR).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let code = code_for(status);
+    let detail = if status == StatusCode::BAD_REQUEST && text.contains("path") {
+        format!("{text}; check the URL's percent-encoding")
+    } else {
+        text
+    };
+    let mut response = Problem::from(Error::new(code, detail))
+        .status(status)
+        .into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        response.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    response
 }

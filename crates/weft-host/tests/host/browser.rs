@@ -128,6 +128,58 @@ impl Session<'_> {
             .await
     }
 
+    /// A new Chromium session with its profile in `profile`.
+    async fn open<'a>(driver: &'a Driver, chromium: &Path, profile: &Path) -> Session<'a> {
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,2000",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .chain([format!("--user-data-dir={}", profile.display())])
+        .collect::<Vec<_>>();
+        let created = driver
+            .send(
+                Method::POST,
+                "/session",
+                json!({ "capabilities": { "alwaysMatch": {
+                    "goog:chromeOptions": { "binary": chromium, "args": args }
+                } } }),
+            )
+            .await;
+        let session = Session {
+            driver,
+            id: created["sessionId"].as_str().unwrap().to_owned(),
+        };
+        // Element look-ups wait for the page to render them, up to this long.
+        driver
+            .send(
+                Method::POST,
+                &format!("/session/{}/timeouts", session.id),
+                json!({ "implicit": 15_000, "script": 15_000, "pageLoad": 30_000 }),
+            )
+            .await;
+        session
+    }
+
+    async fn go(&self, url: &str) {
+        self.driver
+            .send(
+                Method::POST,
+                &format!("/session/{}/url", self.id),
+                json!({ "url": url }),
+            )
+            .await;
+    }
+
     async fn close(self) {
         self.driver
             .send(Method::DELETE, &format!("/session/{}", self.id), json!({}))
@@ -137,11 +189,7 @@ impl Session<'_> {
 
 #[tokio::test]
 async fn try_it_out_rolls_a_die_with_nothing_from_outside() {
-    let chromium = find(&["chromium", "chromium-browser"])
-        .unwrap_or_else(|| panic!("no Chromium on PATH; {INSTALL}"));
-    let chromedriver =
-        find(&["chromedriver"]).unwrap_or_else(|| panic!("no chromedriver on PATH; {INSTALL}"));
-
+    let (chromium, chromedriver) = browser();
     let dir = tempfile::tempdir().unwrap();
     let host = RunningHost::loopback(dir.path()).await;
     let mut watch = host.watch().await;
@@ -150,52 +198,10 @@ async fn try_it_out_rolls_a_die_with_nothing_from_outside() {
 
     let driver = Driver::start(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
-    let args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,2000",
-    ]
-    .iter()
-    .map(|a| (*a).to_owned())
-    .chain([format!("--user-data-dir={}", profile.path().display())])
-    .collect::<Vec<_>>();
-    let created = driver
-        .send(
-            Method::POST,
-            "/session",
-            json!({ "capabilities": { "alwaysMatch": {
-                "goog:chromeOptions": { "binary": chromium, "args": args }
-            } } }),
-        )
-        .await;
-    let session = Session {
-        driver: &driver,
-        id: created["sessionId"].as_str().unwrap().to_owned(),
-    };
-    // Element look-ups wait for the page to render them, up to this long.
-    session
-        .driver
-        .send(
-            Method::POST,
-            &format!("/session/{}/timeouts", session.id),
-            json!({ "implicit": 15_000, "script": 15_000, "pageLoad": 30_000 }),
-        )
-        .await;
+    let session = Session::open(&driver, &chromium, profile.path()).await;
     let origin = format!("http://{}", host.hostport());
     session
-        .driver
-        .send(
-            Method::POST,
-            &format!("/session/{}/url", session.id),
-            json!({ "url": format!("{origin}/services/die_roller/docs") }),
-        )
+        .go(&format!("{origin}/services/die_roller/docs"))
         .await;
 
     session
@@ -258,6 +264,115 @@ async fn try_it_out_rolls_a_die_with_nothing_from_outside() {
             "the page loaded {url} from outside the host ({origin})"
         );
     }
+    session.close().await;
+    host.stop().await;
+    drop(driver);
+}
+
+fn browser() -> (PathBuf, PathBuf) {
+    let chromium = find(&["chromium", "chromium-browser"])
+        .unwrap_or_else(|| panic!("no Chromium on PATH; {INSTALL}"));
+    let chromedriver =
+        find(&["chromedriver"]).unwrap_or_else(|| panic!("no chromedriver on PATH; {INSTALL}"));
+    (chromium, chromedriver)
+}
+
+#[tokio::test]
+async fn the_docs_page_shows_events_examples_and_no_warning() {
+    let (chromium, chromedriver) = browser();
+    let dir = tempfile::tempdir().unwrap();
+    let host = RunningHost::loopback(dir.path()).await;
+    let mut watch = host.watch().await;
+    let _dice = Served::start(crate::dice::Dice, &host);
+    watch.up("dice", env!("CARGO_PKG_VERSION")).await;
+
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let session = Session::open(&driver, &chromium, profile.path()).await;
+    let origin = format!("http://{}", host.hostport());
+    session.go(&format!("{origin}/services/dice/docs")).await;
+
+    // The operations render: the two entrypoints, and GET for the
+    // read-only one; the event handler is no operation.
+    session.find("#operations-dice-roll_get").await;
+    let page = session
+        .script(
+            "return {
+                ops: Array.from(document.querySelectorAll('.opblock')).map(e => e.id),
+                errors: window.ui.errSelectors.allErrors().toJS(),
+                errorBoxes: document.querySelectorAll('.errors-wrapper').length,
+                authorize: document.querySelectorAll('.auth-wrapper .authorize').length,
+                info: document.querySelector('.information-container').innerText,
+            };",
+        )
+        .await;
+    let mut ops: Vec<&str> = page["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    ops.sort_unstable();
+    assert_eq!(
+        ops,
+        [
+            "operations-dice-reset",
+            "operations-dice-roll",
+            "operations-dice-roll_get"
+        ],
+        "{page}"
+    );
+    assert_eq!(page["errors"], json!([]), "Swagger UI reports no error");
+    assert_eq!(page["errorBoxes"], 0, "no warning box: {page}");
+    assert_eq!(
+        page["authorize"], 0,
+        "no token needed, no Authorize: {page}"
+    );
+    let info = page["info"].as_str().unwrap();
+    for text in [
+        "Consumes",
+        "dice.requested",
+        "on_request",
+        "Publishes",
+        "dice.rolled",
+    ] {
+        assert!(info.contains(text), "{text} in {info}");
+    }
+
+    // The body editor starts from useful values.
+    session
+        .click("#operations-dice-roll .opblock-summary-control")
+        .await;
+    session.click("#operations-dice-roll .try-out__btn").await;
+    let example = session
+        .script("return document.querySelector('#operations-dice-roll textarea.body-param__text').value;")
+        .await;
+    let example: Value = serde_json::from_str(example.as_str().unwrap()).unwrap();
+    assert_eq!(example["sides"], 20, "{example}");
+    assert_eq!(example["label"], "table", "{example}");
+    assert_eq!(example["count"], 1, "{example}");
+
+    // GET from the page reaches the service, which applies its defaults.
+    session
+        .click("#operations-dice-roll_get .opblock-summary-control")
+        .await;
+    session
+        .click("#operations-dice-roll_get .try-out__btn")
+        .await;
+    session.click("#operations-dice-roll_get .execute").await;
+    let status = session
+        .text("#operations-dice-roll_get .live-responses-table .response .response-col_status")
+        .await;
+    assert_eq!(status.trim(), "200");
+    let body = session
+        .text("#operations-dice-roll_get .live-responses-table .response-col_description pre.microlight")
+        .await;
+    let rolled: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        rolled["sides"].is_u64() && rolled["count"].is_u64(),
+        "{rolled}"
+    );
+
     session.close().await;
     host.stop().await;
     drop(driver);

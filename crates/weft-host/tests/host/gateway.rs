@@ -104,11 +104,30 @@ async fn invalid_arguments_are_400_naming_the_argument() {
     assert_eq!(p["field"], "text");
     assert_eq!(p["service"], "echo");
     assert_eq!(p["entrypoint"], "echo");
+    assert_eq!(
+        p["detail"], "parameter `text` expects `String`, got the number 5",
+        "says what was expected and what was given: {p}"
+    );
+    let p = post(
+        &host,
+        "/services/echo/echo",
+        r#"{"text": "a", "times": "twice"}"#,
+    )
+    .await
+    .problem(400, "invalid_argument");
+    assert_eq!(
+        p["detail"], r#"parameter `times` expects `Option<u32>`, got a string "twice""#,
+        "{p}"
+    );
 
     let p = post(&host, "/services/echo/echo", "{}")
         .await
         .problem(400, "invalid_argument");
     assert_eq!(p["field"], "text", "a missing argument is named: {p}");
+    assert_eq!(
+        p["detail"], "missing parameter `text` of type `String`",
+        "{p}"
+    );
 
     let p = post(
         &host,

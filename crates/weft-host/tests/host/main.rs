@@ -7,9 +7,11 @@
 mod browser;
 mod cluster_deployments;
 mod cluster_placement;
+mod dice;
 mod echo;
 mod events;
 mod gateway;
+mod gateway_get;
 mod registry;
 mod wire_auth;
 

@@ -298,14 +298,36 @@ async fn bad_arguments_name_the_parameter() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(err.field(), Some("a"));
 
-    let err = call("add", json!({ "a": "two" })).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(err.field(), Some("a"));
+    assert_eq!(err.message(), "missing parameter `a` of type `i64`");
+
+    // The same words whichever codec carried the call.
+    for codec in [Codec::Json, Codec::MsgPack] {
+        let payload = weft_core::args::encode(codec, &json!({ "a": "two" })).unwrap();
+        let err = call_with(codec, "add", payload).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(err.field(), Some("a"));
+        assert_eq!(
+            err.message(),
+            r#"parameter `a` expects `i64`, got a string "two""#,
+            "{codec:?}"
+        );
+    }
 
     let err = call("echo", json!({ "p": { "x": 1, "y": 1 }, "s": "Hexagon" }))
         .await
         .unwrap_err();
     assert_eq!(err.field(), Some("s"));
+    assert_eq!(
+        err.message(),
+        r#"parameter `s` expects `Shape`, got a string "Hexagon" (unknown variant `Hexagon`, expected one of `Circle`, `Square`, `Dot`)"#
+    );
+    let err = call("echo", json!({ "p": { "x": 1.5, "y": 1 }, "s": "Dot" }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message(),
+        r#"parameter `p` expects `Point { x: i32, y: i32 }`, got an object {"x":1.5,"y":1} (at `x`: invalid type: floating point `1.5`, expected i32)"#
+    );
 
     let err = call("add", json!({ "a": 1, "c": 1 })).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

@@ -85,8 +85,9 @@ fn answer(route: &Route, generator: &mut schemars::SchemaGenerator) -> (String, 
     }
 }
 
-/// The OpenAPI 3.1 document of the host's own HTTP API.
-pub(crate) fn host_document() -> Value {
+/// The OpenAPI 3.1 document of the host's own HTTP API; it declares the
+/// bearer scheme only when the host requires tokens.
+pub(crate) fn host_document(auth_required: bool) -> Value {
     let mut components = Map::new();
     let errors = error_responses(&mut components);
     let mut generator = SchemaSettings::draft2020_12()
@@ -112,7 +113,7 @@ pub(crate) fn host_document() -> Value {
         if let Some(body) = request_body(route, &mut generator) {
             operation["requestBody"] = body;
         }
-        if route.access == Access::Public {
+        if auth_required && route.access == Access::Public {
             operation["security"] = json!([]);
         }
         let item = paths
@@ -123,8 +124,8 @@ pub(crate) fn host_document() -> Value {
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     schemas.insert(PROBLEM.to_owned(), problem_schema());
     components.insert("schemas".to_owned(), Value::Object(schemas));
-    let _ = security(false, &mut components);
-    json!({
+    let security = auth_required.then(|| security(&mut components));
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "weft host API",
@@ -136,10 +137,13 @@ pub(crate) fn host_document() -> Value {
                 managing the host needs `admin`. Each service's own API is at \
                 `/services/{name}/openapi.json` and `/services/{name}/docs`."
         },
-        "security": [{ "bearer": [] }, {}],
         "paths": paths,
         "components": components,
-    })
+    });
+    if security.is_some() {
+        doc["security"] = json!([{ "bearer": [] }, {}]);
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -149,7 +153,11 @@ mod tests {
 
     #[test]
     fn the_host_document_is_consistent() {
-        let doc = host_document();
+        let doc = host_document(true);
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        let open = host_document(false);
+        assert!(open.get("security").is_none());
+        assert!(open["components"].get("securitySchemes").is_none());
         assert_eq!(doc["openapi"], "3.1.0");
         assert_refs_resolve(&doc);
         // Every route the CLI uses is described.

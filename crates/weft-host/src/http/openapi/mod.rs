@@ -11,7 +11,7 @@ mod service;
 use serde_json::{Map, Value, json};
 
 pub(crate) use self::host::host_document;
-pub(crate) use self::service::service_document;
+pub(crate) use self::service::{scalar_type, service_document};
 
 /// The name of the problem+json schema in `components/schemas`; not a name
 /// a Rust type would get from schemars.
@@ -105,7 +105,9 @@ pub(super) fn error_responses(components: &mut Map<String, Value>) -> Map<String
     refs
 }
 
-pub(super) fn security(auth_required: bool, components: &mut Map<String, Value>) -> Option<Value> {
+/// Declares the bearer scheme in `components` and returns the requirement
+/// that uses it.
+pub(super) fn security(components: &mut Map<String, Value>) -> Value {
     components.insert(
         "securitySchemes".to_owned(),
         json!({ "bearer": {
@@ -114,7 +116,7 @@ pub(super) fn security(auth_required: bool, components: &mut Map<String, Value>)
             "description": "A token from `weft token create --scope ...`."
         } }),
     );
-    auth_required.then(|| json!([{ "bearer": [] }]))
+    json!([{ "bearer": [] }])
 }
 
 /// The first line of a doc comment, as a summary.
