@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use tokio::runtime::Handle;
 use weft::{Client, ServiceSpec};
 
-use crate::{Failure, HostArg, Result, connect, table};
+use crate::{Failure, HostArg, Result, connect, render_json, table};
 
 /// The commands, for `help` and `weft shell --help`.
 macro_rules! commands {
@@ -72,15 +72,26 @@ pub(crate) async fn shell(cmd: ShellCmd) -> Result<()> {
         None => dirs::data_dir().map(|d| d.join("weft/shell_history")),
     };
     let client = connect(&cmd.host).await?;
+    // Ctrl-C at the prompt is a key the line editor reads; during a command
+    // the terminal sends SIGINT, which stops that command, not the shell.
+    // Listening from the start leaves no moment in which it ends the shell.
+    let interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Failure(format!("cannot listen for Ctrl-C: {e}")))?;
     let handle = Handle::current();
     let address = cmd.host.host.clone();
-    tokio::task::spawn_blocking(move || session(client, handle, history, &address))
+    tokio::task::spawn_blocking(move || session(client, handle, interrupts, history, &address))
         .await
         .map_err(|e| Failure(format!("the shell stopped unexpectedly: {e}")))?
 }
 
 /// Reads and runs commands until `exit` or Ctrl-D.
-fn session(client: Client, handle: Handle, history: Option<PathBuf>, address: &str) -> Result<()> {
+fn session(
+    client: Client,
+    handle: Handle,
+    mut interrupts: tokio::signal::unix::Signal,
+    history: Option<PathBuf>,
+    address: &str,
+) -> Result<()> {
     let config = Config::builder()
         .completion_type(CompletionType::List)
         .auto_add_history(false)
@@ -138,8 +149,8 @@ fn session(client: Client, handle: Handle, history: Option<PathBuf>, address: &s
         let outcome = handle.block_on(async {
             tokio::select! {
                 outcome = run(&client, command) => outcome,
-                _ = tokio::signal::ctrl_c() => Err(Failure(
-                    "interrupted; the call may still complete on the service".into(),
+                _ = interrupts.recv() => Err(Failure(
+                    "interrupted; the call is cancelled".into(),
                 )),
             }
         });
@@ -311,7 +322,7 @@ async fn run(client: &Client, command: Command) -> Result<String> {
             args,
         } => {
             let result: Value = client.request(&service, &entrypoint).send(args).await?;
-            Ok(serde_json::to_string_pretty(&result).unwrap_or_else(|_| result.to_string()))
+            Ok(render_json(&result))
         }
         Command::Publish { topic, payload } => {
             let id = client.publish(&topic, &payload).await?;

@@ -4,10 +4,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use rexpect::process::WaitStatus;
+use rexpect::process::{Signal, WaitStatus};
 use rexpect::session::{PtySession, spawn_command};
-use weft_test_support::wait_instances;
+use serde_json::json;
+use weft_test_support::{poll, wait_instances};
 
+use crate::probe::Stats;
 use crate::{WEFT, host_builder, probe, start_host};
 
 /// How long one expectation waits for the shell's output.
@@ -59,10 +61,12 @@ fn expect_exit(mut session: PtySession) {
 async fn the_shell_completes_calls_reports_errors_and_remembers() {
     let host = start_host().await;
     let _probe = probe(&host, "1.0.0", "probe-1");
-    wait_instances(&host.client().await, "probe", None, 1).await;
+    let client = host.client().await;
+    wait_instances(&client, "probe", None, 1).await;
     let home = tempfile::tempdir().unwrap();
     let address = host.address().to_owned();
     let home_dir = home.path().to_owned();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut sh = shell(&address, &home_dir, &[]);
 
@@ -73,6 +77,28 @@ async fn the_shell_completes_calls_reports_errors_and_remembers() {
         // ... and a parameter's name, with its `=`.
         type_and_expect(&mut sh, "call probe ec\tda\thello\r", r#""hello""#);
         prompt(&mut sh);
+
+        // Ctrl-C during a call (SIGINT from the terminal) stops the call,
+        // cancels it on the service, and the shell goes on.
+        type_and_expect(
+            &mut sh,
+            "call probe sleep ms=600000 tag=ctrl-c\r",
+            "tag=ctrl-c",
+        );
+        let sleeps = |done: fn(&Stats) -> bool, what: &str| {
+            runtime.block_on(poll(what, || async {
+                let stats: Stats = client
+                    .call("probe", "stats", json!({ "tag": "ctrl-c" }))
+                    .await
+                    .ok()?;
+                done(&stats).then_some(())
+            }))
+        };
+        sleeps(|s| s.started == 1, "the long call started");
+        sh.process_mut().signal(Signal::SIGINT).unwrap();
+        sh.exp_string("error: interrupted").unwrap();
+        prompt(&mut sh);
+        sleeps(|s| s.cancelled == 1, "the interrupted call is cancelled");
 
         // An unknown service is an error, and the shell goes on.
         type_and_expect(&mut sh, "call nosuch x\r", "error: not_found");
