@@ -156,6 +156,7 @@ pub fn entrypoint_spec(
         result,
         error,
         streaming: false,
+        read_only: false,
     }
 }
 
@@ -184,6 +185,8 @@ impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> ParamType fo
             name: name.to_owned(),
             required,
             schema: schema_for::<T>(),
+            default: None,
+            example: None,
         }
     }
 
@@ -547,6 +550,36 @@ impl Serializer for VariantName {
         serialize_map(Option<usize>) -> Impossible<String, NotAVariant>;
         serialize_struct(&'static str, usize) -> Impossible<String, NotAVariant>;
     }
+}
+
+/// Marks an entrypoint's spec as read-only (`#[entrypoint(get)]`).
+pub fn read_only(mut spec: EntrypointSpec) -> EntrypointSpec {
+    spec.read_only = true;
+    spec
+}
+
+/// A parameter's spec with its default (`#[arg(default = ...)]`): callers
+/// may leave it out.
+pub fn with_default<T: Serialize>(mut spec: ParamSpec, default: &T) -> ParamSpec {
+    spec.required = false;
+    spec.default = serde_json::to_value(default).ok();
+    spec
+}
+
+/// A parameter's spec with an example for the docs (`#[arg(example = ...)]`).
+pub fn with_example<T: Serialize>(mut spec: ParamSpec, example: &T) -> ParamSpec {
+    spec.example = serde_json::to_value(example).ok();
+    spec
+}
+
+/// Takes the argument `name`, or `default()` when the caller left it out
+/// or passed `null`.
+pub fn take_or<T: DeserializeOwned>(
+    args: &mut Args,
+    name: &str,
+    default: impl FnOnce() -> T,
+) -> Result<T, Error> {
+    Ok(args.take::<Option<T>>(name)?.unwrap_or_else(default))
 }
 
 #[cfg(test)]
