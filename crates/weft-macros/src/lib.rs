@@ -24,6 +24,17 @@
 //!         Ok(a + b.unwrap_or(0))
 //!     }
 //!
+//!     /// Roll `count` dice; only reads, so the gateway also takes
+//!     /// `GET /services/die_roller/roll?sides=20`.
+//!     #[entrypoint(get)]
+//!     async fn roll(
+//!         &self,
+//!         #[arg(default = 6, example = 20)] sides: u8,
+//!         #[arg(default = 1)] count: u32,
+//!     ) -> Vec<u8> {
+//!         vec![4; count as usize]
+//!     }
+//!
 //!     /// Called `echo` by callers.
 //!     #[entrypoint(name = "echo")]
 //!     async fn echo_impl(&self, s: String) -> Result<String, EchoError> {
@@ -80,12 +91,32 @@
 //!   `topic = ".."` (required), `mode = "pool" | "broadcast"` and
 //!   `ordered_by = "field"` (a top-level field of the event);
 //! - service and entrypoint names, and topics, use lowercase letters, digits, `_`, `-`
-//!   and `.`, start with a letter, and entrypoint names are unique.
+//!   and `.`, start with a letter, and entrypoint names are unique;
+//! - `#[entrypoint(get)]` marks an entrypoint that only reads: the gateway
+//!   also takes it as `GET /services/{name}/{entrypoint}?param=value`, each
+//!   value read as its parameter's schema type says (objects and arrays as
+//!   JSON), and the docs show both; a read-only entrypoint cannot have a
+//!   parameter named `version` (`?version=` picks the service's version);
+//! - `#[arg(default = value)]` on a parameter makes it optional: the
+//!   instance uses `value` when the argument is missing or `null`, whoever
+//!   calls (the gateway, `weft call`, another service), and the spec and the
+//!   docs show it; `#[arg(example = value)]` is the value the docs page
+//!   starts from. Either value is an expression of the parameter's type
+//!   (for an `Option<T>`, of `T`), or a string literal for a type that is
+//!   `From<&str>`, checked by the compiler.
 
 use proc_macro::TokenStream;
 
+mod data;
 mod expand;
 mod parse;
+
+/// Derives `Serialize`, `Deserialize` and `JsonSchema` through weft's own
+/// copies of serde and schemars; see `weft::data`.
+#[proc_macro_attribute]
+pub fn data(attr: TokenStream, item: TokenStream) -> TokenStream {
+    data::expand(attr.into(), item.into()).into()
+}
 
 /// Makes an inherent impl block a weft service; see the [crate] docs.
 #[proc_macro_attribute]
@@ -106,8 +137,11 @@ pub fn event_handler(_attr: TokenStream, item: TokenStream) -> TokenStream {
     quote::quote!(#error #item).into()
 }
 
-/// Marks an entrypoint inside `#[weft::service]`, which removes the marker.
-/// Used anywhere else it is an error.
+/// Marks an entrypoint inside `#[weft::service]`, which removes the marker:
+/// `#[entrypoint]`, `#[entrypoint(name = "...")]`, `#[entrypoint(get)]` for
+/// one that only reads (callable with `GET` too); its parameters may carry
+/// `#[arg(default = ..., example = ...)]`. See the [crate] docs. Used
+/// anywhere else it is an error.
 #[proc_macro_attribute]
 pub fn entrypoint(_attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
