@@ -9,6 +9,7 @@ use rexpect::session::{PtySession, spawn_command};
 use serde_json::json;
 use weft_test_support::{poll, wait_instances};
 
+use crate::events_probe;
 use crate::probe::Stats;
 use crate::{WEFT, host_builder, probe, start_host};
 
@@ -61,8 +62,15 @@ fn expect_exit(mut session: PtySession) {
 async fn the_shell_completes_calls_reports_errors_and_remembers() {
     let host = start_host().await;
     let _probe = probe(&host, "1.0.0", "probe-1");
+    let events = tempfile::tempdir().unwrap();
+    let handler = events_probe::start(&host, "events-1", events.path());
     let client = host.client().await;
     wait_instances(&client, "probe", None, 1).await;
+    let group = format!("{}.flaky", events_probe::SERVICE);
+    host.http()
+        .wait_subscribed(events_probe::DEAD, &group, &[handler.instance()])
+        .await;
+    let events_dir = events.path().to_owned();
     let home = tempfile::tempdir().unwrap();
     let address = host.address().to_owned();
     let home_dir = home.path().to_owned();
@@ -76,6 +84,30 @@ async fn the_shell_completes_calls_reports_errors_and_remembers() {
         prompt(&mut sh);
         // ... and a parameter's name, with its `=`.
         type_and_expect(&mut sh, "call probe ec\tda\thello\r", r#""hello""#);
+        prompt(&mut sh);
+
+        // With several candidates, a second Tab lists them; Ctrl-C drops
+        // the line.
+        type_and_expect(&mut sh, "call probe relay_\t\t", "relay_whoami");
+        sh.send_control('c').unwrap();
+        prompt(&mut sh);
+
+        // Topics complete from the handlers the registry knows; the
+        // published event reaches its handler.
+        type_and_expect(
+            &mut sh,
+            "publish e2e.de\t{\"tag\": \"shell\", \"n\": 7}\r",
+            "published event ",
+        );
+        let said = prompt(&mut sh);
+        assert!(said.contains("to e2e.dead"), "{said}");
+        runtime.block_on(poll("the published event is handled", || async {
+            events_probe::handled_anywhere(&events_dir, "flaky", "shell")
+                .contains(&7)
+                .then_some(())
+        }));
+
+        type_and_expect(&mut sh, "help\r", "publish TOPIC JSON");
         prompt(&mut sh);
 
         // Ctrl-C during a call (SIGINT from the terminal) stops the call,
