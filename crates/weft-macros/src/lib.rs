@@ -107,8 +107,16 @@
 
 use proc_macro::TokenStream;
 
+mod data;
 mod expand;
 mod parse;
+
+/// Derives `Serialize`, `Deserialize` and `JsonSchema` through weft's own
+/// copies of serde and schemars; see `weft::data`.
+#[proc_macro_attribute]
+pub fn data(attr: TokenStream, item: TokenStream) -> TokenStream {
+    data::expand(attr.into(), item.into()).into()
+}
 
 /// Makes an inherent impl block a weft service; see the [crate] docs.
 #[proc_macro_attribute]

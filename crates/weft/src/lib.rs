@@ -54,6 +54,89 @@
 //! }
 //! ```
 //!
+//! # Your own types
+//!
+//! Parameters and results can be any type that serde encodes and schemars
+//! describes (the docs page and the OpenAPI document show its schema).
+//! Mark your own structs and enums with [`#[weft::data]`](data): it derives
+//! `Serialize`, `Deserialize` and `JsonSchema` through the copies weft
+//! re-exports, so a service crate needs no dependency beyond `weft` and
+//! `tokio`. serde's and schemars' options work as usual below it.
+//!
+//! ```
+//! use weft::prelude::*;
+//!
+//! /// How to roll.
+//! #[weft::data]
+//! #[derive(Debug, Clone, PartialEq)]
+//! pub struct Roll {
+//!     /// How many dice, 1 to 5.
+//!     pub dice: u8,
+//!     #[serde(default)]
+//!     pub sides: Sides,
+//! }
+//!
+//! /// The kind of dice.
+//! #[weft::data]
+//! #[derive(Debug, Clone, Copy, PartialEq, Default)]
+//! #[serde(rename_all = "snake_case")]
+//! pub enum Sides {
+//!     #[default]
+//!     Six,
+//!     Twenty,
+//! }
+//!
+//! #[derive(Default)]
+//! pub struct Dice;
+//!
+//! #[weft::service(name = "dice")]
+//! impl Dice {
+//!     /// Rolls as asked; every die shows its highest face.
+//!     #[entrypoint]
+//!     async fn roll(&self, roll: Roll) -> Vec<u8> {
+//!         let face = match roll.sides {
+//!             Sides::Six => 6,
+//!             Sides::Twenty => 20,
+//!         };
+//!         vec![face; usize::from(roll.dice)]
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let mesh = weft::testing::Mesh::new();
+//! mesh.add(Dice);
+//! let rolled: Vec<u8> = mesh
+//!     .call("dice", "roll", weft::serde_json::json!({ "roll": { "dice": 2, "sides": "twenty" } }))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(rolled, [20, 20]);
+//!
+//! // A wrong argument is answered in the type's own terms.
+//! let err = mesh
+//!     .call::<_, Vec<u8>>("dice", "roll", weft::serde_json::json!({ "roll": { "dice": "two" } }))
+//!     .await
+//!     .unwrap_err();
+//! assert_eq!(err.code(), weft::Code::InvalidArgument);
+//! assert_eq!(
+//!     err.message(),
+//!     r#"parameter `roll` expects `Roll { dice: u8, sides: Sides }`, got an object {"dice":"two"} (at `dice`: invalid type: string "two", expected u8)"#
+//! );
+//! # }
+//! ```
+//!
+//! Deriving by hand works too; point schemars at weft's copy with
+//! `#[schemars(crate = "weft::schemars")]` and derive [`JsonSchema`] from
+//! `weft`:
+//!
+//! ```
+//! #[derive(serde::Serialize, serde::Deserialize, weft::JsonSchema)]
+//! #[schemars(crate = "weft::schemars")]
+//! pub struct Score {
+//!     pub points: u32,
+//! }
+//! # assert_eq!(weft::schemars::schema_for!(Score).get("title").unwrap(), "Score");
+//! ```
+//!
 //! # Events
 //!
 //! A service tells others what happened without waiting for them:
@@ -67,7 +150,7 @@
 //! use weft::prelude::*;
 //!
 //! /// A new order.
-//! #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! #[weft::data]
 //! pub struct OrderCreated {
 //!     order: u64,
 //!     customer: String,
@@ -127,11 +210,23 @@ pub use weft_core::codec::{Codec, CodecSet};
 pub use weft_core::name::{Version, VersionReq};
 pub use weft_core::spec::{EntrypointSpec, EventHandlerSpec, ParamSpec, ServiceSpec, TopicSpec};
 pub use weft_core::{Address, Code, Error, Notification, Result, Severity};
-pub use weft_macros::{entrypoint, event_handler, service};
+pub use weft_macros::{data, entrypoint, event_handler, service};
+
+/// serde_json, which weft uses for JSON: `weft::serde_json::json!` builds
+/// arguments without a dependency of your own.
+pub use serde_json;
+
+/// schemars, which describes parameter and result types; `weft::data` and
+/// `#[schemars(crate = "weft::schemars")]` use this copy.
+pub use schemars;
+
+/// The trait (and derive) for types that describe themselves as a JSON
+/// Schema; [`data`] derives it.
+pub use schemars::JsonSchema;
 pub use weft_registry::ServiceSummary;
 pub use weft_wire::Caller;
 
 /// What a service file needs: `use weft::prelude::*;`.
 pub mod prelude {
-    pub use crate::{AsContext, Context, Error, Result, Severity, entrypoint, event_handler};
+    pub use crate::{AsContext, Context, Error, Result, Severity, data, entrypoint, event_handler};
 }

@@ -3,6 +3,24 @@
 //! usual names (`Result`, `Option`, `Box`, `serde`, `std`, ...) are taken by
 //! the user's own items.
 
+/// A type of the user's own beside modules called `serde` and `schemars`:
+/// `#[weft::data]` reaches both only through weft. (Not inside the module
+/// without a prelude below: schemars' derive needs the standard prelude.)
+pub mod own_types {
+    #![allow(dead_code, missing_docs)]
+
+    pub mod serde {}
+    pub mod schemars {}
+
+    #[::weft::data]
+    #[derive(Debug)]
+    pub struct Pair {
+        pub left: i64,
+        #[serde(default)]
+        pub right: Option<i64>,
+    }
+}
+
 /// Where the service lives.
 #[no_implicit_prelude]
 pub mod shadowed {
@@ -35,6 +53,8 @@ pub mod shadowed {
     #[derive(::core::fmt::Debug, ::core::default::Default)]
     pub struct Shadowed;
 
+    pub use super::own_types::Pair;
+
     /// A service in a hostile module.
     #[::weft::service(name = "shadowed", publishes("things.happened" = i64))]
     impl Shadowed {
@@ -48,6 +68,15 @@ pub mod shadowed {
         ) -> ::weft::Result<i64> {
             let _ = ctx;
             ::core::result::Result::Ok(a + ::core::option::Option::unwrap_or(b, 0))
+        }
+
+        /// Swaps.
+        #[entrypoint]
+        async fn swap(&self, pair: Pair) -> Pair {
+            Pair {
+                left: ::core::option::Option::unwrap_or(pair.right, 0),
+                right: ::core::option::Option::Some(pair.left),
+            }
         }
 
         /// Fails.
@@ -103,6 +132,11 @@ async fn generated_code_ignores_the_users_names() {
         &call("add", br#"{"a": 1, "b": 2}"#).await.unwrap()[..],
         b"3"
     );
+    assert_eq!(
+        &call("swap", br#"{"pair": {"left": 1}}"#).await.unwrap()[..],
+        br#"{"left":0,"right":1}"#
+    );
+    assert_eq!(spec.entrypoints[1].params[0].schema["title"], "Pair");
     let err = call("fail", b"{}").await.unwrap_err();
     assert_eq!(err.code(), Code::Application);
     assert_eq!(err.kind(), Some("Error"));
