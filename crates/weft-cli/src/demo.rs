@@ -44,12 +44,9 @@ pub(crate) async fn demo(cmd: DemoCmd) -> Result<()> {
         .map_err(|e| Failure(format!("cannot create a temporary data dir: {e}")))?;
     let host = Host::bind(HostConfig::new(listen, data_dir.path()))
         .await
-        .map_err(|e| {
-            Failure(format!(
-                "{}; is another host already running there? stop it, or pass --listen 127.0.0.1:0",
-                e.message()
-            ))
-        })?;
+        // The host's message already says what to do (another host there:
+        // stop it, or pick another address).
+        .map_err(|e| Failure(e.message().to_owned()))?;
     let address = host.local_address();
     let (stop_host, host_stopped) = tokio::sync::oneshot::channel::<()>();
     let host_task = tokio::spawn(host.run(async {

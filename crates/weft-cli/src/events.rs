@@ -13,7 +13,7 @@ use weft_host_api::events::{
 use weft_host_api::wire::Published;
 
 use crate::manage::{HostApi, TIMEOUT, Target};
-use crate::{Failure, Result, table};
+use crate::{Failure, Result, table, time};
 
 /// Options of `weft events`.
 #[derive(Debug, Args)]
@@ -260,13 +260,7 @@ fn print_event(out: &mut impl std::io::Write, line: &[u8], as_json: bool) -> Res
         error: String,
     }
     if let Ok(e) = serde_json::from_str::<TailEvent>(text) {
-        writeln!(
-            out,
-            "{} {} {}",
-            e.id,
-            table::time(e.published_ms),
-            e.payload
-        )?;
+        writeln!(out, "{} {} {}", e.id, time::show(e.published_ms), e.payload)?;
     } else if let Ok(b) = serde_json::from_str::<Broken>(text) {
         writeln!(out, "! {}", b.error)?;
     } else {
@@ -283,14 +277,14 @@ async fn tail(target: &Target, topic: &str, n: u64, follow: bool, as_json: bool)
     }
     let response = tokio::time::timeout(TIMEOUT, api.open(Method::GET, &path, None))
         .await
-        .map_err(|_| Failure("the weft host did not answer in time".into()))??;
+        .map_err(|_| api.too_slow())??;
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
         let bytes = body
             .collect()
             .await
-            .map_err(|e| Failure(format!("reading the host's answer failed: {e}")))?
+            .map_err(|e| api.broke_off(&e))?
             .to_bytes();
         return Err(api.problem(status, &bytes));
     }
@@ -337,7 +331,7 @@ async fn dead(target: &Target, topic: Option<&str>, as_json: bool) -> Result<()>
                 d.id.to_string(),
                 d.group.clone(),
                 d.attempts.to_string(),
-                table::time(d.time_ms),
+                time::show(d.time_ms),
                 if d.replaying { "(replaying) " } else { "" }.to_owned() + &d.error,
             ]
         })

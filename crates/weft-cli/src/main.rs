@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Every command but `weft host` talks to the host named by `--host` or
-//! `WEFT_HOST` (default `127.0.0.1:7400`).
+//! `WEFT_HOST` (default `127.0.0.1:7400`). Times print as RFC 3339 in local
+//! time with its offset, or in UTC with `--utc`.
 
 mod credentials;
 mod demo;
@@ -19,6 +20,7 @@ mod login;
 mod manage;
 mod shell;
 mod table;
+mod time;
 mod token;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -31,10 +33,18 @@ use serde_json::{Map, Value};
 use weft::{Client, ClientOptions, Code, Error};
 use weft_host::{ClusterConfig, Host, HostConfig};
 
-/// weft: services that call each other by name.
+/// weft runs microservices that call each other by name.
+///
+/// A host keeps the registry, the events and an HTTP gateway on one port;
+/// this command starts it, deploys services to it, calls them and shows
+/// what runs. Start with `weft host`, then `weft init` and `weft deploy`.
 #[derive(Debug, Parser)]
-#[command(name = "weft", version, about)]
+#[command(name = "weft", version)]
 struct Cli {
+    /// Print times in UTC (`2026-12-01T01:16:46Z`) instead of local time
+    /// with its offset (`2026-12-01T02:16:46+01:00`).
+    #[arg(long, global = true)]
+    utc: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,8 +185,9 @@ struct CallCmd {
     name: String,
     /// The entrypoint.
     entrypoint: String,
-    /// The arguments: a JSON object of named parameters.
-    #[arg(default_value = "{}", value_name = "JSON")]
+    /// The arguments, a JSON object of named parameters: inline
+    /// (`'{"n": 3}'`), from a file (`@args.json`) or from stdin (`-`).
+    #[arg(default_value = "{}", value_name = "JSON|@FILE|-")]
     args: String,
     /// One named argument, `k=v`; `v` is parsed as JSON, or else taken as a
     /// string. Repeat for several; overrides the same key in JSON.
@@ -231,6 +242,7 @@ pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    time::set_utc(cli.utc);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -333,7 +345,11 @@ async fn host(cmd: HostCmd) -> Result<()> {
         cluster.tls_required = cmd.nats_tls_required;
         config = config.cluster(cluster);
     }
-    let host = Host::bind(config.auth(cmd.auth)).await?;
+    // The host's own errors: its message says what failed and what to do,
+    // and the code (`unavailable`) adds nothing for the one running it.
+    let host = Host::bind(config.auth(cmd.auth))
+        .await
+        .map_err(|e| Failure(e.message().to_owned()))?;
     {
         // Tests and scripts read the port from this line: keep its shape.
         let mut out = std::io::stdout().lock();
@@ -346,7 +362,9 @@ async fn host(cmd: HostCmd) -> Result<()> {
         out.flush()?;
     }
     eprintln!("weft host: {}", host.auth_summary());
-    host.run(terminate()).await?;
+    host.run(terminate())
+        .await
+        .map_err(|e| Failure(e.message().to_owned()))?;
     Ok(())
 }
 
@@ -367,23 +385,23 @@ pub(crate) async fn terminate() {
 }
 
 async fn connect(host: &HostArg) -> Result<Client> {
+    let address: weft::Address = host
+        .host
+        .parse()
+        .map_err(|e: Error| Failure(format!("--host: {}", e.message())))?;
     let mut options = ClientOptions::default();
     options.token = match &host.token {
         Some(t) => Some(t.clone()),
-        None => match host.host.parse::<weft::Address>() {
-            Ok(address) => credentials::saved_token(&address)?,
-            Err(_) => None,
-        },
+        None => credentials::saved_token(&address)?,
     };
+    // Nobody listening is said the way every command says it; what the
+    // client reports past that is the host refusing it, or worse.
+    manage::check_reachable(&address).await?;
+    // The host answered: its code (`unavailable`) would mislead, the
+    // message names the host and says what it refused.
     Client::connect_with(&host.host, options)
         .await
-        .map_err(|e| {
-            if e.code() == Code::Unavailable {
-                Failure(format!("{}: {} (or pass --host)", e.code(), e.message()))
-            } else {
-                e.into()
-            }
-        })
+        .map_err(|e| Failure(e.message().to_owned()))
 }
 
 /// JSON for people: on one line (`[2, 3, 5, 6, 6]`) when it is short,
@@ -425,18 +443,63 @@ fn render_json(value: &Value) -> String {
     }
 }
 
-/// Builds the argument object from the JSON argument and the `--arg`s.
-fn call_args(json: &str, pairs: &[String]) -> Result<Map<String, Value>> {
+/// Reads the JSON of `weft call`'s arguments: the text itself, a file
+/// named after `@`, or stdin for `-`. Returns the JSON and where it came
+/// from, for messages.
+fn read_call_args(arg: &str, stdin: impl std::io::Read) -> Result<(String, String)> {
+    if arg == "-" {
+        let mut text = String::new();
+        let mut stdin = stdin;
+        stdin.read_to_string(&mut text).map_err(|e| {
+            Failure(format!(
+                "cannot read the arguments from stdin: {e}; pipe a JSON object into `weft call NAME EP -`"
+            ))
+        })?;
+        return Ok((text, "the arguments on stdin".to_owned()));
+    }
+    if let Some(path) = arg.strip_prefix('@') {
+        if path.is_empty() {
+            return Err(Failure(
+                "`@` names no file; write `@args.json` to read the arguments from args.json".into(),
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_owned(),
+                std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_owned(),
+                _ => e.to_string(),
+            };
+            Failure(format!(
+                "cannot read the arguments from {path}: {why}; check the path after `@`"
+            ))
+        })?;
+        return Ok((text, format!("the arguments in {path}")));
+    }
+    Ok((arg.to_owned(), "the arguments".to_owned()))
+}
+
+/// Builds the argument object from the JSON of the arguments (`what` says
+/// where it came from) and the `--arg`s.
+fn call_args(json: &str, what: &str, pairs: &[String]) -> Result<Map<String, Value>> {
     let mut args = match serde_json::from_str::<Value>(json) {
         Ok(Value::Object(map)) => map,
         Ok(other) => {
+            let mut shown = other.to_string();
+            if shown.len() > 60 {
+                shown = format!("{}...", shown.chars().take(57).collect::<String>());
+            }
             return Err(Failure(format!(
-                "the arguments must be a JSON object of named parameters, like '{{\"n\": 3}}', not {other}"
+                "{what} must be a JSON object of named parameters, like {{\"n\": 3}}, not {shown}"
+            )));
+        }
+        Err(_) if json.trim().is_empty() => {
+            return Err(Failure(format!(
+                "{what} are empty; give a JSON object like {{\"n\": 3}} (or {{}} for none)"
             )));
         }
         Err(e) => {
             return Err(Failure(format!(
-                "the arguments are not valid JSON ({e}); pass an object like '{{\"n\": 3}}' or use --arg n=3"
+                "{what} are not valid JSON ({e}); give an object like {{\"n\": 3}}, or use --arg n=3"
             )));
         }
     };
@@ -453,7 +516,8 @@ fn call_args(json: &str, pairs: &[String]) -> Result<Map<String, Value>> {
 }
 
 async fn call(cmd: CallCmd) -> Result<()> {
-    let args = call_args(&cmd.args, &cmd.arg)?;
+    let (json, what) = read_call_args(&cmd.args, std::io::stdin().lock())?;
+    let args = call_args(&json, &what, &cmd.arg)?;
     let timeout = match cmd.timeout {
         Some(secs) => Some(
             Duration::try_from_secs_f64(secs)
@@ -507,7 +571,7 @@ fn print_notifications(list: &[weft::Notification], json: bool, header: bool) ->
             .iter()
             .map(|n| {
                 vec![
-                    table::time(n.time_ms),
+                    time::show(n.time_ms),
                     n.severity.to_string(),
                     n.service.clone(),
                     n.message.clone(),
@@ -577,6 +641,7 @@ mod tests {
     fn args_merge_json_and_pairs() {
         let args = call_args(
             r#"{"a": 1, "b": "x"}"#,
+            "the arguments",
             &["b=2".into(), "c=hello".into(), "d=[1]".into()],
         )
         .unwrap();
@@ -584,18 +649,57 @@ mod tests {
             Value::Object(args),
             serde_json::json!({ "a": 1, "b": 2, "c": "hello", "d": [1] })
         );
-        assert!(call_args("[1]", &[]).unwrap_err().0.contains("JSON object"));
+        let err = call_args("[1]", "the arguments", &[]).unwrap_err().0;
         assert!(
-            call_args("{", &[])
-                .unwrap_err()
-                .0
-                .contains("not valid JSON")
+            err.contains("must be a JSON object") && err.ends_with("not [1]"),
+            "{err}"
         );
-        assert!(
-            call_args("{}", &["novalue".into()])
-                .unwrap_err()
-                .0
-                .contains("name=value")
-        );
+        let err = call_args("{", "the arguments", &[]).unwrap_err().0;
+        assert!(err.starts_with("the arguments are not valid JSON"), "{err}");
+        let err = call_args(" \n", "the arguments on stdin", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.starts_with("the arguments on stdin are empty"), "{err}");
+        let err = call_args("{}", "the arguments", &["novalue".into()])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("name=value"), "{err}");
+    }
+
+    #[test]
+    fn args_come_from_a_file_or_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("args.json");
+        std::fs::write(&file, r#"{"n": 3}"#).unwrap();
+        let at = format!("@{}", file.display());
+        let (json, what) = read_call_args(&at, std::io::empty()).unwrap();
+        assert_eq!(json, r#"{"n": 3}"#);
+        assert_eq!(what, format!("the arguments in {}", file.display()));
+
+        let (json, what) = read_call_args("-", &b"{\"n\": 4}"[..]).unwrap();
+        assert_eq!(json, r#"{"n": 4}"#);
+        assert_eq!(what, "the arguments on stdin");
+
+        let (json, _) = read_call_args(r#"{"n": 5}"#, std::io::empty()).unwrap();
+        assert_eq!(json, r#"{"n": 5}"#);
+
+        let missing = format!("@{}", dir.path().join("nope.json").display());
+        let err = read_call_args(&missing, std::io::empty()).unwrap_err().0;
+        assert!(err.contains("nope.json: no such file"), "{err}");
+        let err = read_call_args("@", std::io::empty()).unwrap_err().0;
+        assert!(err.contains("names no file"), "{err}");
+        std::fs::write(&file, [0xFF, 0xFE]).unwrap();
+        let err = read_call_args(&at, std::io::empty()).unwrap_err().0;
+        assert!(err.contains("not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn utc_is_a_flag_of_every_command() {
+        let cli = Cli::try_parse_from(["weft", "ls", "--utc"]).unwrap();
+        assert!(cli.utc);
+        let cli = Cli::try_parse_from(["weft", "--utc", "events", "ls"]).unwrap();
+        assert!(cli.utc);
+        let cli = Cli::try_parse_from(["weft", "hosts"]).unwrap();
+        assert!(!cli.utc);
     }
 }

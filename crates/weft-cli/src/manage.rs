@@ -25,7 +25,7 @@ use weft_host_api::deployments::{
 };
 use weft_host_api::hosts::{HostInfo, HostState};
 
-use crate::{Failure, Result, credentials, default_data_dir, table};
+use crate::{Failure, Result, credentials, default_data_dir, table, time};
 
 /// How long a request that is not a deploy may take.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(120);
@@ -55,11 +55,35 @@ pub(crate) struct HostApi {
     source: String,
 }
 
-/// What went wrong talking to the host.
-fn unreachable(address: &Address, e: impl std::fmt::Display) -> Failure {
+/// Nobody answers at the host's address: says so once, and what to do.
+fn unreachable(address: &Address, e: &std::io::Error) -> Failure {
+    let why = match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        std::io::ErrorKind::NotFound if matches!(address, Address::Unix(_)) => {
+            "no socket at that path".to_owned()
+        }
+        _ => e.to_string(),
+    };
     Failure(format!(
-        "cannot reach the weft host at {address}: {e}; start it with `weft host`, or name another with --host or WEFT_HOST"
+        "cannot reach the weft host at {address}: {why}; start it with `weft host`, or name another with --host or WEFT_HOST"
     ))
+}
+
+/// Fails, saying what to do, when nothing listens at `address`.
+pub(crate) async fn check_reachable(address: &Address) -> Result<()> {
+    match address {
+        Address::Tcp(hp) => drop(
+            tokio::net::TcpStream::connect(hp.as_str())
+                .await
+                .map_err(|e| unreachable(address, &e))?,
+        ),
+        Address::Unix(p) => drop(
+            tokio::net::UnixStream::connect(p)
+                .await
+                .map_err(|e| unreachable(address, &e))?,
+        ),
+    }
+    Ok(())
 }
 
 impl HostApi {
@@ -109,13 +133,13 @@ impl HostApi {
             Address::Tcp(hp) => {
                 let stream = tokio::net::TcpStream::connect(hp.as_str())
                     .await
-                    .map_err(|e| unreachable(&self.address, e))?;
+                    .map_err(|e| unreachable(&self.address, &e))?;
                 self.exchange(stream, hp, method, path, body).await
             }
             Address::Unix(p) => {
                 let stream = tokio::net::UnixStream::connect(p)
                     .await
-                    .map_err(|e| unreachable(&self.address, e))?;
+                    .map_err(|e| unreachable(&self.address, &e))?;
                 self.exchange(stream, "localhost", method, path, body).await
             }
         }
@@ -132,8 +156,12 @@ impl HostApi {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
-        let failed =
-            |e: hyper::Error| Failure(format!("talking HTTP to the weft host failed: {e}"));
+        let address = &self.address;
+        let failed = |e: hyper::Error| {
+            Failure(format!(
+                "the weft host at {address} broke off the HTTP exchange ({e}); is that address a weft host's? `weft hosts` lists them"
+            ))
+        };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(failed)?;
@@ -176,7 +204,7 @@ impl HostApi {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| Failure(format!("reading the host's answer failed: {e}")))?
+                .map_err(|e| self.broke_off(&e))?
                 .to_bytes();
             Ok::<_, Failure>((status, bytes))
         };
@@ -193,8 +221,12 @@ impl HostApi {
             if bytes.is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| Failure(format!("the host answered with invalid JSON: {e}")));
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Failure(format!(
+                    "the weft host at {} answered with invalid JSON ({e}); are `weft` and the host the same version?",
+                    self.address
+                ))
+            });
         }
         Err(self.problem(status, &bytes))
     }
@@ -209,6 +241,23 @@ impl HostApi {
     ) -> Result<Value> {
         let body = body.map(|v| ("application/json", Bytes::from(v.to_string())));
         self.send(method, path, body, TIMEOUT).await
+    }
+
+    /// The host stopped sending its answer half-way.
+    pub(crate) fn broke_off(&self, e: &hyper::Error) -> Failure {
+        Failure(format!(
+            "the weft host at {} broke off its answer ({e}); did it stop? try again once it is back",
+            self.address
+        ))
+    }
+
+    /// The host did not answer within `TIMEOUT`.
+    pub(crate) fn too_slow(&self) -> Failure {
+        Failure(format!(
+            "the weft host at {} did not answer within {}s; is it overloaded? try again",
+            self.address,
+            TIMEOUT.as_secs()
+        ))
     }
 
     /// A failure from an `application/problem+json` answer.
@@ -230,11 +279,19 @@ impl HostApi {
         }
         let mut msg = detail;
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            msg.push_str(&format!(
-                "\nsent {}; pass --token, save one with `weft login {} --token ...`, \
-                 or run this on the host's machine (with its --data-dir) to use its admin.token",
-                self.source, self.address
-            ));
+            let address = &self.address;
+            let what_to_do = match self.source.as_str() {
+                "no token" => format!(
+                    "no token was sent: pass --token, save one with `weft login {address} --token ...`, \
+                     or run this on the host's machine (with its --data-dir) to use its admin.token"
+                ),
+                "--token" => "the token sent was the one of --token (or WEFT_TOKEN): check it, or pass another"
+                    .to_owned(),
+                source => format!(
+                    "the token sent was {source}: pass another with --token, or save one with `weft login {address} --token ...`"
+                ),
+            };
+            msg.push_str(&format!("\n{what_to_do}"));
         }
         Failure(msg)
     }
@@ -293,16 +350,8 @@ fn local_admin_token(address: &Address, data_dir: Option<&PathBuf>) -> Option<(S
     (!token.is_empty()).then_some((token, file))
 }
 
-fn when(ms: u64) -> String {
-    // `2026-11-22T11:56:18Z` → `2026-11-22 11:56:18`: the table is for people.
-    table::time(ms)
-        .replace('T', " ")
-        .trim_end_matches('Z')
-        .to_owned()
-}
-
 fn running_column(v: &VersionStatus) -> String {
-    let since = v.since_ms.map(when).unwrap_or_default();
+    let since = v.since_ms.map(time::show).unwrap_or_default();
     let count = if v.registered > 1 {
         format!(", {} instances", v.registered)
     } else {
@@ -414,7 +463,7 @@ pub(crate) async fn hosts(cmd: HostsCmd) -> Result<()> {
                     },
                 },
                 h.instances.to_string(),
-                when(h.heartbeat_ms),
+                time::show(h.heartbeat_ms),
             ]
         })
         .collect();
@@ -584,10 +633,18 @@ pub(crate) struct LogsCmd {
     /// Keep printing new lines as the instances write them.
     #[arg(short = 'f', long)]
     follow: bool,
+    /// Print each line as one JSON object (`time_ms`, `instance`, `stream`,
+    /// `line`) per line.
+    #[arg(long)]
+    json: bool,
 }
 
-fn print_line(out: &mut impl std::io::Write, raw: &[u8]) -> Result<()> {
+fn print_line(out: &mut impl std::io::Write, raw: &[u8], as_json: bool) -> Result<()> {
     if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    if as_json {
+        writeln!(out, "{}", String::from_utf8_lossy(raw).trim_end())?;
         return Ok(());
     }
     match serde_json::from_slice::<LogLine>(raw) {
@@ -597,7 +654,13 @@ fn print_line(out: &mut impl std::io::Write, raw: &[u8]) -> Result<()> {
                 "weft" => " #",
                 _ => "",
             };
-            writeln!(out, "{} {}{marker} {}", when(l.time_ms), l.instance, l.line)?;
+            writeln!(
+                out,
+                "{} {}{marker} {}",
+                time::show(l.time_ms),
+                l.instance,
+                l.line
+            )?;
         }
         Err(_) => writeln!(out, "{}", String::from_utf8_lossy(raw))?,
     }
@@ -615,19 +678,14 @@ pub(crate) async fn logs(cmd: LogsCmd) -> Result<()> {
     }
     let response = tokio::time::timeout(TIMEOUT, api.open(Method::GET, &path, None))
         .await
-        .map_err(|_| {
-            Failure(format!(
-                "the weft host did not answer within {}s",
-                TIMEOUT.as_secs()
-            ))
-        })??;
+        .map_err(|_| api.too_slow())??;
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {
         let bytes = body
             .collect()
             .await
-            .map_err(|e| Failure(format!("reading the host's answer failed: {e}")))?
+            .map_err(|e| api.broke_off(&e))?
             .to_bytes();
         return Err(api.problem(status, &bytes));
     }
@@ -641,12 +699,12 @@ pub(crate) async fn logs(cmd: LogsCmd) -> Result<()> {
         let mut out = std::io::stdout().lock();
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=i).collect();
-            print_line(&mut out, &line)?;
+            print_line(&mut out, &line, cmd.json)?;
         }
         out.flush()?;
     }
     if !pending.is_empty() {
-        print_line(&mut std::io::stdout().lock(), &pending)?;
+        print_line(&mut std::io::stdout().lock(), &pending, cmd.json)?;
     }
     if cmd.follow {
         return Err(Failure(
@@ -654,4 +712,30 @@ pub(crate) async fn logs(cmd: LogsCmd) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_print_as_text_or_as_their_json() {
+        crate::time::set_utc(true);
+        let raw = br#"{"seq":1,"time_ms":1795348578999,"instance":"probe-1","stream":"stderr","line":"boom"}"#;
+        let mut out = Vec::new();
+        print_line(&mut out, raw, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-11-22T11:56:18Z probe-1 ! boom\n"
+        );
+        let mut out = Vec::new();
+        print_line(&mut out, &[raw.as_slice(), b"\n"].concat(), true).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        let back: LogLine = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (back.time_ms, back.line.as_str()),
+            (1_795_348_578_999, "boom")
+        );
+        assert_eq!(line.matches('\n').count(), 1);
+    }
 }

@@ -1,4 +1,4 @@
-//! Plain-text tables and times for terminal output.
+//! Plain-text tables and JSON for terminal output.
 
 use std::fmt::Write as _;
 
@@ -34,14 +34,6 @@ pub(crate) fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Milliseconds since the Unix epoch as an RFC 3339 UTC time to the second.
-pub(crate) fn time(ms: u64) -> String {
-    // RFC 3339 ends at year 9999, and `humantime` writes nothing later.
-    const LAST_SECOND: u64 = 253_402_300_799;
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs((ms / 1000).min(LAST_SECOND));
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
 /// Writes `value` as pretty JSON, for `--json`.
 pub(crate) fn print_json<T: serde::Serialize>(
     out: &mut impl std::io::Write,
@@ -66,12 +58,5 @@ mod tests {
             render(&["MAIN", "NAME", "VERSION"], &rows),
             "MAIN  NAME        VERSION\n*     die_roller  1.0.0\n      a           10.0.0\n"
         );
-    }
-
-    #[test]
-    fn times_are_utc() {
-        assert_eq!(time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(time(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(time(1_795_348_578_999), "2026-11-22T11:56:18Z");
     }
 }

@@ -12,7 +12,7 @@ use hyper::Method;
 use weft_host_api::tokens::{CreateToken, CreatedToken, TokenInfo};
 
 use crate::manage::{HostApi, Target};
-use crate::{Failure, Result, table};
+use crate::{Failure, Result, table, time};
 
 /// Options of `weft token`.
 #[derive(Debug, Args)]
@@ -116,7 +116,7 @@ async fn create(cmd: CreateCmd) -> Result<()> {
     out.flush()?;
     let expires = created.expires_ms.map_or_else(
         || "never expires".to_owned(),
-        |ms| format!("expires {}", table::time(ms)),
+        |ms| format!("expires {}", time::show(ms)),
     );
     eprintln!(
         "token {} with scopes [{}] {expires}; this is the only time it is shown: keep it \
@@ -142,10 +142,10 @@ async fn ls(cmd: LsCmd) -> Result<()> {
                 t.id.clone(),
                 t.name.clone(),
                 t.scopes.join(","),
-                table::time(t.created_ms),
+                time::show(t.created_ms),
                 match (t.expires_ms, t.expired) {
                     (_, true) => "expired".to_owned(),
-                    (Some(ms), false) => table::time(ms),
+                    (Some(ms), false) => time::show(ms),
                     (None, false) => "never".to_owned(),
                 },
             ]

@@ -92,13 +92,10 @@ impl Client {
                 ..ConnectOptions::default()
             },
         );
-        // Reaching the host once gives a clear error when it is not there.
-        if let Err(e) = router.pool.get(&address).await {
-            return Err(Error::unavailable(format!(
-                "cannot reach the weft host at {address}: {}; start it with `weft host` or point WEFT_HOST at a running one",
-                e.message()
-            )));
-        }
+        // Reaching the host once gives a clear error when it is not there or
+        // refuses this client; the transport's error names the address, says
+        // which of the two happened and what to do.
+        router.pool.get(&address).await?;
         if !router.synced(Duration::from_secs(10)).await {
             return Err(Error::unavailable(format!(
                 "the weft host at {address} did not send its registry within 10 s"
