@@ -89,7 +89,7 @@ fn session(
     client: Client,
     handle: Handle,
     mut interrupts: tokio::signal::unix::Signal,
-    history: Option<PathBuf>,
+    mut history: Option<PathBuf>,
     address: &str,
 ) -> Result<()> {
     let config = Config::builder()
@@ -136,8 +136,12 @@ fn session(
         }
         // A line that failed is kept too: it is the one to fix and run again.
         let _ = editor.add_history_entry(line.as_str());
-        if let Some(file) = &history {
-            save_history(&mut editor, file);
+        // After a failure the history stays in memory only: one warning,
+        // not one per line.
+        if let Some(file) = &history
+            && !save_history(&mut editor, file)
+        {
+            history = None;
         }
         let command = match command {
             Ok(command) => command,
@@ -161,15 +165,22 @@ fn session(
     }
 }
 
-fn save_history(editor: &mut Editor<Registry, DefaultHistory>, file: &std::path::Path) {
+/// Appends the new lines to `file`; says why and returns false when it
+/// cannot.
+fn save_history(editor: &mut Editor<Registry, DefaultHistory>, file: &std::path::Path) -> bool {
     if let Some(dir) = file.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(e) = editor.append_history(file) {
-        eprintln!(
-            "warning: cannot save the history to {} ({e}); pass --history FILE to keep it elsewhere",
-            file.display()
-        );
+    match editor.append_history(file) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot save the history to {} ({e}); this session's is kept until it ends; \
+                 pass --history FILE to keep it elsewhere",
+                file.display()
+            );
+            false
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use rexpect::process::{Signal, WaitStatus};
 use rexpect::session::{PtySession, spawn_command};
 use serde_json::json;
-use weft_test_support::{poll, wait_instances};
+use weft_test_support::{Weft, poll, text, wait_instances};
 
 use crate::events_probe;
 use crate::probe::Stats;
@@ -16,11 +16,12 @@ use crate::{WEFT, host_builder, probe, start_host};
 /// How long one expectation waits for the shell's output.
 const PATIENCE_MS: u64 = 30_000;
 
-/// `weft shell` on a fresh terminal, as a user whose home is `home` (so its
-/// history goes to `home/data/weft/shell_history`), with `env` set.
-fn shell(host: &str, home: &Path, env: &[(&str, &str)]) -> PtySession {
+/// `weft shell args` on a fresh terminal, as a user whose home is `home`
+/// (so its history goes to `home/data/weft/shell_history`), with `env` set.
+fn shell(host: &str, home: &Path, args: &[&str], env: &[(&str, &str)]) -> PtySession {
     let mut cmd = Command::new(WEFT);
     cmd.arg("shell")
+        .args(args)
         .env_remove("WEFT_TOKEN")
         .env("WEFT_HOST", host)
         .env("HOME", home)
@@ -76,7 +77,7 @@ async fn the_shell_completes_calls_reports_errors_and_remembers() {
     let home_dir = home.path().to_owned();
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut sh = shell(&address, &home_dir, &[]);
+        let mut sh = shell(&address, &home_dir, &[], &[]);
 
         // Tab completes the service, then the entrypoint; a wrong name would
         // make the call fail instead of printing the probe's answer.
@@ -86,10 +87,10 @@ async fn the_shell_completes_calls_reports_errors_and_remembers() {
         type_and_expect(&mut sh, "call probe ec\tda\thello\r", r#""hello""#);
         prompt(&mut sh);
 
-        // With several candidates, a second Tab lists them; Ctrl-C drops
-        // the line.
+        // With several candidates, a second Tab lists them; more letters
+        // and a Tab then pick one.
         type_and_expect(&mut sh, "call probe relay_\t\t", "relay_whoami");
-        sh.send_control('c').unwrap();
+        type_and_expect(&mut sh, "who\t\r", r#""instance": "probe-1""#);
         prompt(&mut sh);
 
         // Topics complete from the handlers the registry knows; the
@@ -168,7 +169,7 @@ async fn the_shell_completes_calls_reports_errors_and_remembers() {
         // A new session starts with the history of the last (`exit` is not
         // kept, nor a line repeating the one before): Up recalls the last
         // call, Up twice the `ls probe` before it.
-        let mut sh = shell(&address, &home_dir, &[]);
+        let mut sh = shell(&address, &home_dir, &[], &[]);
         type_and_expect(&mut sh, "\x1b[A\r", r#""remembered""#);
         prompt(&mut sh);
         type_and_expect(&mut sh, "\x1b[A\x1b[A\r", "data: string");
@@ -179,6 +180,26 @@ async fn the_shell_completes_calls_reports_errors_and_remembers() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_shell_without_a_host_says_how_to_fix_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Weft::new(WEFT)
+        .host(&format!("127.0.0.1:{port}"))
+        .run(&["shell"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("weft host"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -210,17 +231,33 @@ async fn the_shell_uses_the_token_of_a_host_that_requires_one() {
         }
 
         // With WEFT_TOKEN it works: publish, then the bad-payload error.
-        let mut sh = shell(&address, &home_dir, &[("WEFT_TOKEN", &token)]);
-        type_and_expect(
+        // The history file cannot be written (its folder is a file): one
+        // warning, and the session goes on.
+        let not_a_dir = home_dir.join("not-a-dir");
+        std::fs::write(&not_a_dir, "").unwrap();
+        let history = not_a_dir.join("history");
+        let mut sh = shell(
+            &address,
+            &home_dir,
+            &["--history", history.to_str().unwrap()],
+            &[("WEFT_TOKEN", &token)],
+        );
+        let before = type_and_expect(
             &mut sh,
             "publish orders.created {\"order\": 7}\r",
             "published event ",
         );
+        assert!(
+            before.contains("warning: cannot save the history"),
+            "{before}"
+        );
         let said = prompt(&mut sh);
         assert!(said.contains("to orders.created"), "{said}");
-        type_and_expect(&mut sh, "publish orders.created {nope}\r", "not JSON");
-        prompt(&mut sh);
+        let before = type_and_expect(&mut sh, "publish orders.created {nope}\r", "not JSON");
+        assert!(!before.contains("warning"), "warned twice: {before}");
         type_and_expect(&mut sh, "ls\r", "no services");
+        prompt(&mut sh);
+        type_and_expect(&mut sh, "ls nosuch\r", "no service `nosuch`");
         prompt(&mut sh);
         sh.send_line("exit").unwrap();
         expect_exit(sh);
