@@ -231,7 +231,9 @@ impl Connection {
     ///
     /// Fails with [`Unavailable`](weft_core::Code::Unavailable) naming the address and
     /// what to do when the peer cannot be reached, rejects the handshake (with the
-    /// server's reason) or does not speak weft.
+    /// server's reason) or does not speak weft; with
+    /// [`InvalidArgument`](weft_core::Code::InvalidArgument), before dialling, when
+    /// `opts.max_frame_size` is below [`weft_wire::MIN_MAX_FRAME_SIZE`].
     pub async fn connect(addr: &Address, opts: &ConnectOptions) -> Result<Connection, Error> {
         let dial = async {
             let stream = crate::io::connect(addr)
