@@ -14,8 +14,8 @@ use syn::spanned::Spanned;
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
     if !attr.is_empty() {
-        errors.push(syn::Error::new(
-            attr.span(),
+        errors.push(syn::Error::new_spanned(
+            &attr,
             "`#[weft::data]` takes no arguments; put serde and schemars options in \
              `#[serde(..)]` and `#[schemars(..)]` attributes below it",
         ));
@@ -40,8 +40,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
                 let last = meta.path.segments.last().map(|s| s.ident.to_string());
                 if let Some(name @ ("Serialize" | "Deserialize" | "JsonSchema")) = last.as_deref()
                 {
-                    errors.push(syn::Error::new(
-                        meta.path.span(),
+                    errors.push(syn::Error::new_spanned(
+                        &meta.path,
                         format!(
                             "`#[weft::data]` already derives `{name}`; remove it from this `#[derive(..)]`"
                         ),

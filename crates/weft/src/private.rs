@@ -94,7 +94,7 @@ pub fn topic_spec(topic: &str, payload: Schema) -> TopicSpec {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the event of an event handler",
     label = "events must implement `Deserialize` and `JsonSchema`, be `Send` and own their data (`'static`)",
-    note = "derive them: `#[derive(serde::Deserialize, schemars::JsonSchema)]`"
+    note = "mark the type `#[weft::data]`, which derives them through weft"
 )]
 pub trait EventType: Sized {
     /// The event's schema.
@@ -127,7 +127,7 @@ impl<T: DeserializeOwned + JsonSchema + Send + 'static> EventType for T {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the payload of a published topic",
     label = "published payloads must implement `Serialize` and `JsonSchema`",
-    note = "derive them: `#[derive(serde::Serialize, schemars::JsonSchema)]`"
+    note = "mark the type `#[weft::data]`, which derives them through weft"
 )]
 pub trait PublishedType {
     /// The payload's schema.
@@ -167,7 +167,7 @@ pub fn entrypoint_spec(
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an entrypoint parameter",
     label = "parameters must implement `Serialize`, `Deserialize` and `JsonSchema`, and be `Send`",
-    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
+    note = "mark the type `#[weft::data]`, which derives them through weft"
 )]
 pub trait ParamType: Sized {
     /// The parameter's spec.
@@ -203,7 +203,7 @@ impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> ParamType fo
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the result of an entrypoint",
     label = "results must implement `Serialize`, `Deserialize` and `JsonSchema`, be `Send` and own their data (`'static`)",
-    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
+    note = "mark the type `#[weft::data]`, which derives them through weft"
 )]
 pub trait ReplyType: Sized + 'static {
     /// The result's schema.
