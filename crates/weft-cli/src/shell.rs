@@ -30,6 +30,7 @@ macro_rules! commands {
   call SERVICE ENTRYPOINT [NAME=VALUE ...]   call an entrypoint; a VALUE is read as JSON,
                                              else taken as a string: n=3 name=ada tags=[1,2]
   call SERVICE ENTRYPOINT {JSON}             the arguments as one JSON object
+  call ... --version V --timeout SECS        a version (1.2.0, ^1.2, main) and a deadline
   publish TOPIC JSON                         publish an event; prints its id
   ls [SERVICE]                               services, or one service's entrypoints
   help                                       this list
@@ -190,7 +191,7 @@ enum Command {
     Call {
         service: String,
         entrypoint: String,
-        args: Map<String, Value>,
+        rest: CallRest,
     },
     Publish {
         topic: String,
@@ -261,7 +262,7 @@ fn parse(line: &str) -> std::result::Result<Command, String> {
             Ok(Command::Call {
                 service: (*service).to_owned(),
                 entrypoint: (*entrypoint).to_owned(),
-                args: call_args(args)?,
+                rest: call_rest(args)?,
             })
         }
         "publish" => {
@@ -296,12 +297,50 @@ fn parse(line: &str) -> std::result::Result<Command, String> {
     }
 }
 
+/// What follows `call SERVICE ENTRYPOINT`.
+#[derive(Debug, Default, PartialEq)]
+struct CallRest {
+    args: Map<String, Value>,
+    version: Option<String>,
+    timeout: Option<Duration>,
+}
+
 /// The arguments of `call`: `NAME=VALUE` words, as `weft call --arg` reads
 /// them (the value as JSON, else as a string), and JSON objects, merged in
-/// order.
-fn call_args(words: &[&str]) -> std::result::Result<Map<String, Value>, String> {
-    let mut args = Map::new();
-    for word in words {
+/// order; and the options `--version V` and `--timeout SECS`, as `weft call`
+/// has them.
+fn call_rest(words: &[&str]) -> std::result::Result<CallRest, String> {
+    let mut rest = CallRest::default();
+    let args = &mut rest.args;
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        if word.starts_with("--") {
+            let Some(value) = words.next() else {
+                return Err(format!(
+                    "{word} needs a value: --version 1.2.0 or --timeout 60"
+                ));
+            };
+            match *word {
+                "--version" => rest.version = Some((*value).to_owned()),
+                "--timeout" => {
+                    let timeout = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|secs| *secs > 0.0)
+                        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+                        .ok_or_else(|| {
+                            format!("--timeout {value} is not a number of seconds, like 60 or 0.5")
+                        })?;
+                    rest.timeout = Some(timeout);
+                }
+                other => {
+                    return Err(format!(
+                        "call has no option {other}; it has --version V and --timeout SECS"
+                    ));
+                }
+            }
+            continue;
+        }
         if word.starts_with('{') {
             match serde_json::from_str::<Value>(word) {
                 Ok(Value::Object(map)) => args.extend(map),
@@ -321,7 +360,7 @@ fn call_args(words: &[&str]) -> std::result::Result<Map<String, Value>, String> 
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
         args.insert(name.to_owned(), value);
     }
-    Ok(args)
+    Ok(rest)
 }
 
 /// Runs one command; returns what to print.
@@ -330,9 +369,16 @@ async fn run(client: &Client, command: Command) -> Result<String> {
         Command::Call {
             service,
             entrypoint,
-            args,
+            rest,
         } => {
-            let result: Value = client.request(&service, &entrypoint).send(args).await?;
+            let mut request = client.request(&service, &entrypoint);
+            if let Some(v) = &rest.version {
+                request = request.version(v);
+            }
+            if let Some(t) = rest.timeout {
+                request = request.timeout(t);
+            }
+            let result: Value = request.send(rest.args).await?;
             Ok(render_json(&result))
         }
         Command::Publish { topic, payload } => {
@@ -460,6 +506,21 @@ impl Registry {
         }
     }
 
+    /// The running versions of `service`, lowest first, then `main`.
+    fn versions(&self, service: &str) -> Vec<String> {
+        let listed = self
+            .handle
+            .block_on(async { tokio::time::timeout(LIST_TIMEOUT, self.client.services()).await });
+        let Ok(Ok(list)) = listed else {
+            return Vec::new();
+        };
+        list.into_iter()
+            .filter(|s| s.name == service)
+            .flat_map(|s| s.versions.into_iter().map(|v| v.version.to_string()))
+            .chain(["main".to_owned()])
+            .collect()
+    }
+
     fn topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .services()
@@ -505,6 +566,11 @@ impl Registry {
                     .unwrap_or_default(),
                 " ",
             ),
+            ["call", _, _, .., "--version"] => words(self.versions(before[1]), " "),
+            ["call", _, _, .., "--timeout"] => Vec::new(),
+            ["call", _, _, ..] if word.starts_with('-') => {
+                words(["--version", "--timeout"].map(String::from).to_vec(), " ")
+            }
             ["call", service, entrypoint, given @ ..] if !word.contains('=') => {
                 let given: Vec<&str> = given
                     .iter()
@@ -586,22 +652,34 @@ mod tests {
 
     #[test]
     fn call_arguments_read_as_weft_call_reads_them() {
-        let parsed = parse(r#"call svc ep n=3 name=ada tags=[1,2] {"b": true} s="x y""#).unwrap();
+        let parsed = parse(
+            r#"call svc ep n=3 --version ^1.2 name=ada tags=[1,2] {"b": true} s="x y" --timeout 0.5"#,
+        )
+        .unwrap();
         assert_eq!(
             parsed,
             Command::Call {
                 service: "svc".into(),
                 entrypoint: "ep".into(),
-                args: json!({"n": 3, "name": "ada", "tags": [1, 2], "b": true, "s": "x y"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
+                rest: CallRest {
+                    args: json!({"n": 3, "name": "ada", "tags": [1, 2], "b": true, "s": "x y"})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                    version: Some("^1.2".into()),
+                    timeout: Some(Duration::from_millis(500)),
+                },
             }
         );
         for (bad, says) in [
             ("call svc", "service and an entrypoint"),
             ("call svc ep n", "NAME=VALUE"),
             ("call svc ep =3", "NAME=VALUE"),
+            ("call svc ep --version", "needs a value"),
+            ("call svc ep --timeout soon", "number of seconds"),
+            ("call svc ep --timeout 0", "number of seconds"),
+            ("call svc ep --timeout -1", "number of seconds"),
+            ("call svc ep --retries 3", "no option --retries"),
             ("call svc ep {", "not closed"),
             ("call svc ep {]", "not a JSON object"),
             ("publish", "topic"),

@@ -66,7 +66,10 @@ async fn the_shell_completes_calls_reports_errors_and_remembers() {
     let events = tempfile::tempdir().unwrap();
     let handler = events_probe::start(&host, "events-1", events.path());
     let client = host.client().await;
-    wait_instances(&client, "probe", None, 1).await;
+    wait_instances(&client, "probe", Some("1.0.0"), 1).await;
+    // Started after 1.0.0 registered, so that 1.0.0 is the main version.
+    let _probe_2 = probe(&host, "2.0.0", "probe-2");
+    wait_instances(&client, "probe", Some("2.0.0"), 1).await;
     let group = format!("{}.flaky", events_probe::SERVICE);
     host.http()
         .wait_subscribed(events_probe::DEAD, &group, &[handler.instance()])
@@ -91,6 +94,21 @@ async fn the_shell_completes_calls_reports_errors_and_remembers() {
         // and a Tab then pick one.
         type_and_expect(&mut sh, "call probe relay_\t\t", "relay_whoami");
         type_and_expect(&mut sh, "who\t\r", r#""instance": "probe-1""#);
+        prompt(&mut sh);
+
+        // `--version` completes, and so do the versions running; the call
+        // goes to the version named, not to the main one.
+        type_and_expect(
+            &mut sh,
+            "call probe whoami --ver\t2\t\r",
+            r#""instance": "probe-2""#,
+        );
+        prompt(&mut sh);
+        type_and_expect(
+            &mut sh,
+            "call probe whoami --version 3.0.0\r",
+            "error: not_found",
+        );
         prompt(&mut sh);
 
         // Topics complete from the handlers the registry knows; the
