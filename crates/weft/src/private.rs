@@ -573,13 +573,14 @@ pub fn with_example<T: Serialize>(mut spec: ParamSpec, example: &T) -> ParamSpec
 }
 
 /// Takes the argument `name`, or `default()` when the caller left it out
-/// or passed `null`.
-pub fn take_or<T: DeserializeOwned>(
+/// or passed `null`; a value of the wrong type is an error that names `T`.
+pub fn take_or<T: DeserializeOwned + JsonSchema>(
     args: &mut Args,
     name: &str,
     default: impl FnOnce() -> T,
 ) -> Result<T, Error> {
-    Ok(args.take::<Option<T>>(name)?.unwrap_or_else(default))
+    let value = args.take_as::<Option<T>>(name, weft_core::args::expected_type::<T>)?;
+    Ok(value.unwrap_or_else(default))
 }
 
 #[cfg(test)]
