@@ -496,25 +496,26 @@ struct Registry {
 }
 
 impl Registry {
-    fn services(&self) -> Vec<String> {
+    /// The services the host knows now; none when it does not answer in
+    /// time (a completion offers nothing rather than an error).
+    fn listed(&self) -> Vec<weft::ServiceSummary> {
         let listed = self
             .handle
             .block_on(async { tokio::time::timeout(LIST_TIMEOUT, self.client.services()).await });
         match listed {
-            Ok(Ok(list)) => list.into_iter().map(|s| s.name).collect(),
+            Ok(Ok(list)) => list,
             _ => Vec::new(),
         }
     }
 
+    fn services(&self) -> Vec<String> {
+        self.listed().into_iter().map(|s| s.name).collect()
+    }
+
     /// The running versions of `service`, lowest first, then `main`.
     fn versions(&self, service: &str) -> Vec<String> {
-        let listed = self
-            .handle
-            .block_on(async { tokio::time::timeout(LIST_TIMEOUT, self.client.services()).await });
-        let Ok(Ok(list)) = listed else {
-            return Vec::new();
-        };
-        list.into_iter()
+        self.listed()
+            .into_iter()
             .filter(|s| s.name == service)
             .flat_map(|s| s.versions.into_iter().map(|v| v.version.to_string()))
             .chain(["main".to_owned()])
@@ -537,8 +538,8 @@ impl Registry {
         topics
     }
 
-    /// The candidates for word `index` of a line whose earlier words are
-    /// `before`.
+    /// The candidates for `word`, the word being typed, in a line whose
+    /// earlier words are `before`.
     fn candidates(&self, before: &[&str], word: &str) -> Vec<Pair> {
         let words = |names: Vec<String>, end: &str| -> Vec<Pair> {
             names
