@@ -10,6 +10,7 @@ use std::process::Command;
 
 use hyper::Method;
 use serde_json::{Value, json};
+use weft_host::{AuthMode, HostConfig};
 use weft_test_support::{ChildProcess, Http, RunningHost, Served};
 
 const INSTALL: &str = "install Chromium and its WebDriver: `apt-get update && apt-get install -y chromium chromium-driver`";
@@ -100,6 +101,17 @@ impl Session<'_> {
                 Method::POST,
                 &format!("/session/{}/element/{element}/click", self.id),
                 json!({}),
+            )
+            .await;
+    }
+
+    async fn type_text(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.driver
+            .send(
+                Method::POST,
+                &format!("/session/{}/element/{element}/value", self.id),
+                json!({ "text": text }),
             )
             .await;
     }
@@ -373,6 +385,54 @@ async fn the_docs_page_shows_events_examples_and_no_warning() {
         "{rolled}"
     );
 
+    session.close().await;
+    host.stop().await;
+    drop(driver);
+}
+
+#[tokio::test]
+async fn with_tokens_required_the_docs_page_asks_for_one_and_offers_authorize() {
+    let (chromium, chromedriver) = browser();
+    let dir = tempfile::tempdir().unwrap();
+    let host = RunningHost::start(
+        HostConfig::new("127.0.0.1:0".parse().unwrap(), dir.path()).auth(AuthMode::Required),
+    )
+    .await;
+    let admin = host.admin_token().unwrap().to_owned();
+    let mut watch = host.watch().await;
+    let _dice = Served::start(crate::dice::Dice, &host);
+    watch.up("dice", env!("CARGO_PKG_VERSION")).await;
+
+    let driver = Driver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let session = Session::open(&driver, &chromium, profile.path()).await;
+    let origin = format!("http://{}", host.hostport());
+    session.go(&format!("{origin}/services/dice/docs")).await;
+
+    // The document needs a token: the page asks, then shows the API with
+    // "Authorize", since calls need a token too.
+    let asked = session.text("#weft-auth-message").await;
+    assert!(!asked.is_empty(), "the page says why it asks");
+    session.type_text("#weft-token", &admin).await;
+    session.click("#weft-auth button[type=submit]").await;
+    session.find(".auth-wrapper .authorize").await;
+    let errors = session
+        .script("return window.ui.errSelectors.allErrors().toJS();")
+        .await;
+    assert_eq!(errors, json!([]));
+
+    // Try it out sends the token the page was given.
+    session
+        .click("#operations-dice-roll_get .opblock-summary-control")
+        .await;
+    session
+        .click("#operations-dice-roll_get .try-out__btn")
+        .await;
+    session.click("#operations-dice-roll_get .execute").await;
+    let status = session
+        .text("#operations-dice-roll_get .live-responses-table .response .response-col_status")
+        .await;
+    assert_eq!(status.trim(), "200");
     session.close().await;
     host.stop().await;
     drop(driver);
