@@ -226,6 +226,22 @@ mod tests {
     }
 
     #[test]
+    fn msgpack_without_a_json_form_is_described_as_msgpack() {
+        let value = rmpv::Value::Map(vec![(
+            rmpv::Value::Binary(vec![1, 2]),
+            rmpv::Value::from(3),
+        )]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &value).unwrap();
+        let err = decode::<String>(Codec::MsgPack, &bytes).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("expected `String`, got the MessagePack value {[1, 2]: 3}"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn garbage_is_not_described_as_a_value() {
         let err = decode::<u32>(Codec::Json, b"{not json").unwrap_err();
         assert!(
