@@ -103,7 +103,10 @@
 //!   docs show it; `#[arg(example = value)]` is the value the docs page
 //!   starts from. Either value is an expression of the parameter's type
 //!   (for an `Option<T>`, of `T`), or a string literal for a type that is
-//!   `From<&str>`, checked by the compiler.
+//!   `From<&str>`, checked by the compiler. Without one, the docs take a field's
+//!   example from a doc comment line of its own, ``/// Example: `A-100` ``
+//!   (JSON, or text for a string), then from the schema (`default`,
+//!   `enum`), then a plain value of the type.
 
 use proc_macro::TokenStream;
 

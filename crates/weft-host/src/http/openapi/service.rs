@@ -92,6 +92,13 @@ pub(super) fn example(schema: &Value, name: &str, schemas: &Schemas, depth: usiz
     {
         return first.clone();
     }
+    if let Some(v) = map
+        .get("description")
+        .and_then(Value::as_str)
+        .and_then(|d| documented_example(d, map.get("type")))
+    {
+        return v;
+    }
     if let Some(Value::String(r)) = map.get("$ref") {
         let local = r.strip_prefix("#/components/schemas/").map(unescape);
         if let Some(target) = local.as_deref().and_then(|n| schemas.components.get(n)) {
@@ -176,6 +183,27 @@ pub(super) fn example(schema: &Value, name: &str, schemas: &Schemas, depth: usiz
             }
             Value::Object(out)
         }
+    }
+}
+
+/// The example a doc comment gives on a line of its own, `Example: 20` or
+/// ``Example: `{"sku": "A-1"}` ``: JSON, or for a string the text itself.
+fn documented_example(description: &str, ty: Option<&Value>) -> Option<Value> {
+    let line = description.lines().map(str::trim).find_map(|l| {
+        l.strip_prefix("Example:")
+            .or_else(|| l.strip_prefix("example:"))
+            .map(str::trim)
+    })?;
+    let text = line
+        .strip_prefix('`')
+        .and_then(|l| l.strip_suffix('`'))
+        .unwrap_or(line);
+    if text.is_empty() {
+        return None;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) if ty != Some(&json!("string")) || v.is_string() => Some(v),
+        _ => Some(Value::String(text.to_owned())),
     }
 }
 
@@ -747,6 +775,19 @@ mod tests {
                 0
             ),
             json!("hello")
+        );
+        // A doc comment line `Example: ...` gives the example.
+        let documented = json!({
+            "type": "object",
+            "properties": {
+                "sku": { "type": "string", "description": "The item.\nExample: `A-100`" },
+                "count": { "type": "integer", "description": "How many.\n\nExample: 12" },
+                "zip": { "type": "string", "description": "Example: 01234" },
+            }
+        });
+        assert_eq!(
+            example(&documented, "order", &schemas, 0),
+            json!({ "sku": "A-100", "count": 12, "zip": "01234" })
         );
     }
 
