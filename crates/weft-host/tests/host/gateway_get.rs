@@ -136,7 +136,10 @@ async fn defaults_apply_on_every_path() {
         .unwrap_err();
     assert_eq!(e.code(), weft::Code::InvalidArgument);
     assert_eq!(e.field(), Some("sides"));
-    assert!(e.message().contains("`u8`"), "names the type, not `Option`: {e}");
+    assert!(
+        e.message().contains("`u8`"),
+        "names the type, not `Option`: {e}"
+    );
     assert!(!e.message().contains("Option"), "{e}");
     host.stop().await;
 }
