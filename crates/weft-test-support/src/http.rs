@@ -156,6 +156,11 @@ impl Http {
     /// does not exist.
     pub async fn subscribers(&self, topic: &str, group: &str) -> Option<Vec<String>> {
         let answer = self.get("/api/v1/events/topics").await;
+        // A cluster's NATS may be too busy to answer in time (a node was
+        // just killed): not subscribed yet, as far as the caller can tell.
+        if answer.status == 503 {
+            return None;
+        }
         assert_eq!(answer.status, 200, "{}", answer.text());
         let topics = answer.json();
         let group = topics
