@@ -216,24 +216,8 @@ async fn try_it_out_rolls_a_die_with_nothing_from_outside() {
         .go(&format!("{origin}/services/die_roller/docs"))
         .await;
 
-    session
-        .click("#operations-die_roller-roll_die .opblock-summary-control")
-        .await;
-    session
-        .click("#operations-die_roller-roll_die .try-out__btn")
-        .await;
-    session
-        .click("#operations-die_roller-roll_die .execute")
-        .await;
-    let status = session
-        .text(
-            "#operations-die_roller-roll_die .live-responses-table .response .response-col_status",
-        )
-        .await;
+    let (status, body) = try_it_out(&session, "#operations-die_roller-roll_die").await;
     assert_eq!(status.trim(), "200", "the call succeeded");
-    let body = session
-        .text("#operations-die_roller-roll_die .live-responses-table .response-col_description pre.microlight")
-        .await;
     let roll: u8 = body
         .trim()
         .parse()
@@ -365,20 +349,8 @@ async fn the_docs_page_shows_events_examples_and_no_warning() {
     assert_eq!(example["count"], 1, "{example}");
 
     // GET from the page reaches the service, which applies its defaults.
-    session
-        .click("#operations-dice-roll_get .opblock-summary-control")
-        .await;
-    session
-        .click("#operations-dice-roll_get .try-out__btn")
-        .await;
-    session.click("#operations-dice-roll_get .execute").await;
-    let status = session
-        .text("#operations-dice-roll_get .live-responses-table .response .response-col_status")
-        .await;
+    let (status, body) = try_it_out(&session, "#operations-dice-roll_get").await;
     assert_eq!(status.trim(), "200");
-    let body = session
-        .text("#operations-dice-roll_get .live-responses-table .response-col_description pre.microlight")
-        .await;
     let rolled: Value = serde_json::from_str(&body).unwrap();
     assert!(
         rolled["sides"].is_u64() && rolled["count"].is_u64(),
@@ -422,18 +394,31 @@ async fn with_tokens_required_the_docs_page_asks_for_one_and_offers_authorize() 
     assert_eq!(errors, json!([]));
 
     // Try it out sends the token the page was given.
-    session
-        .click("#operations-dice-roll_get .opblock-summary-control")
-        .await;
-    session
-        .click("#operations-dice-roll_get .try-out__btn")
-        .await;
-    session.click("#operations-dice-roll_get .execute").await;
-    let status = session
-        .text("#operations-dice-roll_get .live-responses-table .response .response-col_status")
-        .await;
+    let (status, _) = try_it_out(&session, "#operations-dice-roll_get").await;
     assert_eq!(status.trim(), "200");
     session.close().await;
     host.stop().await;
     drop(driver);
+}
+
+/// Opens the operation `op` (its element's selector) on a docs page, runs
+/// it with "Try it out" and its example, and returns the response's status
+/// and body as the page shows them.
+async fn try_it_out(session: &Session<'_>, op: &str) -> (String, String) {
+    session
+        .click(&format!("{op} .opblock-summary-control"))
+        .await;
+    session.click(&format!("{op} .try-out__btn")).await;
+    session.click(&format!("{op} .execute")).await;
+    let status = session
+        .text(&format!(
+            "{op} .live-responses-table .response .response-col_status"
+        ))
+        .await;
+    let body = session
+        .text(&format!(
+            "{op} .live-responses-table .response-col_description pre.microlight"
+        ))
+        .await;
+    (status, body)
 }
