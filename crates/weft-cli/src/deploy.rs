@@ -5,19 +5,19 @@
 //! NATS, and the command says, per host, whether it started.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cargo_metadata::{DependencyKind, Message, MetadataCommand, Node, PackageId};
+use cargo_metadata::{DependencyKind, Message, MetadataCommand, Node, Package, PackageId};
 use clap::Args;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use weft_host_api::deployments::DeployAnswer;
 
-use crate::manage::{HostApi, Target, print_outcomes, render_table};
+use crate::manage::{HostApi, TIMEOUT, Target, print_outcomes, render_table};
 use crate::{Failure, Result};
 
 /// How long the host may take to store the executable and get the
@@ -45,50 +45,144 @@ pub(crate) struct DeployCmd {
     /// them), or `all` [default: the host this command talks to].
     #[arg(long, value_name = "HOST[,HOST...]|all")]
     on: Option<String>,
+    #[command(flatten)]
+    build: Build,
 }
 
-/// Roughly how many units cargo compiles for the crate: its packages and
-/// their build scripts, from `cargo metadata` (the bar's length grows if
-/// the guess is short).
-fn estimate_units(manifest: &Path) -> Option<u64> {
-    let meta = MetadataCommand::new()
-        .cargo_path(cargo())
-        .manifest_path(manifest)
-        .exec()
-        .ok()?;
-    let resolve = meta.resolve?;
+/// What `cargo metadata` tells about the crate before it is built.
+struct Plan {
+    /// How many units the build compiles: packages, build scripts and the
+    /// crate's own targets, for this machine's platform.
+    units: u64,
+    /// Package names by id: artifacts are shown by their package's name.
+    names: HashMap<PackageId, String>,
+    /// Whether cargo builds in the crate's own `target/`, with no
+    /// `CARGO_TARGET_DIR` or `build.target-dir` saying otherwise.
+    default_target: bool,
+}
+
+/// The platform rustc builds for by default (`rustc -vV`'s `host:`).
+fn host_triple() -> Option<String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let out = Command::new(rustc).arg("-vV").output().ok()?;
+    String::from_utf8(out.stdout)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+}
+
+/// The build's plan from `cargo metadata`; `None` when cargo cannot tell
+/// (the build then says why).
+fn plan(manifest: &Path) -> Option<Plan> {
+    let mut command = MetadataCommand::new();
+    command.cargo_path(cargo()).manifest_path(manifest);
+    // Dependencies of other platforms are not built here.
+    if let Some(triple) = host_triple() {
+        command.other_options(vec!["--filter-platform".to_owned(), triple]);
+    }
+    let meta = command.exec().ok()?;
+    let default_target =
+        meta.target_directory.as_std_path() == meta.workspace_root.as_std_path().join("target");
+    let resolve = meta.resolve.as_ref()?;
+    let root = resolve.root.as_ref()?;
     let nodes: HashMap<&PackageId, &Node> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
-    let mut seen = HashSet::new();
-    let mut todo = vec![resolve.root.as_ref()?];
-    while let Some(id) = todo.pop() {
-        if !seen.insert(id) {
+    let packages: HashMap<&PackageId, &Package> =
+        meta.packages.iter().map(|p| (&p.id, p)).collect();
+    let proc_macro = |id: &PackageId| {
+        packages
+            .get(id)
+            .is_some_and(|p| p.targets.iter().any(|t| t.is_proc_macro()))
+    };
+    // A release build compiles what build scripts and proc-macros use
+    // apart from what the executable links (they run on the host, with
+    // the build-override profile): each package counts once per side.
+    let mut seen: HashSet<(&PackageId, bool)> = HashSet::new();
+    let mut todo = vec![(root, false)];
+    while let Some((id, for_host)) = todo.pop() {
+        if !seen.insert((id, for_host)) {
             continue;
         }
         // What the build compiles: normal and build dependencies, not
         // dev-dependencies.
-        let deps = nodes.get(id).map(|n| n.deps.as_slice()).unwrap_or_default();
-        todo.extend(
-            deps.iter()
-                .filter(|d| {
-                    d.dep_kinds
-                        .iter()
-                        .any(|k| matches!(k.kind, DependencyKind::Normal | DependencyKind::Build))
-                })
-                .map(|d| &d.pkg),
-        );
+        for dep in nodes.get(id).map(|n| n.deps.as_slice()).unwrap_or_default() {
+            let kinds = || dep.dep_kinds.iter().map(|k| k.kind);
+            if kinds().any(|k| k == DependencyKind::Normal) {
+                todo.push((&dep.pkg, for_host || proc_macro(&dep.pkg)));
+            }
+            if kinds().any(|k| k == DependencyKind::Build) {
+                todo.push((&dep.pkg, true));
+            }
+        }
     }
-    let build_scripts = meta
+    // One artifact per library (or proc-macro) on each side, one per
+    // package's build script, and the crate's own executable.
+    let libraries = seen
+        .iter()
+        .filter_map(|(id, _)| packages.get(id))
+        .map(|p| {
+            p.targets
+                .iter()
+                .filter(|t| {
+                    t.is_lib() || t.is_proc_macro() || t.is_rlib() || (&p.id == root && t.is_bin())
+                })
+                .count() as u64
+        })
+        .sum::<u64>();
+    let build_scripts = seen
+        .iter()
+        .map(|(id, _)| *id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .filter_map(|id| packages.get(id))
+        .filter(|p| p.targets.iter().any(|t| t.is_custom_build()))
+        .count() as u64;
+    let units = libraries + build_scripts;
+    let names = meta
         .packages
         .iter()
-        .filter(|p| seen.contains(&p.id))
-        .filter(|p| p.targets.iter().any(|t| t.is_custom_build()))
-        .count();
-    // The root package's own bin is a unit beside its lib.
-    Some((seen.len() + build_scripts + 1) as u64)
+        .map(|p| (p.id.clone(), p.name.to_string()))
+        .collect();
+    Some(Plan {
+        units,
+        names,
+        default_target,
+    })
+}
+
+/// The directory deploys build in when neither the command nor cargo's
+/// own settings name one: one for every crate, so that the dependencies
+/// they share compile once (`weft init` points new crates at it too).
+pub(crate) fn shared_target_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("weft").join("target"))
+}
+
+/// Where cargo is told to build: `--target-dir`, else nothing when cargo
+/// has a setting of its own or `--own-target-dir` is given, else the
+/// shared directory.
+fn target_dir(cmd: &Build, plan: Option<&Plan>) -> Option<PathBuf> {
+    if let Some(dir) = &cmd.target_dir {
+        return Some(dir.clone());
+    }
+    let configured = match plan {
+        Some(plan) => !plan.default_target,
+        None => std::env::var_os("CARGO_TARGET_DIR").is_some(),
+    };
+    if cmd.own_target_dir || configured {
+        return None;
+    }
+    shared_target_dir()
 }
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// The package name in a line of cargo's stderr like `   Compiling serde v1.0.0`.
+fn compiling(line: &str) -> Option<&str> {
+    line.trim_start()
+        .strip_prefix("Compiling ")
+        .and_then(|rest| rest.split_whitespace().next())
 }
 
 /// Whether a line of cargo's stderr is only progress (`   Compiling x`).
@@ -116,8 +210,21 @@ fn is_progress(line: &str) -> bool {
         })
 }
 
+/// How `weft deploy` builds: which target directory.
+#[derive(Debug, Args)]
+pub(crate) struct Build {
+    /// Build in DIR [default: the directory cargo is configured with
+    /// (CARGO_TARGET_DIR, build.target-dir), else one shared by every crate
+    /// weft deploys, under the user's cache directory].
+    #[arg(long, value_name = "DIR", conflicts_with = "own_target_dir")]
+    target_dir: Option<PathBuf>,
+    /// Build in the crate's own target/ directory instead of the shared one.
+    #[arg(long)]
+    own_target_dir: bool,
+}
+
 /// Builds the crate and returns its executable.
-fn build(path: &Path) -> Result<PathBuf> {
+fn build(path: &Path, how: &Build) -> Result<PathBuf> {
     let manifest = path.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(Failure(format!(
@@ -127,19 +234,38 @@ fn build(path: &Path) -> Result<PathBuf> {
     }
     let manifest = std::fs::canonicalize(&manifest)
         .map_err(|e| Failure(format!("cannot read {}: {e}", manifest.display())))?;
-    let bar = ProgressBar::new(estimate_units(&manifest).unwrap_or(0));
+    let started = Instant::now();
+    let plan = plan(&manifest);
+    let target = target_dir(how, plan.as_ref());
+    let names = plan.as_ref().map(|p| p.names.clone()).unwrap_or_default();
+    let total = plan.as_ref().map_or(0, |p| p.units);
+    let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{spinner} Building [{bar:30}] {pos}/{len} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
-    eprintln!("Building {} (release)", path.display());
-    // CARGO_TARGET_DIR, when set, is inherited: deploys of several services
-    // (and of the same one again) then share compiled dependencies.
-    let mut child = Command::new(cargo())
-        .args(["build", "--release", "--message-format", "json-render-diagnostics", "--manifest-path"])
-        .arg(&manifest)
+    // Off a terminal the bar is not drawn: plain lines say the same.
+    let plain = !std::io::stderr().is_terminal();
+    match &target {
+        Some(dir) => eprintln!("Building {} (release) in {}", path.display(), dir.display()),
+        None => eprintln!("Building {} (release)", path.display()),
+    }
+    let mut command = Command::new(cargo());
+    command
+        .args([
+            "build",
+            "--release",
+            "--message-format",
+            "json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&manifest);
+    if let Some(dir) = &target {
+        command.arg("--target-dir").arg(dir);
+    }
+    let mut child = command
         .current_dir(path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -151,15 +277,24 @@ fn build(path: &Path) -> Result<PathBuf> {
                 cargo()
             ))
         })?;
-    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let shown = bar.clone();
     let diagnostics = std::thread::spawn(move || {
         let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(name) = compiling(&line) {
+                shown.set_message(name.to_owned());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
         text
     });
     let stdout = child.stdout.take().expect("piped stdout");
     let mut executables = Vec::new();
     let mut succeeded = None;
+    let mut compiled = 0u64;
     for message in Message::parse_stream(BufReader::new(stdout)) {
         let Ok(message) = message else { break };
         match message {
@@ -168,7 +303,20 @@ fn build(path: &Path) -> Result<PathBuf> {
                 if bar.position() > bar.length().unwrap_or(0) {
                     bar.set_length(bar.position());
                 }
-                bar.set_message(artifact.target.name.clone());
+                if !artifact.fresh {
+                    compiled += 1;
+                    if plain {
+                        let name = names
+                            .get(&artifact.package_id)
+                            .cloned()
+                            .unwrap_or_else(|| artifact.target.name.clone());
+                        eprintln!(
+                            "  [{}/{}] {name}",
+                            bar.position(),
+                            bar.length().unwrap_or(0)
+                        );
+                    }
+                }
                 if artifact.target.is_bin()
                     && artifact.manifest_path.as_std_path() == manifest.as_path()
                     && let Some(exe) = artifact.executable
@@ -193,6 +341,11 @@ fn build(path: &Path) -> Result<PathBuf> {
             output.join("\n").trim_end()
         )));
     }
+    eprintln!(
+        "Built in {:.1}s ({compiled} of {} units compiled, the rest up to date)",
+        started.elapsed().as_secs_f64(),
+        bar.position()
+    );
     match executables.len() {
         1 => Ok(executables.remove(0).1),
         0 => Err(Failure(format!(
@@ -238,13 +391,42 @@ pub(crate) async fn deploy(cmd: DeployCmd) -> Result<()> {
             )));
         }
     }
+    let mut query = format!("instances={}", cmd.instances);
+    for pair in &cmd.env {
+        query.push_str("&env=");
+        query.push_str(&query_escape(pair));
+    }
+    if let Some(on) = &cmd.on {
+        if on.trim().is_empty() {
+            return Err(Failure(
+                "--on names no host; write --on HOST[,HOST...] or --on all".into(),
+            ));
+        }
+        query.push_str("&on=");
+        query.push_str(&query_escape(on));
+    }
     let api = HostApi::new(&cmd.target)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "Active host: {}", api.base_url())?;
     out.flush()?;
     drop(out);
+    // The host, the token and what the deploy asks are checked before a
+    // build that may take minutes.
+    let versions = format!("/api/v1/services/{}/versions/{}", cmd.name, cmd.version);
+    api.send(
+        Method::POST,
+        &format!("{versions}/check?{query}"),
+        None,
+        TIMEOUT,
+    )
+    .await
+    .map_err(|Failure(msg)| {
+        Failure(format!(
+            "{msg}\nnothing was built: the host is asked before the build whether it would take the deploy"
+        ))
+    })?;
     let path = cmd.path.clone();
-    let exe = tokio::task::spawn_blocking(move || build(&path))
+    let exe = tokio::task::spawn_blocking(move || build(&path, &cmd.build))
         .await
         .map_err(|e| Failure(format!("the build failed: {e}")))??;
     let bytes = tokio::fs::read(&exe).await.map_err(|e| {
@@ -257,23 +439,7 @@ pub(crate) async fn deploy(cmd: DeployCmd) -> Result<()> {
     writeln!(out, "Deploying service...")?;
     out.flush()?;
     drop(out);
-    let mut path = format!(
-        "/api/v1/services/{}/versions/{}?instances={}",
-        cmd.name, cmd.version, cmd.instances
-    );
-    for pair in &cmd.env {
-        path.push_str("&env=");
-        path.push_str(&query_escape(pair));
-    }
-    if let Some(on) = &cmd.on {
-        if on.trim().is_empty() {
-            return Err(Failure(
-                "--on names no host; write --on HOST[,HOST...] or --on all".into(),
-            ));
-        }
-        path.push_str("&on=");
-        path.push_str(&query_escape(on));
-    }
+    let path = format!("{versions}?{query}");
     let answer = api
         .send(
             Method::PUT,

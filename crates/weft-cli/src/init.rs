@@ -56,6 +56,27 @@ pub(crate) struct InitCmd {
     /// Where to create the project's directory.
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
+    /// Build in the crate's own target/ directory, not in the one every
+    /// crate `weft init` makes shares (written to .cargo/config.toml).
+    #[arg(long)]
+    own_target_dir: bool,
+}
+
+/// `.cargo/config.toml`: the shared target directory.
+const CARGO_CONFIG: &str = include_str!("../templates/service/cargo_config.toml.tmpl");
+
+/// `text` as the inside of a TOML basic string.
+fn toml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Asks for the project's name on stdin; an empty answer takes the default.
@@ -181,6 +202,18 @@ pub(crate) async fn init(cmd: InitCmd) -> Result<()> {
     for (rel, template) in FILES {
         write(rel, &render(template, &vars))?;
     }
+    let shared = if cmd.own_target_dir {
+        None
+    } else {
+        crate::deploy::shared_target_dir()
+    };
+    if let Some(dir) = &shared {
+        let dir = toml_escape(&dir.display().to_string());
+        write(
+            ".cargo/config.toml",
+            &render(CARGO_CONFIG, &[("target_dir", dir.as_str())]),
+        )?;
+    }
     // The SDK's own lock file pins the versions its checkout was tested
     // with, which are also the ones in the local cargo cache: with it the
     // new crate builds offline.
@@ -200,10 +233,17 @@ pub(crate) async fn init(cmd: InitCmd) -> Result<()> {
         root.display().to_string()
     };
     let mut out = std::io::stdout().lock();
+    writeln!(out, "Created the service `{service}` in {shown}")?;
+    if let Some(dir) = &shared {
+        writeln!(
+            out,
+            "It builds in {}, shared by every crate weft init makes: the first build compiles the dependencies (minutes), later ones take seconds",
+            dir.display()
+        )?;
+    }
     writeln!(
         out,
-        "Created the service `{service}` in {shown}\n\
-         Test it:   cd {shown} && cargo test\n\
+        "Test it:   cd {shown} && cargo test\n\
          Deploy it: weft deploy {service} 1.0.0 {shown}"
     )?;
     Ok(())
@@ -237,5 +277,10 @@ mod tests {
             let text = render(template, &vars);
             assert!(!text.contains("{{"), "{rel} keeps a placeholder: {text}");
         }
+        let config = render(
+            CARGO_CONFIG,
+            &[("target_dir", toml_escape(r#"C:\a "b""#).as_str())],
+        );
+        assert!(config.contains(r#"target-dir = "C:\\a \"b\"""#), "{config}");
     }
 }

@@ -4,14 +4,16 @@
 //! instance, a redeploy under load, a crate that does not compile, and a
 //! host restart.
 //!
-//! Every deploy builds in one shared target dir, so only the first build
+//! Every deploy builds where a user's deploys build by default, in the
+//! one target dir under the cache dir that every crate shares (here the
+//! cache dir is under the test build's own), so only the first build
 //! compiles the dependencies.
 
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_test_support::{HostProcess, Outcome, Weft, both, poll_within, text};
@@ -26,17 +28,23 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// How long one build may take on a slow, shared machine.
 const BUILD_PATIENCE: Duration = Duration::from_secs(20 * 60);
 
-/// The target dir every deploy in the tests builds in: under the target
+/// The user's cache dir (`XDG_CACHE_HOME`) in the tests: under the target
 /// dir of the test build, so that later runs (and CI) reuse compiled
 /// dependencies.
-const DEPLOY_TARGET: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/weft-deploy");
+const CACHE_HOME: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/weft-cache");
 
-/// The CLI in `dir` against `host`, building in [`DEPLOY_TARGET`].
+/// The target dir that deploys and `weft init` crates share by default.
+const SHARED_TARGET: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/weft-cache/weft/target");
+
+/// The CLI in `dir` against `host`, with the tests' cache dir and no
+/// target dir of the test's environment, as a user runs it.
 fn cli(host: &str, dir: &Path) -> Weft {
     Weft::new(WEFT)
         .host(host)
         .current_dir(dir)
-        .env("CARGO_TARGET_DIR", DEPLOY_TARGET)
+        .env("XDG_CACHE_HOME", CACHE_HOME)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         // The generated crate must build from the local cache alone.
         .env("CARGO_NET_OFFLINE", "true")
         .patience(PATIENCE)
@@ -309,7 +317,7 @@ async fn deploy_and_run_versions_from_the_cli() {
     let lib = std::fs::read_to_string(dir.join("die_roller_service/src/lib.rs")).unwrap();
     std::fs::write(
         broken.join("src/lib.rs"),
-        lib.replace("rand::random_range(1..=6)", "\"six\""),
+        lib.replace("die(6)\n", "\"six\"\n"),
     )
     .unwrap();
     let out = deploy(&host, dir, &["die_roller", "1.2.0", "./broken_service"]).await;
@@ -358,6 +366,24 @@ async fn deploy_and_run_versions_from_the_cli() {
     assert!(listing(&host, dir).await.is_empty());
 }
 
+/// `cargo ARGS` in `dir`, offline, with the tests' cache dir: the crate's
+/// `.cargo/config.toml` names the target dir.
+fn cargo_in(dir: &Path, args: &[&str]) -> Output {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    std::process::Command::new(cargo)
+        .args(args)
+        .arg("--offline")
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", CACHE_HOME)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("cargo runs")
+}
+
+/// The generated crate's tests pass, and go on passing without warnings
+/// once the user removes an example entrypoint and its test.
 #[tokio::test]
 async fn the_generated_crate_builds_offline_and_its_tests_pass() {
     let work = tempfile::tempdir().unwrap();
@@ -366,31 +392,211 @@ async fn the_generated_crate_builds_offline_and_its_tests_pass() {
         .run(&["init", "--name", "dice-service"])
         .await;
     assert!(out.status.success(), "{}", both(&out));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("weft deploy dice 1.0.0"), "{}", both(&out));
     assert!(
-        text(&out.stdout).contains("weft deploy dice 1.0.0"),
-        "{}",
-        both(&out)
+        stdout.contains(SHARED_TARGET) && stdout.contains("shared by every crate"),
+        "{stdout}"
     );
-    let lib = std::fs::read_to_string(dir.join("dice-service/src/lib.rs")).unwrap();
+    let crate_dir = dir.join("dice-service");
+    let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).unwrap();
     assert!(lib.contains(r#"#[weft::service(name = "dice")]"#), "{lib}");
+    let config = std::fs::read_to_string(crate_dir.join(".cargo/config.toml")).unwrap();
+    assert!(
+        config.contains(&format!("target-dir = \"{SHARED_TARGET}\"")),
+        "{config}"
+    );
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let dependencies: Vec<&str> = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|s| s.split("[dev-dependencies]").next())
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(" = ").map(|(name, _)| name.trim()))
+        .collect();
+    assert_eq!(dependencies, ["weft", "tokio"], "{manifest}");
     // A second init must not overwrite the first.
     let again = cli("127.0.0.1:1", dir)
         .run(&["init", "--name", "dice-service"])
         .await;
     assert!(!again.status.success() && text(&again.stderr).contains("already exists"));
 
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = std::process::Command::new(cargo)
-        .args(["test", "--offline"])
-        .current_dir(dir.join("dice-service"))
-        .env("CARGO_TARGET_DIR", DEPLOY_TARGET)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("cargo runs");
+    let out = cargo_in(&crate_dir, &["test"]);
     assert!(out.status.success(), "{}", both(&out));
     let stdout = text(&out.stdout);
+    for test in [
+        "every_entrypoint_is_documented_and_takes_its_example",
+        "roll_die_rolls_a_six_sided_die",
+        "roll_sums_its_dice_and_refuses_zero_dice",
+        "version_says_a_version",
+    ] {
+        assert!(stdout.contains(&format!("test {test} ... ok")), "{stdout}");
+    }
     assert!(
-        stdout.contains("test rolls_a_six_sided_die ... ok"),
-        "{stdout}"
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
     );
+
+    // The user removes the example `roll_die` and its test: no warning, and
+    // the test of every entrypoint still holds.
+    let example = "    /// Roll one six-sided die.\n    #[entrypoint(get)]\n    async fn roll_die(&self) -> u32 {\n        die(6)\n    }\n\n";
+    assert!(lib.contains(example), "{lib}");
+    std::fs::write(crate_dir.join("src/lib.rs"), lib.replace(example, "")).unwrap();
+    let tests = std::fs::read_to_string(crate_dir.join("tests/service.rs")).unwrap();
+    let start = tests
+        .find("#[tokio::test]\nasync fn roll_die_rolls_a_six_sided_die")
+        .expect("the roll_die test");
+    let end = start + 1 + tests[start + 1..].find("#[tokio::test]").unwrap();
+    let tests = format!("{}{}", &tests[..start], &tests[end..]);
+    std::fs::write(crate_dir.join("tests/service.rs"), tests).unwrap();
+    let out = cargo_in(&crate_dir, &["test"]);
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout)
+            .contains("test every_entrypoint_is_documented_and_takes_its_example ... ok"),
+        "{}",
+        both(&out)
+    );
+}
+
+/// The packages a deploy's plain progress lines (`  [3/95] serde`) say it
+/// compiled.
+fn compiled(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('['))
+        .filter_map(|l| l.split_once("] "))
+        .map(|(_, name)| name.trim().to_owned())
+        .collect()
+}
+
+/// Two crates from `weft init`, deployed one after the other with no build
+/// settings of their own: they share the build cache, so the second deploy
+/// compiles only its own crate (its time is printed, not judged); a deploy
+/// of what runs, unchanged, keeps the instance running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_services_share_one_build_cache() {
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let host = start_host("127.0.0.1:0", data.path()).await;
+    for name in ["first-service", "second-service"] {
+        let out = cli(host.socket(), dir).run(&["init", "--name", name]).await;
+        assert!(out.status.success(), "{}", both(&out));
+    }
+
+    let out = deploy(&host, dir, &["first", "1.0.0", "./first-service"]).await;
+    assert!(out.status.success(), "{}", both(&out));
+    let stderr = text(&out.stderr);
+    // Not on a terminal: plain lines, one per compiled unit, with a count.
+    assert!(stderr.contains("Built in"), "{stderr}");
+
+    let started = Instant::now();
+    let out = deploy(&host, dir, &["second", "1.0.0", "./second-service"]).await;
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", both(&out));
+    let stderr = text(&out.stderr);
+    println!("the second new service deployed in {took:.1?}:\n{stderr}");
+    let units = compiled(&stderr);
+    assert!(
+        units.contains(&"second-service".to_owned()),
+        "the new crate itself is compiled: {stderr}"
+    );
+    for shared in ["weft", "tokio", "serde"] {
+        assert!(
+            !units.contains(&shared.to_owned()),
+            "{shared} compiled again for the second crate: {stderr}"
+        );
+    }
+    for line in stderr.lines().filter(|l| l.trim_start().starts_with('[')) {
+        let count = line.trim_start()[1..].split(']').next().unwrap();
+        let (done, total) = count.split_once('/').expect("a count N/M");
+        let (done, total): (u64, u64) = (done.parse().unwrap(), total.parse().unwrap());
+        assert!(done >= 1 && done <= total, "{line}");
+    }
+
+    // Deployed again unchanged: the same instance runs on.
+    let pid = |list: &[Value]| {
+        list.iter()
+            .find(|v| v["service"] == "second")
+            .and_then(|v| v["instances"][0]["pid"].as_u64())
+    };
+    let before = pid(&listing(&host, dir).await).expect("second runs");
+    let started = Instant::now();
+    let out = deploy(&host, dir, &["second", "1.0.0", "./second-service"]).await;
+    assert!(out.status.success(), "{}", both(&out));
+    println!("deployed again unchanged in {:.1?}", started.elapsed());
+    assert_eq!(pid(&listing(&host, dir).await), Some(before));
+    let out = weft(&host, dir, &["call", "second", "roll", "--arg", "count=2"]).await;
+    assert!(out.status.success(), "{}", both(&out));
+}
+
+/// `weft deploy` checks the host and the token before it builds: nothing
+/// is compiled when nobody answers or the token is refused.
+#[tokio::test]
+async fn a_deploy_that_the_host_would_refuse_builds_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let out = cli("127.0.0.1:1", dir)
+        .run(&["init", "--name", "dice-service"])
+        .await;
+    assert!(out.status.success(), "{}", both(&out));
+
+    let out = cli("127.0.0.1:1", dir)
+        .run(&["deploy", "dice", "1.0.0", "./dice-service"])
+        .await;
+    assert!(!out.status.success(), "{}", both(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the weft host at tcp://127.0.0.1:1")
+            && stderr.contains("nothing was built"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Building"), "{stderr}");
+
+    let host = HostProcess::builder(WEFT)
+        .data_dir(data.path())
+        .args(["--auth", "required"])
+        .start()
+        .await;
+    let out = cli(host.socket(), dir)
+        .env("WEFT_TOKEN", "wft_not-a-token")
+        .run(&["deploy", "dice", "1.0.0", "./dice-service"])
+        .await;
+    assert!(!out.status.success(), "{}", both(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--token") && stderr.contains("nothing was built"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Building"), "{stderr}");
+
+    // A bad --env is refused the same way.
+    let token = host.admin_token().expect("the host's admin token");
+    let out = cli(host.socket(), dir)
+        .env("WEFT_TOKEN", &token)
+        .run(&[
+            "deploy",
+            "dice",
+            "1.0.0",
+            "./dice-service",
+            "--env",
+            "WEFT_HOST=x",
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", both(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("WEFT_HOST is set by the host") && stderr.contains("nothing was built"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Building"), "{stderr}");
 }

@@ -387,6 +387,17 @@ pub const ROUTES: &[Route] = &[
         errors: &[400, 401, 403, 413, 500],
     },
     Route {
+        method: Method::Post,
+        path: "/api/v1/services/{name}/versions/{version}/check",
+        operation: "check_deploy",
+        summary: "Checks a deploy before its executable is built: the token, the name, the version and the query are those a deploy would accept (no body, nothing changes).",
+        access: Access::Admin,
+        params: DEPLOY_PARAMS,
+        body: Body::None,
+        answer: Answer::NoContent,
+        errors: &[400, 401, 403, 404],
+    },
+    Route {
         method: Method::Delete,
         path: "/api/v1/services/{name}/versions/{version}",
         operation: "kill_version",

@@ -280,6 +280,7 @@ pub struct Weft {
     bin: PathBuf,
     dir: Option<PathBuf>,
     env: Vec<(String, String)>,
+    unset: Vec<String>,
     stdin: Option<String>,
     patience: Duration,
 }
@@ -291,6 +292,7 @@ impl Weft {
             bin: bin.into(),
             dir: None,
             env: Vec::new(),
+            unset: Vec::new(),
             stdin: None,
             patience: PATIENCE,
         }
@@ -314,6 +316,12 @@ impl Weft {
         self
     }
 
+    /// Leaves an environment variable of the test's out.
+    pub fn env_remove(mut self, key: &str) -> Weft {
+        self.unset.push(key.to_owned());
+        self
+    }
+
     /// Feeds `text` on stdin.
     pub fn stdin(mut self, text: impl Into<String>) -> Weft {
         self.stdin = Some(text.into());
@@ -332,7 +340,11 @@ impl Weft {
     pub async fn run(&self, args: &[&str]) -> Output {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(args);
-        for k in WEFT_ENV {
+        for k in WEFT_ENV
+            .iter()
+            .copied()
+            .chain(self.unset.iter().map(String::as_str))
+        {
             cmd.env_remove(k);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));

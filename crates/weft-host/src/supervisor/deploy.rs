@@ -58,21 +58,12 @@ impl Supervisor {
 
     async fn deploy_locked(&self, req: &DeployRequest, staged: &Staged) -> Result<(), Error> {
         weft_core::name::validate(&req.service)?;
-        for (k, _) in &req.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(Error::invalid_argument(
-                    "env",
-                    format!("`{k}` is not an environment variable name; pass --env NAME=VALUE"),
-                ));
-            }
-            if RESERVED_ENV.contains(&k.as_str()) {
-                return Err(Error::invalid_argument(
-                    "env",
-                    format!("{k} is set by the host for every instance; leave it out of --env"),
-                ));
-            }
-        }
+        check_env(&req.env)?;
         let key: Key = (req.service.clone(), req.version.clone());
+        if self.unchanged(&key, req, staged) {
+            tracing::info!(service = %req.service, version = %req.version, "deployed again unchanged; its instances run on");
+            return Ok(());
+        }
         let record = DeploymentRecord {
             service: req.service.clone(),
             version: req.version.clone(),
@@ -121,6 +112,28 @@ impl Supervisor {
         self.store(&key, record).await?;
         tracing::info!(service = %req.service, version = %req.version, instances = req.instances, "deployed");
         Ok(())
+    }
+
+    /// Whether the version runs this very executable with this environment
+    /// and number of instances, each of them registered: deploying it again
+    /// would only restart them.
+    fn unchanged(&self, key: &Key, req: &DeployRequest, staged: &Staged) -> bool {
+        let instances: Vec<Arc<Instance>> = match self.deployments.lock().get(key) {
+            Some(d)
+                if d.record.sha256 == staged.sha256
+                    && d.record.env == req.env
+                    && d.record.instances == req.instances
+                    && d.instances.len() == req.instances as usize =>
+            {
+                d.instances.clone()
+            }
+            _ => return false,
+        };
+        let registry = self.shared.registry.lock();
+        instances.iter().all(|inst| {
+            matches!(inst.snapshot().phase, instance::Phase::Running)
+                && registry.instance(&inst.id).is_some()
+        })
     }
 
     /// Replaces `old` with `wanted` instances of `launch`, one at a time;
@@ -296,6 +309,25 @@ impl Supervisor {
             tracing::warn!(%service, %version, error = %e, "cannot make the deployed version main");
         }
     }
+}
+
+/// Refuses environment variables a deployment may not set.
+pub(crate) fn check_env(env: &[(String, String)]) -> Result<(), Error> {
+    for (k, _) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(Error::invalid_argument(
+                "env",
+                format!("`{k}` is not an environment variable name; pass --env NAME=VALUE"),
+            ));
+        }
+        if RESERVED_ENV.contains(&k.as_str()) {
+            return Err(Error::invalid_argument(
+                "env",
+                format!("{k} is set by the host for every instance; leave it out of --env"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn start_failure(inst: &Instance, what: &str) -> Error {

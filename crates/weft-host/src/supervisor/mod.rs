@@ -51,6 +51,7 @@ use tokio::task::JoinHandle;
 use weft_core::Address;
 use weft_core::name::Version;
 
+pub(crate) use self::deploy::check_env;
 use self::instance::Launch;
 use self::logs::LogRing;
 pub(crate) use self::store::DeployStore;

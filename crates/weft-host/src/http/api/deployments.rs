@@ -9,6 +9,10 @@
 //!   have registered; `400` with the instance's last lines of output when
 //!   one exits first. In a cluster, `on=a,b` (or `on=all`) deploys on
 //!   those hosts instead, and answers what each did (`Placed`).
+//! - `POST /api/v1/services/{name}/versions/{version}/check` with the
+//!   same query and no body: `204` when a deploy would be taken (token,
+//!   name, version, environment, hosts named), the error it would get
+//!   otherwise; nothing changes.
 //! - `DELETE /api/v1/services/{name}/versions/{version}` stops a version
 //!   and forgets it (in a cluster, on every host that runs it); `DELETE /api/v1/services/{name}[?all=true]` stops the
 //!   main version (or every version): answers `{"killed": ["1.0.0"]}`.
@@ -49,7 +53,7 @@ use super::{SMALL_BODY, json, query_pairs};
 use crate::http::body::read_json;
 use crate::http::scope::{Admin, Read};
 use crate::http::{App, Problem};
-use crate::supervisor::{DeployRequest, MAX_ARTIFACT};
+use crate::supervisor::{DeployRequest, MAX_ARTIFACT, check_env};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -61,6 +65,10 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route(
             "/api/v1/services/{name}/versions/{version}/scale",
             post(scale),
+        )
+        .route(
+            "/api/v1/services/{name}/versions/{version}/check",
+            post(check_deploy),
         )
         .route("/api/v1/services/{name}", delete(kill_service))
         .route("/api/v1/services/{name}/main", put(set_main))
@@ -80,23 +88,33 @@ async fn deployments(_: Read, State(app): State<Arc<App>>) -> Result<Response, P
     Ok(json(StatusCode::OK, &app.supervisor.list().await?))
 }
 
-async fn deploy(
-    _: Admin,
-    State(app): State<Arc<App>>,
-    Path((name, version)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<axum::Json<DeployAnswer>, Problem> {
-    weft_core::name::validate(&name)?;
-    let version = parse_version(&version)?;
-    let mut instances = 1u32;
-    let mut env = Vec::new();
-    let mut on = None;
-    for (k, v) in query_pairs(query.as_deref()) {
+/// What a deploy's query asks for.
+struct DeployQuery {
+    instances: u32,
+    env: Vec<(String, String)>,
+    on: Option<String>,
+}
+
+/// Reads a deploy's name, version and query, and checks what can be
+/// checked before the executable is read: the environment and, with
+/// `on`, that the hosts named are up.
+async fn deploy_query(
+    app: &App,
+    name: &str,
+    version: &str,
+    query: Option<&str>,
+) -> Result<(Version, DeployQuery, Option<Vec<String>>), Error> {
+    weft_core::name::validate(name)?;
+    let version = parse_version(version)?;
+    let mut asked = DeployQuery {
+        instances: 1,
+        env: Vec::new(),
+        on: None,
+    };
+    for (k, v) in query_pairs(query) {
         match k.as_str() {
             "instances" => {
-                instances = v
+                asked.instances = v
                     .parse()
                     .ok()
                     .filter(|n| (1..=MAX_INSTANCES).contains(n))
@@ -114,20 +132,49 @@ async fn deploy(
                         format!("`{v}` has no `=`; write it as NAME=VALUE"),
                     )
                 })?;
-                env.push((key.to_owned(), value.to_owned()));
+                asked.env.push((key.to_owned(), value.to_owned()));
             }
-            "on" => on = Some(v),
+            "on" => asked.on = Some(v),
             other => {
                 return Err(Error::invalid_argument(
                     "query",
                     format!(
                         "unknown parameter `{other}`; this route takes instances=N, env=NAME%3DVALUE and on=HOST,HOST"
                     ),
-                )
-                .into());
+                ));
             }
         }
     }
+    check_env(&asked.env)?;
+    // Before the upload is read: a host named that is not there fails at once.
+    let hosts = match &asked.on {
+        Some(on) => Some(app.supervisor.hosts_on(on).await?),
+        None => None,
+    };
+    Ok((version, asked, hosts))
+}
+
+/// A deploy's checks without the executable: `weft deploy` asks before it
+/// builds, so a host that is down or a token it refuses is said at once.
+async fn check_deploy(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path((name, version)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<StatusCode, Problem> {
+    deploy_query(&app, &name, &version, query.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn deploy(
+    _: Admin,
+    State(app): State<Arc<App>>,
+    Path((name, version)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<DeployAnswer>, Problem> {
+    let (version, asked, hosts) = deploy_query(&app, &name, &version, query.as_deref()).await?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -139,11 +186,6 @@ async fn deploy(
         ))
         .into());
     }
-    // Before the upload is read: a host named that is not there fails at once.
-    let hosts = match &on {
-        Some(on) => Some(app.supervisor.hosts_on(on).await?),
-        None => None,
-    };
     let staged = app
         .supervisor
         .stage(&name, &version, body.into_data_stream(), MAX_ARTIFACT)
@@ -151,8 +193,8 @@ async fn deploy(
     let request = DeployRequest {
         service: name,
         version,
-        instances,
-        env,
+        instances: asked.instances,
+        env: asked.env,
     };
     let answer = match hosts {
         Some(hosts) => DeployAnswer::Hosts(app.supervisor.deploy_on(request, staged, hosts).await?),
