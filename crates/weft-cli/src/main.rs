@@ -223,8 +223,10 @@ pub(crate) struct Failure(pub(crate) String);
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let mut msg = e.to_string();
+        // Said once: most messages already name their parameter.
         if e.code() == Code::InvalidArgument
             && let Some(field) = e.field()
+            && !e.message().contains(&format!("`{field}`"))
         {
             msg.push_str(&format!(" (parameter `{field}`)"));
         }

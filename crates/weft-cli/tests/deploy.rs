@@ -538,6 +538,21 @@ async fn new_services_share_one_build_cache() {
     assert!(out.status.success(), "{}", both(&out));
 }
 
+/// `weft deploy dice 1.0.0 ./dice-service args` fails saying `why`, and
+/// that nothing was built, without building.
+async fn refused_unbuilt(cli: Weft, args: &[&str], why: &str) {
+    let mut all = vec!["deploy", "dice", "1.0.0", "./dice-service"];
+    all.extend_from_slice(args);
+    let out = cli.run(&all).await;
+    assert!(!out.status.success(), "{}", both(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(why) && stderr.contains("nothing was built"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Building"), "{stderr}");
+}
+
 /// `weft deploy` checks the host and the token before it builds: nothing
 /// is compiled when nobody answers or the token is refused.
 #[tokio::test]
@@ -550,53 +565,28 @@ async fn a_deploy_that_the_host_would_refuse_builds_nothing() {
         .await;
     assert!(out.status.success(), "{}", both(&out));
 
-    let out = cli("127.0.0.1:1", dir)
-        .run(&["deploy", "dice", "1.0.0", "./dice-service"])
-        .await;
-    assert!(!out.status.success(), "{}", both(&out));
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("cannot reach the weft host at tcp://127.0.0.1:1")
-            && stderr.contains("nothing was built"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("Building"), "{stderr}");
+    refused_unbuilt(
+        cli("127.0.0.1:1", dir),
+        &[],
+        "cannot reach the weft host at tcp://127.0.0.1:1",
+    )
+    .await;
 
     let host = HostProcess::builder(WEFT)
         .data_dir(data.path())
         .args(["--auth", "required"])
         .start()
         .await;
-    let out = cli(host.socket(), dir)
-        .env("WEFT_TOKEN", "wft_not-a-token")
-        .run(&["deploy", "dice", "1.0.0", "./dice-service"])
-        .await;
-    assert!(!out.status.success(), "{}", both(&out));
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("--token") && stderr.contains("nothing was built"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("Building"), "{stderr}");
+    let bad_token = cli(host.socket(), dir).env("WEFT_TOKEN", "wft_not-a-token");
+    refused_unbuilt(bad_token, &[], "the token sent was the one of --token").await;
 
     // A bad --env is refused the same way.
     let token = host.admin_token().expect("the host's admin token");
-    let out = cli(host.socket(), dir)
-        .env("WEFT_TOKEN", &token)
-        .run(&[
-            "deploy",
-            "dice",
-            "1.0.0",
-            "./dice-service",
-            "--env",
-            "WEFT_HOST=x",
-        ])
-        .await;
-    assert!(!out.status.success(), "{}", both(&out));
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("WEFT_HOST is set by the host") && stderr.contains("nothing was built"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("Building"), "{stderr}");
+    let admin = cli(host.socket(), dir).env("WEFT_TOKEN", &token);
+    refused_unbuilt(
+        admin,
+        &["--env", "WEFT_HOST=x"],
+        "WEFT_HOST is set by the host",
+    )
+    .await;
 }

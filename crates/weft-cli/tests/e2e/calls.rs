@@ -296,12 +296,12 @@ async fn errors_say_what_went_wrong(backend: Backend) {
         (
             &["call", "probe", "echo"],
             "error: invalid_argument",
-            &["(parameter `data`)"],
+            &["missing parameter `data` of type `String`"],
         ),
         (
             &["call", "probe", "echo", "--arg", "data=5"],
             "error: invalid_argument",
-            &["(parameter `data`)"],
+            &["parameter `data` expects `String`, got the number 5"],
         ),
         (
             &[
@@ -325,6 +325,8 @@ async fn errors_say_what_went_wrong(backend: Backend) {
             assert!(stderr.contains(part), "{args:?} names {part}: {stderr}");
         }
         assert!(!stderr.contains("msgpack"), "{args:?}: {stderr}");
+        // The parameter is named once, not again after the message.
+        assert!(!stderr.contains("(parameter `"), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
     }
     let out = host
