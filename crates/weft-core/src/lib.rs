@@ -21,6 +21,7 @@ pub mod db;
 mod error;
 pub mod name;
 mod notification;
+pub mod retry;
 pub mod spec;
 
 pub use address::Address;

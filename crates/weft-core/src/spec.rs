@@ -67,6 +67,12 @@ pub struct EntrypointSpec {
     /// gateway also takes it as `GET` with the arguments in the query.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// Whether running the entrypoint twice does what running it once does
+    /// (`#[entrypoint(idempotent)]`, and every `get`): callers send such a
+    /// call again, to another instance, when the connection to the first
+    /// was lost before it answered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 /// One named parameter.

@@ -336,6 +336,9 @@ fn entrypoint_spec(ep: &Entrypoint, spec_fn: &syn::Ident) -> TokenStream {
     if ep.read_only {
         spec = quote!(::weft::__private::read_only(#spec));
     }
+    if ep.idempotent {
+        spec = quote!(::weft::__private::idempotent(#spec));
+    }
     quote! {
         fn #spec_fn() -> ::weft::__private::EntrypointSpec {
             #spec

@@ -77,6 +77,9 @@ pub(crate) struct Entrypoint {
     /// `#[entrypoint(get)]`: the entrypoint only reads, and the gateway
     /// also takes it as `GET`.
     pub(crate) read_only: bool,
+    /// `#[entrypoint(idempotent)]` (or `get`): running it twice does what
+    /// running it once does, so callers may send it again.
+    pub(crate) idempotent: bool,
 }
 
 /// One argument of an entrypoint method.
@@ -278,8 +281,12 @@ pub(crate) fn model(name: String, item: &mut ItemImpl, errors: &mut Errors) -> M
         if let Some(extra) = markers.get(1) {
             errors.push(syn::Error::new_spanned(extra, "duplicate `#[entrypoint]`"));
         }
-        let (rename, read_only) = entrypoint_options(&markers[0], errors);
-        let parsed = entrypoint(f, rename, read_only, errors);
+        let (rename, read_only, idempotent) = entrypoint_options(&markers[0], errors);
+        let parsed = entrypoint(f, rename, read_only, errors).map(|mut ep| {
+            // What only reads is safe to run twice.
+            ep.idempotent = idempotent || read_only;
+            ep
+        });
         strip_arg_attrs(f);
         if let Some(ep) = parsed {
             if let Some((_, first)) = seen.iter().find(|(n, _)| *n == ep.name) {
@@ -560,21 +567,22 @@ fn ep_name_span(f: &ImplItemFn, marker: &Attribute) -> Span {
     f.sig.ident.span()
 }
 
-/// `#[entrypoint(name = "...", get)]`: the rename, and whether it is
-/// read-only.
-fn entrypoint_options(attr: &Attribute, errors: &mut Errors) -> (Option<LitStr>, bool) {
+/// `#[entrypoint(name = "...", get, idempotent)]`: the rename, whether it
+/// is read-only, and whether it is idempotent.
+fn entrypoint_options(attr: &Attribute, errors: &mut Errors) -> (Option<LitStr>, bool, bool) {
     match &attr.meta {
-        Meta::Path(_) => (None, false),
+        Meta::Path(_) => (None, false, false),
         Meta::NameValue(nv) => {
             errors.push(syn::Error::new_spanned(
                 nv,
-                "write `#[entrypoint]`, `#[entrypoint(get)]` or `#[entrypoint(name = \"...\")]`",
+                "write `#[entrypoint]`, `#[entrypoint(get)]`, `#[entrypoint(idempotent)]` or `#[entrypoint(name = \"...\")]`",
             ));
-            (None, false)
+            (None, false, false)
         }
         Meta::List(_) => {
             let mut name = None;
             let mut get = false;
+            let mut idempotent = false;
             let res = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("name") {
                     name = Some(meta.value()?.parse::<LitStr>()?);
@@ -582,16 +590,19 @@ fn entrypoint_options(attr: &Attribute, errors: &mut Errors) -> (Option<LitStr>,
                 } else if meta.path.is_ident("get") {
                     get = true;
                     Ok(())
+                } else if meta.path.is_ident("idempotent") {
+                    idempotent = true;
+                    Ok(())
                 } else {
                     Err(meta.error(
-                        "unknown argument: `#[entrypoint]` takes `name = \"...\"` and `get`",
+                        "unknown argument: `#[entrypoint]` takes `name = \"...\"`, `get` and `idempotent`",
                     ))
                 }
             });
             if let Err(e) = res {
                 errors.push(e);
             }
-            (name, get)
+            (name, get, idempotent)
         }
     }
 }
@@ -760,6 +771,7 @@ fn entrypoint(
         args,
         output,
         read_only,
+        idempotent: false,
     })
 }
 

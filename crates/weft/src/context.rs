@@ -12,14 +12,12 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use weft_core::codec::{self, Codec};
 use weft_core::name::VersionSelector;
+use weft_core::retry::{Next, Resend};
 use weft_core::{Code, Notification, Severity, args};
 use weft_wire::{Caller, Headers};
 
 use crate::Error;
 use weft_host_api::wire::PublishArgs;
-
-/// How many times a call that certainly did not run is sent.
-const MAX_NOT_RUN_RETRIES: u32 = 5;
 
 /// How long a call may take when neither the caller nor its own caller says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,6 +72,22 @@ pub(crate) trait Mesh: Send + Sync + 'static {
     /// Stores an event in the host's event log; resolves with its id once
     /// it is durable.
     fn publish(&self, event: PublishArgs) -> BoxFuture<'static, Result<u64, Error>>;
+
+    /// Whether `entrypoint` of the version of `service` that `version`
+    /// resolves to is idempotent, as its spec in the registry says. Asked
+    /// only once a call has failed.
+    fn idempotent(&self, _service: &str, _version: &VersionSelector, _entrypoint: &str) -> bool {
+        false
+    }
+
+    /// Counts a call in the caller's retry budget.
+    fn deposit(&self) {}
+
+    /// Takes one retry from the caller's retry budget: false when retries
+    /// are over their share of the calls.
+    fn withdraw(&self) -> bool {
+        false
+    }
 }
 
 /// The context of a running call, and the handle to call other services.
@@ -232,6 +246,7 @@ impl Context {
             version: Ok(VersionSelector::Main),
             timeout: None,
             idempotency_key: None,
+            idempotent: None,
         }
     }
 
@@ -346,6 +361,7 @@ pub struct CallBuilder<'a> {
     version: Result<VersionSelector, Error>,
     timeout: Option<Duration>,
     idempotency_key: Option<String>,
+    idempotent: Option<bool>,
 }
 
 impl CallBuilder<'_> {
@@ -359,6 +375,27 @@ impl CallBuilder<'_> {
     /// Gives this call at most `timeout` (still capped by the caller's deadline).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Says whether this call may be sent again after the connection to its
+    /// instance was lost before it answered, instead of what the
+    /// entrypoint's spec says (`#[entrypoint(idempotent)]`): `true` when
+    /// running it twice is safe for this caller (an idempotency key the
+    /// callee checks, say), `false` to never send it twice.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: &weft::Context) -> weft::Result<()> {
+    /// let order: u64 = ctx
+    ///     .request("orders", "place")
+    ///     .idempotency_key("order-7f3a")
+    ///     .idempotent(true)
+    ///     .send(serde_json::json!({ "item": "dice" }))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = Some(idempotent);
         self
     }
 
@@ -408,27 +445,55 @@ impl CallBuilder<'_> {
         };
         // A callee that was shutting down did not run the call: send it
         // again (each route picks afresh) so that a rolling restart fails no
-        // call. Bounded, and within the budget.
-        let mut attempt = 0;
+        // call. One whose connection was lost, or that found no instance to
+        // reach, goes to another instance only if it is idempotent, within
+        // the caller's retry budget. All within the deadline.
+        let mut resend = Resend::new();
+        self.ctx.mesh.deposit();
         loop {
-            attempt += 1;
-            match self.send_once(&version, deadline, &args).await {
-                Err(e) if e.is_not_run() && attempt < MAX_NOT_RUN_RETRIES => {
+            let e = match self.send_once(&version, deadline, &args).await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            match resend.next(
+                &e,
+                || self.is_idempotent(&version),
+                || self.ctx.mesh.withdraw(),
+            ) {
+                Next::After(pause) => {
                     tracing::debug!(service, entrypoint, error = %e, "sending again");
-                    // Give the registry's `down` event a moment to arrive, so
-                    // that the next route avoids that instance.
-                    let wake = Instant::now() + Duration::from_millis(20 * u64::from(attempt));
-                    tokio::time::sleep_until(wake.min(deadline)).await;
+                    let wake = Instant::now() + pause;
                     if wake >= deadline {
-                        return Err(late());
+                        if e.is_not_run() {
+                            tokio::time::sleep_until(deadline).await;
+                            return Err(late());
+                        }
+                        return Err(e);
                     }
+                    tokio::time::sleep_until(wake).await;
                 }
-                Err(e) if e.code() == Code::DeadlineExceeded && Instant::now() >= deadline => {
+                Next::OverBudget => {
+                    return Err(Error::unavailable(format!(
+                        "{}; not sent again: this caller's retries are over their budget (a fifth of its calls)",
+                        e.message()
+                    )));
+                }
+                Next::Fail if e.code() == Code::DeadlineExceeded && Instant::now() >= deadline => {
                     return Err(late());
                 }
-                other => return other,
+                Next::Fail => return Err(e),
             }
         }
+    }
+
+    /// Whether the call may be sent twice: the caller's word, else the
+    /// entrypoint's spec in the registry.
+    fn is_idempotent(&self, version: &VersionSelector) -> bool {
+        self.idempotent.unwrap_or_else(|| {
+            self.ctx
+                .mesh
+                .idempotent(self.service, version, self.entrypoint)
+        })
     }
 
     /// One attempt: resolve, encode, send; all before `deadline`.
@@ -544,14 +609,17 @@ impl EncodeArgs for Encoded {
 #[cfg(test)]
 mod tests {
     use parking_lot::Mutex;
+    use weft_core::retry::RetryBudget;
 
     use super::*;
 
     /// A mesh with one channel that records the headers of every request and
-    /// answers the first `not_run` of them with "did not run".
+    /// answers the first `not_run` of them with "did not run", the next
+    /// `lost` with a lost connection.
     struct Recorder {
         sent: Mutex<Vec<Headers>>,
         not_run: u32,
+        lost: u32,
     }
 
     impl Channel for Recorder {
@@ -562,8 +630,13 @@ mod tests {
         fn send(&self, headers: Headers, _: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
             let mut sent = self.sent.lock();
             sent.push(headers);
-            let reply = if sent.len() as u32 <= self.not_run {
+            let n = sent.len() as u32;
+            let reply = if n <= self.not_run {
                 Err(Error::not_run("the instance is shutting down"))
+            } else if n <= self.not_run + self.lost {
+                Err(Error::unavailable(
+                    "the connection was lost; the call may or may not have run",
+                ))
             } else {
                 Ok(Bytes::from_static(b"4"))
             };
@@ -571,7 +644,13 @@ mod tests {
         }
     }
 
-    struct OneChannel(Arc<Recorder>);
+    struct OneChannel {
+        recorder: Arc<Recorder>,
+        /// What the registry says of every entrypoint.
+        idempotent: bool,
+        /// The retry budget; `None` allows every retry.
+        budget: Option<RetryBudget>,
+    }
 
     impl Mesh for OneChannel {
         fn route<'a>(
@@ -579,8 +658,22 @@ mod tests {
             _: &'a str,
             _: &'a VersionSelector,
         ) -> BoxFuture<'a, Result<Arc<dyn Channel>, Error>> {
-            let channel: Arc<dyn Channel> = self.0.clone();
+            let channel: Arc<dyn Channel> = self.recorder.clone();
             Box::pin(futures::future::ready(Ok(channel)))
+        }
+
+        fn idempotent(&self, _: &str, _: &VersionSelector, _: &str) -> bool {
+            self.idempotent
+        }
+
+        fn deposit(&self) {
+            if let Some(b) = &self.budget {
+                b.deposit();
+            }
+        }
+
+        fn withdraw(&self) -> bool {
+            self.budget.as_ref().is_none_or(|b| b.withdraw())
         }
 
         fn notify(&self, _: Notification) -> BoxFuture<'static, Result<(), Error>> {
@@ -593,17 +686,89 @@ mod tests {
     }
 
     fn context(not_run: u32) -> (Context, Arc<Recorder>) {
+        context_with(not_run, 0, false, None)
+    }
+
+    fn context_with(
+        not_run: u32,
+        lost: u32,
+        idempotent: bool,
+        budget: Option<RetryBudget>,
+    ) -> (Context, Arc<Recorder>) {
         let recorder = Arc::new(Recorder {
             sent: Mutex::new(Vec::new()),
             not_run,
+            lost,
         });
         let identity = Arc::new(Identity {
             service: "shop".into(),
             version: "1.0.0".into(),
             instance: "shop-1".into(),
         });
-        let ctx = Context::root(Arc::new(OneChannel(recorder.clone())), Some(identity));
+        let mesh = OneChannel {
+            recorder: recorder.clone(),
+            idempotent,
+            budget,
+        };
+        let ctx = Context::root(Arc::new(mesh), Some(identity));
         (ctx, recorder)
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_call_is_sent_again_after_a_lost_connection() {
+        let (ctx, recorder) = context_with(0, 2, true, None);
+        let roll: u8 = ctx.call("dice", "roll", ()).await.unwrap();
+        assert_eq!(roll, 4);
+        assert_eq!(recorder.sent.lock().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_may_have_run_is_sent_once_unless_the_caller_says_otherwise() {
+        let (ctx, recorder) = context_with(0, 1, false, None);
+        let err = ctx.call::<_, u8>("dice", "roll", ()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+        assert!(err.message().contains("may or may not have run"), "{err}");
+        assert_eq!(recorder.sent.lock().len(), 1);
+
+        let (ctx, recorder) = context_with(0, 1, false, None);
+        let roll: u8 = ctx
+            .request("dice", "roll")
+            .idempotent(true)
+            .send(())
+            .await
+            .unwrap();
+        assert_eq!(roll, 4);
+        assert_eq!(recorder.sent.lock().len(), 2);
+
+        // And an idempotent entrypoint, called by one who says it is not.
+        let (ctx, recorder) = context_with(0, 1, true, None);
+        let err = ctx
+            .request("dice", "roll")
+            .idempotent(false)
+            .send::<_, u8>(())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+        assert_eq!(recorder.sent.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_stay_within_the_budget() {
+        // No floor: a fifth of a retry per call.
+        let budget = RetryBudget::new(0.2, 0);
+        let (ctx, recorder) = context_with(0, u32::MAX / 2, true, Some(budget));
+        let mut over_budget = 0;
+        for _ in 0..20 {
+            let err = ctx.call::<_, u8>("dice", "roll", ()).await.unwrap_err();
+            assert_eq!(err.code(), Code::Unavailable);
+            over_budget += usize::from(err.message().contains("over their budget"));
+        }
+        let sent = recorder.sent.lock().len();
+        assert!(
+            (20..=24).contains(&sent),
+            "20 calls sent {sent} times with a budget of 4 retries"
+        );
+        assert!(over_budget >= 16, "{over_budget} calls said so");
     }
 
     #[tokio::test]

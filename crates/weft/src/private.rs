@@ -157,6 +157,7 @@ pub fn entrypoint_spec(
         error,
         streaming: false,
         read_only: false,
+        idempotent: false,
     }
 }
 
@@ -555,6 +556,13 @@ impl Serializer for VariantName {
 /// Marks an entrypoint's spec as read-only (`#[entrypoint(get)]`).
 pub fn read_only(mut spec: EntrypointSpec) -> EntrypointSpec {
     spec.read_only = true;
+    spec
+}
+
+/// Marks an entrypoint's spec as idempotent (`#[entrypoint(idempotent)]`,
+/// or `get`).
+pub fn idempotent(mut spec: EntrypointSpec) -> EntrypointSpec {
+    spec.idempotent = true;
     spec
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use weft_core::backoff::Backoff;
 use weft_core::codec::{self, Codec};
 use weft_core::name::VersionSelector;
+use weft_core::retry::RetryBudget;
 use weft_core::{Code, Notification};
 use weft_registry::{Cache, WatchEvent};
 use weft_transport::{Address, ConnectOptions, Connection, Pool};
@@ -20,7 +21,14 @@ use crate::Error;
 use crate::context::{Channel, Mesh};
 use weft_host_api::wire as host_api;
 
-/// How often stale entries are pruned from the cache.
+/// Retries a second that the budget allows whatever the calls.
+const RETRY_FLOOR: u64 = 10;
+
+/// Retries the budget allows per call.
+const RETRY_SHARE: f64 = 0.2;
+
+/// How often stale entries are pruned from the cache, and the retry
+/// budget's window moves: once a second, as the budget counts.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a publish may wait for the host to store the event: long
@@ -33,6 +41,10 @@ pub(crate) struct Router {
     pub(crate) pool: Pool,
     /// Becomes true once the first registry snapshot arrived.
     synced: watch::Receiver<bool>,
+    /// How many calls may be sent again: a fifth of the calls of the last
+    /// ten seconds, and at least ten a second (as linkerd and Finagle
+    /// budget retries), so that retries cannot multiply an overload.
+    retries: RetryBudget,
 }
 
 impl Router {
@@ -46,6 +58,7 @@ impl Router {
             cache: Arc::new(Cache::new()),
             pool: Pool::new(opts),
             synced: rx,
+            retries: RetryBudget::new(RETRY_SHARE, RETRY_FLOOR),
         });
         let weak = Arc::downgrade(&router);
         tokio::spawn(async move {
@@ -69,6 +82,7 @@ impl Router {
                 tick.tick().await;
                 let Some(router) = weak.upgrade() else { return };
                 router.cache.prune(std::time::Instant::now());
+                router.retries.tick();
             }
         });
         router
@@ -217,6 +231,29 @@ impl Mesh for Router {
             }))
         }
         .boxed()
+    }
+
+    fn idempotent(&self, service: &str, version: &VersionSelector, entrypoint: &str) -> bool {
+        self.cache
+            .resolve(service, version)
+            .ok()
+            .and_then(|r| {
+                r.candidates()
+                    .first()?
+                    .info
+                    .spec
+                    .entrypoint(entrypoint)
+                    .map(|e| e.idempotent)
+            })
+            .unwrap_or(false)
+    }
+
+    fn deposit(&self) {
+        self.retries.deposit();
+    }
+
+    fn withdraw(&self) -> bool {
+        self.retries.withdraw()
     }
 
     fn notify(&self, notification: Notification) -> BoxFuture<'static, Result<(), Error>> {

@@ -103,6 +103,13 @@ impl Probe {
         })
     }
 
+    /// Sleeps `ms`, then says who answered: safe to run twice.
+    #[entrypoint(idempotent)]
+    async fn nap(&self, ctx: &Context, ms: u64) -> weft::Result<WhoAmI> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.whoami(ctx).await
+    }
+
     /// Returns its argument.
     #[entrypoint]
     async fn echo(&self, data: String) -> String {

@@ -214,3 +214,148 @@ async fn sigterm_finishes_calls_in_flight() {
     let listed = watcher.services().await.unwrap();
     assert_eq!(instances(&listed, "probe", None), 0, "{listed:?}");
 }
+
+/// Sixteen callers call `nap` (50 ms, idempotent) with `call` for
+/// `for_ms` while `kill` SIGKILLs one of the two instances after a fifth
+/// of it; answers by instance, and the errors.
+async fn nap_through_a_kill<F, Fut>(
+    call: F,
+    for_ms: u64,
+    kill: impl Future<Output = ()>,
+) -> (
+    std::collections::BTreeMap<String, usize>,
+    Vec<(weft::Code, String)>,
+)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Napped> + Send,
+{
+    let stop = Instant::now() + Duration::from_millis(for_ms);
+    let mut callers = JoinSet::new();
+    for _ in 0..16 {
+        let call = call.clone();
+        callers.spawn(async move {
+            let mut answered = Vec::new();
+            let mut errors = Vec::new();
+            while Instant::now() < stop {
+                match call().await {
+                    Ok(instance) => answered.push(instance),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (answered, errors)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(for_ms / 5)).await;
+    kill.await;
+    let mut answered = std::collections::BTreeMap::new();
+    let mut errors = Vec::new();
+    while let Some(done) = callers.join_next().await {
+        let (a, e) = done.expect("a caller task does not panic");
+        for instance in a {
+            *answered.entry(instance).or_insert(0) += 1;
+        }
+        errors.extend(e);
+    }
+    (answered, errors)
+}
+
+/// What a caller of `nap` got: the instance that answered, or the error.
+type Napped = Result<String, (weft::Code, String)>;
+
+/// `nap` through `client`, as idempotent or not when `idempotent` says.
+fn nap_with(
+    client: &Client,
+    idempotent: Option<bool>,
+) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Napped> + Send>> + Clone + Send + 'static {
+    let client = client.clone();
+    move || {
+        let client = client.clone();
+        Box::pin(async move {
+            let mut call = client.request("probe", "nap");
+            if let Some(i) = idempotent {
+                call = call.idempotent(i);
+            }
+            call.send::<_, WhoAmI>(json!({ "ms": 50 }))
+                .await
+                .map(|me| me.instance)
+                .map_err(|e| (e.code(), e.to_string()))
+        })
+    }
+}
+
+/// An instance SIGKILLed with calls in flight to it: the calls to an
+/// idempotent entrypoint go to the other instance and none fails, through
+/// the SDK and through the gateway; the same calls made as not idempotent
+/// fail, saying that they may have run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_calls_survive_a_killed_instance() {
+    let host = host_builder().start().await;
+    let client = host.client().await;
+    let _a = probe(&host, "1.0.0", "probe-a");
+
+    // Not idempotent for this caller: the calls in flight to the killed
+    // instance fail, and say they may have run.
+    let mut b = probe(&host, "1.0.0", "probe-b");
+    wait_instances(&client, "probe", None, 2).await;
+    let (answered, errors) = nap_through_a_kill(nap_with(&client, Some(false)), 1500, async {
+        b.kill9().await;
+    })
+    .await;
+    println!(
+        "not idempotent: answered {answered:?}, {} failed",
+        errors.len()
+    );
+    assert!(answered.contains_key("probe-b"), "{answered:?}");
+    assert!(
+        !errors.is_empty(),
+        "calls in flight to the killed instance failed"
+    );
+    for (code, e) in &errors {
+        assert_eq!(*code, weft::Code::Unavailable, "{e}");
+        assert!(e.contains("may or may not have run"), "{e}");
+    }
+    wait_instances(&client, "probe", None, 1).await;
+
+    // Idempotent as the registry says: nothing fails.
+    let mut c = probe(&host, "1.0.0", "probe-c");
+    wait_instances(&client, "probe", None, 2).await;
+    let (answered, errors) = nap_through_a_kill(nap_with(&client, None), 1500, async {
+        c.kill9().await;
+    })
+    .await;
+    println!("idempotent: answered {answered:?}, {} failed", errors.len());
+    assert!(answered.contains_key("probe-c"), "{answered:?}");
+    assert!(errors.is_empty(), "idempotent calls failed: {errors:?}");
+    // Most calls answered after the kill went to the instance left.
+    assert!(answered["probe-a"] > answered["probe-c"], "{answered:?}");
+    wait_instances(&client, "probe", None, 1).await;
+
+    // The same through the gateway.
+    let mut d = probe(&host, "1.0.0", "probe-d");
+    wait_instances(&client, "probe", None, 2).await;
+    let http = host.http();
+    let over_http = move || {
+        let http = http.clone();
+        async move {
+            let answer = http
+                .post_json("/services/probe/nap", &json!({ "ms": 50 }))
+                .await;
+            let body = answer.json();
+            match body["instance"].as_str() {
+                Some(instance) => Ok(instance.to_owned()),
+                None => Err((weft::Code::Unavailable, body.to_string())),
+            }
+        }
+    };
+    let (answered, errors) = nap_through_a_kill(over_http, 1500, async {
+        d.kill9().await;
+    })
+    .await;
+    println!("over HTTP: answered {answered:?}, {} failed", errors.len());
+    assert!(answered.contains_key("probe-d"), "{answered:?}");
+    assert!(
+        errors.is_empty(),
+        "idempotent calls through the gateway failed: {errors:?}"
+    );
+}

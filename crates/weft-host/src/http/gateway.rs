@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use weft_core::codec::{Codec, CodecSet};
 use weft_core::name::VersionSelector;
+use weft_core::retry::{Next, Resend, RetryBudget};
 use weft_core::spec::EntrypointSpec;
 use weft_core::{Address, Code, Error};
 use weft_registry::Cache;
@@ -51,10 +52,11 @@ pub(crate) const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 /// which parses the same bytes, room to spare.
 pub(crate) const MAX_DEPTH: usize = 100;
 
-/// How often a call that the callee certainly did not run (it was going
-/// away) is sent again, as the SDK does, so that a rolling redeploy fails
-/// no call made through the gateway.
-const MAX_NOT_RUN_RETRIES: u32 = 5;
+/// Retries a second the gateway's budget allows whatever the calls.
+const RETRY_FLOOR: u64 = 10;
+
+/// Retries the gateway's budget allows per call.
+const RETRY_SHARE: f64 = 0.2;
 
 /// How many instances one call may try to dial before giving up.
 const MAX_DIALS: usize = 8;
@@ -66,6 +68,8 @@ pub(crate) struct Gateway {
     index: Arc<Cache>,
     /// Connections to instances, offering only JSON.
     pool: Pool,
+    /// How many calls may be sent again; its window moves every second.
+    retries: Arc<RetryBudget>,
 }
 
 impl Gateway {
@@ -77,9 +81,22 @@ impl Gateway {
             credential,
             ..ConnectOptions::default()
         };
+        let retries = Arc::new(RetryBudget::new(RETRY_SHARE, RETRY_FLOOR));
+        let weak = Arc::downgrade(&retries);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(retries) = weak.upgrade() else {
+                    return;
+                };
+                retries.tick();
+            }
+        });
         Gateway {
             index,
             pool: Pool::new(options),
+            retries,
         }
     }
 
@@ -101,9 +118,9 @@ impl Gateway {
                 "{service}.{entrypoint} did not answer within {budget:?}; raise Weft-Timeout or look at why it is slow (`weft logs {service}`)"
             ))
         };
-        let mut attempt = 0;
+        let mut resend = Resend::new();
+        self.retries.deposit();
         loop {
-            attempt += 1;
             let sent = async {
                 let conn = self.route(service, selector, deadline).await?;
                 let headers = Headers {
@@ -117,23 +134,53 @@ impl Gateway {
                 conn.call_with_deadline(headers, args.clone(), deadline)
                     .await
             };
-            match sent.await {
-                Err(e) if e.is_not_run() && attempt < MAX_NOT_RUN_RETRIES => {
+            let e = match sent.await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            // As the SDK does: what the callee certainly did not run (it
+            // was going away) goes again, so that a rolling redeploy fails
+            // no call; an idempotent call that was lost goes to another
+            // instance, within the gateway's retry budget.
+            let idempotent = || self.idempotent(service, selector, entrypoint);
+            match resend.next(&e, idempotent, || self.retries.withdraw()) {
+                Next::After(pause) => {
                     tracing::debug!(service, entrypoint, error = %e, "sending again");
-                    // The callee is deregistering: by the next attempt the
-                    // index most likely no longer offers it.
-                    let wake = Instant::now() + Duration::from_millis(20 * u64::from(attempt));
+                    let wake = Instant::now() + pause;
                     if wake >= deadline {
-                        return Err(late());
+                        return Err(if e.is_not_run() { late() } else { e });
                     }
                     tokio::time::sleep_until(wake).await;
                 }
-                Err(e) if e.code() == Code::DeadlineExceeded && Instant::now() >= deadline => {
+                Next::OverBudget => {
+                    return Err(Error::unavailable(format!(
+                        "{}; not sent again: the gateway's retries are over their budget (a fifth of its calls)",
+                        e.message()
+                    )));
+                }
+                Next::Fail if e.code() == Code::DeadlineExceeded && Instant::now() >= deadline => {
                     return Err(late());
                 }
-                other => return other,
+                Next::Fail => return Err(e),
             }
         }
+    }
+
+    /// Whether the entrypoint is idempotent in the spec of the version
+    /// `selector` picks.
+    fn idempotent(&self, service: &str, selector: &VersionSelector, entrypoint: &str) -> bool {
+        self.index
+            .resolve(service, selector)
+            .ok()
+            .and_then(|r| {
+                r.candidates()
+                    .first()?
+                    .info
+                    .spec
+                    .entrypoint(entrypoint)
+                    .map(|e| e.idempotent)
+            })
+            .unwrap_or(false)
     }
 
     /// A connection to one instance of the version `selector` picks: the

@@ -35,6 +35,18 @@ mod die_roller {
             let _ = id;
         }
 
+        /// Safe to run twice.
+        #[entrypoint(idempotent)]
+        async fn set_sides(&self, sides: u8) {
+            let _ = sides;
+        }
+
+        /// Only reads.
+        #[entrypoint(get, name = "sides")]
+        async fn get_sides(&self) -> u8 {
+            6
+        }
+
         fn helper(&self) {}
     }
 
@@ -105,6 +117,24 @@ mod events {
 fn every_accepted_form_compiles_and_describes_itself() {
     let _ = die_roller::caller;
     assert_eq!(<die_roller::DieRoller as weft::Service>::NAME, "die_roller");
+    let spec = <die_roller::DieRoller as weft::Service>::spec();
+    let idempotent: Vec<(&str, bool, bool)> = spec
+        .entrypoints
+        .iter()
+        .map(|e| (e.name.as_str(), e.idempotent, e.read_only))
+        .collect();
+    // `get` is read-only, and so idempotent too.
+    assert_eq!(
+        idempotent,
+        [
+            ("roll_die", false, false),
+            ("add", false, false),
+            ("echo", false, false),
+            ("get-user", false, false),
+            ("set_sides", true, false),
+            ("sides", true, true),
+        ]
+    );
 
     let spec = <empty_service::Nothing as weft::Service>::spec();
     assert!(spec.entrypoints.is_empty());

@@ -303,6 +303,16 @@ fn operation(
             defaults.join(", ")
         ));
     }
+    if ep.idempotent {
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str(
+            "Idempotent: running it twice does what running it once does, so weft \
+             callers send it again to another instance when an instance dies before \
+             answering.",
+        );
+    }
     let mut op = json!({
         "operationId": ep.name,
         "tags": [service],
@@ -320,6 +330,9 @@ fn operation(
     if !summary.is_empty() {
         op["summary"] = json!(summary);
         op["description"] = json!(description);
+    }
+    if ep.idempotent {
+        op["x-weft-idempotent"] = json!(true);
     }
     let get = ep.read_only.then(|| {
         let mut parameters: Vec<Value> = ep
@@ -538,6 +551,7 @@ mod tests {
             error: None,
             streaming: false,
             read_only: false,
+            idempotent: false,
         }
     }
 
@@ -740,6 +754,31 @@ mod tests {
         assert!(weights["content"]["application/json"]["schema"].is_object());
         assert!(params.iter().any(|p| p["name"] == "Weft-Timeout"));
         assert_ne!(get["operationId"], post["operationId"]);
+    }
+
+    #[test]
+    fn idempotent_entrypoints_say_so() {
+        let mut ep = entry("set", vec![], json!({ "type": "null" }));
+        ep.description = "Sets the sides.".into();
+        ep.idempotent = true;
+        let plain = entry("roll", vec![], json!({ "type": "integer" }));
+        let spec = ServiceSpec {
+            name: "dice".into(),
+            description: String::new(),
+            entrypoints: vec![ep, plain],
+            event_handlers: vec![],
+            publishes: vec![],
+        };
+        let doc = service_document(&spec, &Version::new(1, 0, 0), false);
+        let set = &doc["paths"]["/services/dice/set"]["post"];
+        assert_eq!(set["x-weft-idempotent"], true);
+        assert_eq!(set["summary"], "Sets the sides.");
+        assert!(
+            set["description"].as_str().unwrap().contains("Idempotent:"),
+            "{set}"
+        );
+        let roll = &doc["paths"]["/services/dice/roll"]["post"];
+        assert!(roll.get("x-weft-idempotent").is_none(), "{roll}");
     }
 
     #[test]
