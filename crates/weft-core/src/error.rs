@@ -153,6 +153,10 @@ impl From<Error> for Repr {
 /// The kind of an [`Code::Unavailable`] error for a call that was not run.
 const NOT_RUN: &str = "not_run";
 
+/// The kind of a [`Code::ResourceExhausted`] error for a call refused
+/// because its entrypoint was at its concurrency limit.
+const OVERLOADED: &str = "overloaded";
+
 /// `Result` with weft's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -208,6 +212,22 @@ impl Error {
     /// Whether the call certainly did not run (see [`Error::not_run`]).
     pub fn is_not_run(&self) -> bool {
         self.code == Code::Unavailable && self.kind() == Some(NOT_RUN)
+    }
+
+    /// [`Code::ResourceExhausted`] for a call refused, before it ran,
+    /// because its entrypoint had as many calls running and waiting as it
+    /// takes (`#[entrypoint(max_concurrency = .., queue = ..)]`): safe to
+    /// send again, to another instance.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        let mut e = Self::new(Code::ResourceExhausted, message);
+        e.origin_mut().kind = Some(OVERLOADED.to_owned());
+        e
+    }
+
+    /// Whether the callee refused the call as overloaded (see
+    /// [`Error::overloaded`]).
+    pub fn is_overloaded(&self) -> bool {
+        self.code == Code::ResourceExhausted && self.kind() == Some(OVERLOADED)
     }
 
     /// [`Code::Cancelled`].

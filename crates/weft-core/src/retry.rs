@@ -82,10 +82,10 @@ impl Resend {
 
     /// After an attempt failed with `error`: a call that certainly did not
     /// run goes again (after 20 ms, 40 ms, ..., so that the registry can
-    /// drop the instance that was going away), whatever it is; one that
-    /// was lost or found no reachable instance goes again only if
-    /// `idempotent()` says it is and `withdraw()` takes a retry from the
-    /// caller's budget.
+    /// drop the instance that was going away), whatever it is; one refused
+    /// as overloaded goes again if `withdraw()` takes a retry from the
+    /// caller's budget; one that was lost or found no reachable instance
+    /// goes again only if `idempotent()` says it is, within the budget too.
     pub fn next(
         &mut self,
         error: &Error,
@@ -99,7 +99,15 @@ impl Resend {
             self.not_run += 1;
             return Next::After(Duration::from_millis(20 * u64::from(self.not_run)));
         }
-        if error.code() != Code::Unavailable || self.idempotent >= MAX_IDEMPOTENT || !idempotent() {
+        // Refused as overloaded, the call did not run: any call may go to
+        // another instance, but only within the budget, so that resends
+        // do not feed the overload.
+        let may_resend = if error.is_overloaded() {
+            true
+        } else {
+            error.code() == Code::Unavailable && idempotent()
+        };
+        if !may_resend || self.idempotent >= MAX_IDEMPOTENT {
             return Next::Fail;
         }
         if !withdraw() {
@@ -213,6 +221,16 @@ mod tests {
             }
         }
         assert_eq!(resend.next(&lost(), || true, || true), Next::Fail);
+        // Refused as overloaded, it did not run: again, within the budget.
+        let busy = Error::overloaded("at its limit");
+        assert!(matches!(
+            Resend::new().next(&busy, || false, || true),
+            Next::After(_)
+        ));
+        assert_eq!(
+            Resend::new().next(&busy, || false, || false),
+            Next::OverBudget
+        );
         // Other errors are answers: never sent again.
         let answer = Error::invalid_argument("n", "too big");
         assert_eq!(Resend::new().next(&answer, || true, || true), Next::Fail);

@@ -73,6 +73,15 @@ pub struct EntrypointSpec {
     /// was lost before it answered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
+    /// At most this many calls run at once on an instance
+    /// (`#[entrypoint(max_concurrency = N)]`); `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// With `max_concurrency`: how many calls may wait for a turn
+    /// (`queue = M`, 0 unless set); beyond them a call is refused at once
+    /// as overloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
 }
 
 /// One named parameter.

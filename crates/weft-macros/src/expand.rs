@@ -339,6 +339,9 @@ fn entrypoint_spec(ep: &Entrypoint, spec_fn: &syn::Ident) -> TokenStream {
     if ep.idempotent {
         spec = quote!(::weft::__private::idempotent(#spec));
     }
+    if let Some((max, queue)) = ep.bulkhead {
+        spec = quote!(::weft::__private::bulkhead(#spec, #max, #queue));
+    }
     quote! {
         fn #spec_fn() -> ::weft::__private::EntrypointSpec {
             #spec

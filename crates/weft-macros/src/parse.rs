@@ -80,6 +80,9 @@ pub(crate) struct Entrypoint {
     /// `#[entrypoint(idempotent)]` (or `get`): running it twice does what
     /// running it once does, so callers may send it again.
     pub(crate) idempotent: bool,
+    /// `#[entrypoint(max_concurrency = N, queue = M)]`: at most N calls
+    /// run at once, M wait, the rest are refused.
+    pub(crate) bulkhead: Option<(u32, u32)>,
 }
 
 /// One argument of an entrypoint method.
@@ -281,10 +284,12 @@ pub(crate) fn model(name: String, item: &mut ItemImpl, errors: &mut Errors) -> M
         if let Some(extra) = markers.get(1) {
             errors.push(syn::Error::new_spanned(extra, "duplicate `#[entrypoint]`"));
         }
-        let (rename, read_only, idempotent) = entrypoint_options(&markers[0], errors);
-        let parsed = entrypoint(f, rename, read_only, errors).map(|mut ep| {
+        let options = entrypoint_options(&markers[0], errors);
+        let read_only = options.get;
+        let parsed = entrypoint(f, options.name, read_only, errors).map(|mut ep| {
             // What only reads is safe to run twice.
-            ep.idempotent = idempotent || read_only;
+            ep.idempotent = options.idempotent || read_only;
+            ep.bulkhead = options.bulkhead;
             ep
         });
         strip_arg_attrs(f);
@@ -567,44 +572,72 @@ fn ep_name_span(f: &ImplItemFn, marker: &Attribute) -> Span {
     f.sig.ident.span()
 }
 
-/// `#[entrypoint(name = "...", get, idempotent)]`: the rename, whether it
-/// is read-only, and whether it is idempotent.
-fn entrypoint_options(attr: &Attribute, errors: &mut Errors) -> (Option<LitStr>, bool, bool) {
+/// What `#[entrypoint(..)]` says besides the method.
+#[derive(Default)]
+struct EntrypointOptions {
+    name: Option<LitStr>,
+    get: bool,
+    idempotent: bool,
+    /// `max_concurrency = N, queue = M`.
+    bulkhead: Option<(u32, u32)>,
+}
+
+/// `#[entrypoint(name = "...", get, idempotent, max_concurrency = N,
+/// queue = M)]`.
+fn entrypoint_options(attr: &Attribute, errors: &mut Errors) -> EntrypointOptions {
+    let mut options = EntrypointOptions::default();
     match &attr.meta {
-        Meta::Path(_) => (None, false, false),
+        Meta::Path(_) => {}
         Meta::NameValue(nv) => {
             errors.push(syn::Error::new_spanned(
                 nv,
                 "write `#[entrypoint]`, `#[entrypoint(get)]`, `#[entrypoint(idempotent)]` or `#[entrypoint(name = \"...\")]`",
             ));
-            (None, false, false)
         }
         Meta::List(_) => {
-            let mut name = None;
-            let mut get = false;
-            let mut idempotent = false;
+            let mut max_concurrency = None;
+            let mut queue = None;
             let res = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("name") {
-                    name = Some(meta.value()?.parse::<LitStr>()?);
-                    Ok(())
+                    options.name = Some(meta.value()?.parse::<LitStr>()?);
                 } else if meta.path.is_ident("get") {
-                    get = true;
-                    Ok(())
+                    options.get = true;
                 } else if meta.path.is_ident("idempotent") {
-                    idempotent = true;
-                    Ok(())
+                    options.idempotent = true;
+                } else if meta.path.is_ident("max_concurrency") {
+                    let n: syn::LitInt = meta.value()?.parse()?;
+                    let value: u32 = n.base10_parse()?;
+                    if value == 0 {
+                        return Err(syn::Error::new_spanned(
+                            n,
+                            "`max_concurrency` must be at least 1: it is how many calls may run at once",
+                        ));
+                    }
+                    max_concurrency = Some(value);
+                } else if meta.path.is_ident("queue") {
+                    let n: syn::LitInt = meta.value()?.parse()?;
+                    queue = Some((n.base10_parse::<u32>()?, n));
                 } else {
-                    Err(meta.error(
-                        "unknown argument: `#[entrypoint]` takes `name = \"...\"`, `get` and `idempotent`",
-                    ))
+                    return Err(meta.error(
+                        "unknown argument: `#[entrypoint]` takes `name = \"...\"`, `get`, `idempotent`, `max_concurrency = N` and `queue = M`",
+                    ));
                 }
+                Ok(())
             });
             if let Err(e) = res {
                 errors.push(e);
             }
-            (name, get, idempotent)
+            match (max_concurrency, queue) {
+                (Some(n), q) => options.bulkhead = Some((n, q.map_or(0, |(q, _)| q))),
+                (None, Some((_, lit))) => errors.push(syn::Error::new_spanned(
+                    lit,
+                    "`queue` needs `max_concurrency = N`: calls wait in the queue for one of N places",
+                )),
+                (None, None) => {}
+            }
         }
     }
+    options
 }
 
 /// Whether `attr` is a parameter's `#[arg(..)]`.
@@ -772,6 +805,7 @@ fn entrypoint(
         output,
         read_only,
         idempotent: false,
+        bulkhead: None,
     })
 }
 

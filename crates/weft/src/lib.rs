@@ -186,6 +186,7 @@
 //! }
 //! ```
 
+mod bulkhead;
 mod client;
 mod context;
 mod events;

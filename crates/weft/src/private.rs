@@ -158,6 +158,8 @@ pub fn entrypoint_spec(
         streaming: false,
         read_only: false,
         idempotent: false,
+        max_concurrency: None,
+        queue: None,
     }
 }
 
@@ -556,6 +558,14 @@ impl Serializer for VariantName {
 /// Marks an entrypoint's spec as read-only (`#[entrypoint(get)]`).
 pub fn read_only(mut spec: EntrypointSpec) -> EntrypointSpec {
     spec.read_only = true;
+    spec
+}
+
+/// Sets an entrypoint's concurrency limit and queue
+/// (`#[entrypoint(max_concurrency = .., queue = ..)]`).
+pub fn bulkhead(mut spec: EntrypointSpec, max_concurrency: u32, queue: u32) -> EntrypointSpec {
+    spec.max_concurrency = Some(max_concurrency);
+    spec.queue = Some(queue);
     spec
 }
 

@@ -19,6 +19,7 @@ use weft_transport::{
 use weft_wire::Request;
 
 use crate::Error;
+use crate::bulkhead::Bulkheads;
 use crate::context::{Context, Identity};
 use crate::events::Subscriber;
 use crate::router::{Router, call_host_on};
@@ -224,6 +225,7 @@ impl Server {
         });
         tracing::info!(service = name, version = %self.version, %address, "serving");
         let handler = Arc::new(ServiceHandler {
+            limits: Bulkheads::of(&self.service.spec()),
             service: self.service.clone(),
             root,
         });
@@ -369,6 +371,8 @@ fn spawn_lease_keeper(
 struct ServiceHandler {
     service: Arc<dyn DynService>,
     root: Context,
+    /// The entrypoints' concurrency limits.
+    limits: Bulkheads,
 }
 
 impl Handler for ServiceHandler {
@@ -385,8 +389,14 @@ impl Handler for ServiceHandler {
             );
         }
         let ctx = self.root.for_call(&mut headers);
+        // Looked up before the name moves on: no copy of it per call, and
+        // nothing at all for a service without limits.
+        let limit = self.limits.get(&headers.entrypoint);
         let incoming = Incoming::new(headers.entrypoint, codec, request.payload, ctx);
-        dispatch(&*self.service, incoming)
+        match (dispatch(&*self.service, incoming), limit) {
+            (Reply::Unary(call), Some(limit)) => Reply::Unary(limit.run(call).boxed()),
+            (reply, _) => reply,
+        }
     }
 }
 

@@ -110,6 +110,14 @@ impl Probe {
         self.whoami(ctx).await
     }
 
+    /// Sleeps `ms`, then says who answered; at most two at once on an
+    /// instance, two waiting.
+    #[entrypoint(max_concurrency = 2, queue = 2)]
+    async fn narrow(&self, ctx: &Context, ms: u64) -> weft::Result<WhoAmI> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.whoami(ctx).await
+    }
+
     /// Returns its argument.
     #[entrypoint]
     async fn echo(&self, data: String) -> String {

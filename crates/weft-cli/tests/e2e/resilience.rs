@@ -359,3 +359,69 @@ async fn idempotent_calls_survive_a_killed_instance() {
         "idempotent calls through the gateway failed: {errors:?}"
     );
 }
+
+/// Six calls of `narrow` at once, each holding its place for `ms`: how
+/// each ended, in the order they ended.
+async fn six_narrow_calls(client: &Client, ms: u64) -> Vec<weft::Result<WhoAmI>> {
+    let mut calls = JoinSet::new();
+    for _ in 0..6 {
+        let client = client.clone();
+        calls.spawn(async move {
+            client
+                .call::<_, WhoAmI>("probe", "narrow", json!({ "ms": ms }))
+                .await
+        });
+    }
+    let mut ended = Vec::new();
+    while let Some(done) = calls.join_next().await {
+        ended.push(done.expect("a call task does not panic"));
+    }
+    ended
+}
+
+/// `#[entrypoint(max_concurrency = 2, queue = 2)]`: on one instance two
+/// calls run, two wait, and the others are refused as overloaded before
+/// any of those finish, also over HTTP (429); with a second instance all
+/// are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulkhead_refuses_what_it_cannot_hold_and_callers_go_elsewhere() {
+    let host = host_builder().start().await;
+    let client = host.client().await;
+    let _a = probe(&host, "1.0.0", "probe-a");
+    wait_instances(&client, "probe", None, 1).await;
+
+    let ended = six_narrow_calls(&client, 2000).await;
+    let refused: Vec<usize> = ended
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.as_ref().is_err_and(|e| e.is_overloaded()))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(refused, [0, 1], "the two refused end first: {ended:?}");
+    let e = ended[0].as_ref().unwrap_err();
+    assert_eq!(e.code(), weft::Code::ResourceExhausted, "{e}");
+    assert!(e.message().contains("probe.narrow is at its limit"), "{e}");
+    assert!(ended[2..].iter().all(Result::is_ok), "{ended:?}");
+
+    // Over HTTP, while four calls hold the instance.
+    let holding = tokio::spawn({
+        let client = client.clone();
+        async move { six_narrow_calls(&client, 1000).await }
+    });
+    let http = host.http();
+    let refused = poll("a call over HTTP refused as overloaded", || async {
+        let answer = http
+            .post_json("/services/probe/narrow", &json!({ "ms": 1 }))
+            .await;
+        (answer.status == 429).then_some(answer)
+    })
+    .await;
+    let problem = refused.problem(429, "resource_exhausted");
+    assert_eq!(problem["kind"], "overloaded", "{problem}");
+    holding.await.unwrap();
+
+    let _b = probe(&host, "1.0.0", "probe-b");
+    wait_instances(&client, "probe", None, 2).await;
+    let ended = six_narrow_calls(&client, 500).await;
+    assert!(ended.iter().all(Result::is_ok), "{ended:?}");
+}

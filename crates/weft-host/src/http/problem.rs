@@ -80,7 +80,12 @@ struct ProblemBody<'a> {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let code = self.error.code();
+        let overloaded = self.error.is_overloaded();
         let status = self.status.unwrap_or_else(|| {
+            if overloaded {
+                // Not too large: too many at once; the client may come back.
+                return StatusCode::TOO_MANY_REQUESTS;
+            }
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
         });
         let body = ProblemBody {
@@ -102,6 +107,9 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if overloaded && status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(methods) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(methods));
         }

@@ -41,6 +41,16 @@ mod die_roller {
             let _ = sides;
         }
 
+        /// At most two at once, four waiting.
+        #[entrypoint(max_concurrency = 2, queue = 4, idempotent)]
+        async fn reroll(&self) -> u8 {
+            5
+        }
+
+        /// At most one at once, none waiting.
+        #[entrypoint(max_concurrency = 1)]
+        async fn alone(&self) {}
+
         /// Only reads.
         #[entrypoint(get, name = "sides")]
         async fn get_sides(&self) -> u8 {
@@ -132,8 +142,18 @@ fn every_accepted_form_compiles_and_describes_itself() {
             ("echo", false, false),
             ("get-user", false, false),
             ("set_sides", true, false),
+            ("reroll", true, false),
+            ("alone", false, false),
             ("sides", true, true),
         ]
+    );
+    let limits: Vec<(Option<u32>, Option<u32>)> = spec.entrypoints[4..7]
+        .iter()
+        .map(|e| (e.max_concurrency, e.queue))
+        .collect();
+    assert_eq!(
+        limits,
+        [(None, None), (Some(2), Some(4)), (Some(1), Some(0))]
     );
 
     let spec = <empty_service::Nothing as weft::Service>::spec();

@@ -313,6 +313,17 @@ fn operation(
              answering.",
         );
     }
+    if let Some(max) = ep.max_concurrency {
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str(&format!(
+            "At most {max} calls run at once on each instance and {} wait; beyond them a \
+             call is refused at once with 429 (`resource_exhausted`, kind `overloaded`), \
+             unrun, after the gateway has tried the other instances.",
+            ep.queue.unwrap_or(0)
+        ));
+    }
     let mut op = json!({
         "operationId": ep.name,
         "tags": [service],
@@ -552,6 +563,8 @@ mod tests {
             streaming: false,
             read_only: false,
             idempotent: false,
+            max_concurrency: None,
+            queue: None,
         }
     }
 
