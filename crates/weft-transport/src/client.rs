@@ -235,16 +235,27 @@ impl Connection {
     /// [`InvalidArgument`](weft_core::Code::InvalidArgument), before dialling, when
     /// `opts.max_frame_size` is below [`weft_wire::MIN_MAX_FRAME_SIZE`].
     pub async fn connect(addr: &Address, opts: &ConnectOptions) -> Result<Connection, Error> {
+        // Which stage the timeout cut short: a peer that accepts but never
+        // answers the handshake is stopped or hung, not absent.
+        let connected = AtomicBool::new(false);
         let dial = async {
             let stream = crate::io::connect(addr)
                 .await
                 .map_err(|e| connect_error(addr, &e))?;
+            connected.store(true, Ordering::Relaxed);
             handshake_with(stream, opts, addr.clone()).await
         };
         match tokio::time::timeout(opts.connect_timeout, dial).await {
             Ok(r) => r,
+            Err(_) if connected.load(Ordering::Relaxed) => Err(Error::unavailable(format!(
+                "{addr} accepted the connection but did not answer weft's handshake within {:?}: \
+                 the process there is stopped, hung or too busy to answer (a host: `weft hosts`; \
+                 an instance: `weft ls` and `weft logs`)",
+                opts.connect_timeout
+            ))),
             Err(_) => Err(Error::unavailable(format!(
-                "connecting to {addr} timed out after {:?}; is the host running and reachable at that address? set WEFT_HOST to its address",
+                "connecting to {addr} timed out after {:?}: nothing answered at that address (a \
+                 firewall, or a machine that is down); for a host, set WEFT_HOST to its address",
                 opts.connect_timeout
             ))),
         }
@@ -436,6 +447,11 @@ impl Connection {
         self.inner.shared.closed.load(Ordering::Acquire) || self.inner.shared.writer.is_failed()
     }
 
+    /// Whether both are the same connection (clones of one).
+    pub(crate) fn same(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Resolves once [`is_closed`](Self::is_closed) is true.
     pub async fn closed(&self) {
         let shared = &self.inner.shared;
@@ -464,7 +480,7 @@ fn flush_for(in_flight: usize) -> Flush {
 
 fn connect_error(addr: &Address, e: &std::io::Error) -> Error {
     use std::io::ErrorKind;
-    let hint = "is the host running? set WEFT_HOST to its address";
+    let hint = "is the weft host or instance that should be there running? (for a host, set WEFT_HOST to its address)";
     Error::unavailable(match e.kind() {
         ErrorKind::ConnectionRefused => {
             format!("cannot connect to {addr}: connection refused; {hint}")

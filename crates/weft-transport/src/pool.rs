@@ -86,6 +86,7 @@ impl Pool {
             match &result {
                 Ok(conn) => {
                     peers.insert(addr.clone(), Entry::Ready(conn.clone()));
+                    self.forget_when_closed(addr, conn.clone());
                 }
                 Err(_) => {
                     peers.remove(addr);
@@ -93,6 +94,22 @@ impl Pool {
             }
         }
         result
+    }
+
+    /// Drops `conn` from the pool once it closes, so that the socket of a
+    /// peer that went away for good is closed too, not kept half-open
+    /// (CLOSE-WAIT) until someone asks for that peer again.
+    fn forget_when_closed(&self, addr: &Address, conn: Connection) {
+        let pool = Arc::downgrade(&self.inner);
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            conn.closed().await;
+            let Some(pool) = pool.upgrade() else { return };
+            let mut peers = pool.peers.lock();
+            if matches!(peers.get(&addr), Some(Entry::Ready(c)) if c.same(&conn)) {
+                peers.remove(&addr);
+            }
+        });
     }
 
     /// Calls in flight to `addr` (0 when not connected), for load balancing.

@@ -469,6 +469,23 @@ async fn connect_errors_say_what_to_do() {
     };
     assert_echo(&Connection::connect(server.addr(), &opts).await.unwrap()).await;
     server.stop().await;
+
+    // A process that accepts but never answers (stopped, hung) is told
+    // apart from nobody being there.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Address = hung.local_addr().unwrap().to_string().parse().unwrap();
+    let opts = ConnectOptions {
+        connect_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let err = Connection::connect(&addr, &opts).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(
+        err.message().contains("did not answer weft's handshake")
+            && err.message().contains("stopped, hung"),
+        "{err}"
+    );
+    drop(hung);
 }
 
 #[tokio::test]
@@ -503,6 +520,50 @@ async fn the_pool_shares_a_dial_and_redials_after_a_restart() {
     pool.forget(&addr);
     assert_eq!(pool.outstanding(&addr), 0);
     server.stop().await;
+}
+
+/// Sockets in CLOSE-WAIT (the peer closed, this side did not) whose
+/// remote end is `port` on 127.0.0.1.
+fn close_wait_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3 && cols[2] == remote && cols[3] == "08"
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn the_pool_closes_the_socket_of_a_peer_that_went_away() {
+    let (handler, _events) = handler();
+    let server = TestServer::tcp(handler).await;
+    let addr = server.addr().clone();
+    let Address::Tcp(hostport) = &addr else {
+        panic!("a TCP test server")
+    };
+    let port: u16 = hostport.rsplit(':').next().unwrap().parse().unwrap();
+    let pool = Pool::new(ConnectOptions::default());
+    let conn = pool.get(&addr).await.unwrap();
+    assert_echo(&conn).await;
+    drop(conn);
+
+    // The peer goes away and nobody asks the pool for it again: its
+    // socket must not stay half-open.
+    server.stop().await;
+    weft_test_support::poll("the client's socket to the gone peer closed", || async {
+        let left = close_wait_to(port);
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} socket(s) in CLOSE-WAIT"))
+        }
+    })
+    .await;
+    assert_eq!(pool.outstanding(&addr), 0);
 }
 
 #[tokio::test]
