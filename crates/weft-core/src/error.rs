@@ -230,6 +230,15 @@ impl Error {
         self.code == Code::ResourceExhausted && self.kind() == Some(OVERLOADED)
     }
 
+    /// [`Code::Unavailable`]: dialling `instance` of `service` failed with
+    /// `cause` (which names only the address).
+    pub fn instance_unreachable(service: &str, instance: &str, cause: &Error) -> Self {
+        Self::unavailable(format!(
+            "instance `{instance}` of `{service}` cannot be reached: {}",
+            cause.message()
+        ))
+    }
+
     /// [`Code::Cancelled`].
     pub fn cancelled(message: impl Into<String>) -> Self {
         Self::new(Code::Cancelled, message)

@@ -221,7 +221,7 @@ impl Mesh for Router {
                     Err(e) if e.code() == Code::Unavailable => {
                         tracing::debug!(instance = %chosen.info.id, error = %e, "instance unreachable; dropping it from the cache");
                         self.cache.remove_instance(&chosen.info.id);
-                        last_err = Some(e);
+                        last_err = Some(Error::instance_unreachable(service, &chosen.info.id, &e));
                     }
                     Err(e) => return Err(e),
                 }

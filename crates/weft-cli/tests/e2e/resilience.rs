@@ -12,7 +12,7 @@ use weft::Client;
 use weft_test_support::{PATIENCE, instances, poll, text, wait_instances};
 
 use crate::probe::{Stats, WhoAmI};
-use crate::{host_builder, probe, start_host};
+use crate::{host_builder, probe, probe_with, start_host};
 
 async fn whoami(client: &Client) -> weft::Result<WhoAmI> {
     client.call("probe", "whoami", ()).await
@@ -424,4 +424,148 @@ async fn a_bulkhead_refuses_what_it_cannot_hold_and_callers_go_elsewhere() {
     wait_instances(&client, "probe", None, 2).await;
     let ended = six_narrow_calls(&client, 500).await;
     assert!(ended.iter().all(Result::is_ok), "{ended:?}");
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sockets on this machine in CLOSE-WAIT (the peer closed, this side did
+/// not) whose remote end is one of `ports` on 127.0.0.1.
+fn close_wait_to(ports: &[u16]) -> usize {
+    let remotes: Vec<String> = ports.iter().map(|p| format!("0100007F:{p:04X}")).collect();
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3 && remotes.iter().any(|r| r == cols[2]) && cols[3] == "08"
+        })
+        .count()
+}
+
+/// Chaos: three instances under a continuous load of idempotent calls,
+/// 16 in flight (12 through a long-lived `Client`, 4 through the
+/// gateway), one SIGKILLed and replaced every 700 ms, eight times: no call
+/// fails, and neither the caller nor the gateway keeps a socket to an
+/// instance that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_load_through_killed_and_replaced_instances_fails_no_call() {
+    let host = host_builder().start().await;
+    let client = host.client().await;
+    let mut ports = Vec::new();
+    let mut start = |n: usize| {
+        let port = free_port();
+        ports.push(port);
+        let listen = format!("127.0.0.1:{port}");
+        probe_with(
+            &host,
+            "1.0.0",
+            &format!("probe-{n}"),
+            &[("WEFT_LISTEN", &listen)],
+        )
+    };
+    let mut running: std::collections::VecDeque<_> = (0..3).map(&mut start).collect();
+    wait_instances(&client, "probe", None, 3).await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut callers = JoinSet::new();
+    for i in 0..16 {
+        let stopped = stopped.clone();
+        let sdk = client.clone();
+        let http = host.http();
+        callers.spawn(async move {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !*stopped.borrow() {
+                let answer = if i < 12 {
+                    sdk.call::<_, WhoAmI>("probe", "nap", json!({ "ms": 20 }))
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                } else {
+                    let a = http
+                        .post_json("/services/probe/nap", &json!({ "ms": 20 }))
+                        .await;
+                    if a.status == 200 {
+                        Ok(())
+                    } else {
+                        Err(a.text())
+                    }
+                };
+                match answer {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed)
+        });
+    }
+    for round in 3..11 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let mut gone = running.pop_front().expect("an instance to kill");
+        gone.kill9().await;
+        running.push_back(start(round));
+    }
+    wait_instances(&client, "probe", None, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send_replace(true);
+    let (mut ok, mut failed) = (0, Vec::new());
+    while let Some(done) = callers.join_next().await {
+        let (o, f) = done.expect("a caller does not panic");
+        ok += o;
+        failed.extend(f);
+    }
+    println!(
+        "8 instances killed under load: {ok} calls answered, {} failed",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} calls failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+
+    let killed = &ports[..8];
+    poll("no socket left to a killed instance", || async {
+        let left = close_wait_to(killed);
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} in CLOSE-WAIT"))
+        }
+    })
+    .await;
+}
+
+/// A stopped instance (SIGSTOP: the kernel still accepts connections for
+/// it) makes a new caller's dial time out; the error names the instance
+/// and says it is stopped or hung, not that the host may be down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_instance_is_named_as_the_one_that_did_not_answer() {
+    let host = host_builder().start().await;
+    let watcher = host.client().await;
+    let probe = probe(&host, "1.0.0", "probe-hung");
+    wait_instances(&watcher, "probe", None, 1).await;
+    probe.signal(Signal::SIGSTOP);
+
+    let client = host.client().await;
+    let err = client
+        .request("probe", "whoami")
+        .timeout(Duration::from_secs(20))
+        .send::<_, WhoAmI>(())
+        .await
+        .unwrap_err();
+    probe.signal(Signal::SIGCONT);
+    assert_eq!(err.code(), weft::Code::Unavailable, "{err}");
+    let said = err.message();
+    assert!(said.contains("instance `probe-hung` of `probe`"), "{said}");
+    assert!(said.contains("stopped, hung"), "{said}");
+    assert!(!said.contains("WEFT_HOST"), "{said}");
 }

@@ -237,7 +237,7 @@ impl Gateway {
                 Err(e) if e.code() == Code::Unavailable => {
                     tracing::debug!(instance = %chosen.info.id, error = %e, "instance unreachable; trying another");
                     unreachable.push(chosen.info.id.clone());
-                    last_err = Some(e);
+                    last_err = Some(Error::instance_unreachable(service, &chosen.info.id, &e));
                 }
                 Err(e) => return Err(e),
             }
