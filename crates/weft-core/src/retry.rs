@@ -121,7 +121,7 @@ impl Resend {
 /// Seconds the budget looks back over.
 const WINDOW: usize = 10;
 
-/// Retries allowed: at most `share` of the calls of the last [`WINDOW`]
+/// Retries allowed: at most `share` of the calls of the last ten
 /// seconds, and `floor` a second whatever the calls, so that a caller
 /// making few calls may still retry a few.
 #[derive(Debug)]

@@ -247,6 +247,8 @@ impl Context {
             timeout: None,
             idempotency_key: None,
             idempotent: None,
+            hedge: None,
+            fallback: None,
         }
     }
 
@@ -362,6 +364,8 @@ pub struct CallBuilder<'a> {
     timeout: Option<Duration>,
     idempotency_key: Option<String>,
     idempotent: Option<bool>,
+    hedge: Option<Duration>,
+    fallback: Option<Result<serde_json::Value, Error>>,
 }
 
 impl CallBuilder<'_> {
@@ -399,6 +403,50 @@ impl CallBuilder<'_> {
         self
     }
 
+    /// Sends the call to a second instance too when the first has not
+    /// answered within `after`, and takes whichever answers first; the
+    /// other is cancelled. Only for idempotent calls (the spec's
+    /// `#[entrypoint(idempotent)]` or [`idempotent(true)`](Self::idempotent)):
+    /// for others it is ignored, since the call could run twice.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: &weft::Context) -> weft::Result<()> {
+    /// let price: u64 = ctx
+    ///     .request("prices", "quote")
+    ///     .hedge(std::time::Duration::from_millis(20))
+    ///     .send(serde_json::json!({ "item": "dice" }))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn hedge(mut self, after: Duration) -> Self {
+        self.hedge = Some(after);
+        self
+    }
+
+    /// Answers `value` instead of an error when the call fails (after its
+    /// resends), for any error but `invalid_argument`, which is the
+    /// caller's own mistake and is returned. `value` must decode as the
+    /// type the call answers.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: &weft::Context) -> weft::Result<()> {
+    /// let tips: Vec<String> = ctx
+    ///     .request("tips", "for_today")
+    ///     .fallback(Vec::<String>::new())
+    ///     .send(())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fallback<T: Serialize>(mut self, value: T) -> Self {
+        self.fallback = Some(serde_json::to_value(value).map_err(|e| {
+            Error::invalid_argument(
+                "fallback",
+                format!("the fallback value cannot be encoded: {e}"),
+            )
+        }));
+        self
+    }
+
     /// Marks the call with an idempotency key the callee may use to drop duplicates.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
@@ -408,7 +456,23 @@ impl CallBuilder<'_> {
     /// Sends the call with named arguments and waits for the decoded reply.
     /// Dropping the future cancels the call on the remote side.
     pub async fn send<A: Serialize, R: DeserializeOwned>(self, args: A) -> Result<R, Error> {
-        let bytes = self.send_encoded(Typed(args)).await?;
+        let bytes = match (self.send_encoded(Typed(args)).await, &self.fallback) {
+            (Ok(bytes), _) => bytes,
+            (Err(e), Some(fallback)) if e.code() != Code::InvalidArgument => {
+                tracing::debug!(service = self.service, entrypoint = self.entrypoint, error = %e, "answering the fallback");
+                let value = fallback.clone()?;
+                return serde_json::from_value(value).map_err(|d| {
+                    Error::invalid_argument(
+                        "fallback",
+                        format!(
+                            "the fallback of {}.{} is not of the type the call answers: {d}",
+                            self.service, self.entrypoint
+                        ),
+                    )
+                });
+            }
+            (Err(e), _) => return Err(e),
+        };
         codec::decode(bytes.0, &bytes.1).map_err(|e| {
             Error::internal(format!(
                 "the reply of {}.{} does not have the expected type: {}",
@@ -451,7 +515,13 @@ impl CallBuilder<'_> {
         let mut resend = Resend::new();
         self.ctx.mesh.deposit();
         loop {
-            let e = match self.send_once(&version, deadline, &args).await {
+            let sent = match self.hedge {
+                Some(after) if self.is_idempotent(&version) => {
+                    self.send_hedged(&version, deadline, &args, after).await
+                }
+                _ => self.send_once(&version, deadline, &args).await,
+            };
+            let e = match sent {
                 Err(e) => e,
                 ok => return ok,
             };
@@ -494,6 +564,43 @@ impl CallBuilder<'_> {
                 .mesh
                 .idempotent(self.service, version, self.entrypoint)
         })
+    }
+
+    /// One attempt, and a second one beside it (routed afresh, so to the
+    /// less busy instance) if the first has not answered within `after`:
+    /// the first answer wins, and dropping the other cancels it; an error
+    /// counts only once both have failed.
+    async fn send_hedged<A: EncodeArgs>(
+        &self,
+        version: &VersionSelector,
+        deadline: Instant,
+        args: &A,
+        after: Duration,
+    ) -> Result<(Codec, Bytes), Error> {
+        let first = self.send_once(version, deadline, args);
+        tokio::pin!(first);
+        if let Ok(answered) = tokio::time::timeout(after, &mut first).await {
+            // Answered (or failed) in time: no hedge.
+            return answered;
+        }
+        tracing::debug!(
+            service = self.service,
+            entrypoint = self.entrypoint,
+            ?after,
+            "hedging"
+        );
+        let second = self.send_once(version, deadline, args);
+        tokio::pin!(second);
+        tokio::select! {
+            r = &mut first => match r {
+                Ok(answer) => Ok(answer),
+                Err(_) => second.await,
+            },
+            r = &mut second => match r {
+                Ok(answer) => Ok(answer),
+                Err(_) => first.await,
+            },
+        }
     }
 
     /// One attempt: resolve, encode, send; all before `deadline`.
@@ -750,6 +857,38 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable);
         assert_eq!(recorder.sent.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_answers_its_fallback_but_not_for_a_bad_argument() {
+        let (ctx, _) = context_with(0, 1, false, None);
+        let roll: u8 = ctx
+            .request("dice", "roll")
+            .fallback(6)
+            .send(())
+            .await
+            .unwrap();
+        assert_eq!(roll, 6);
+
+        let (ctx, _) = context_with(0, 1, false, None);
+        let err = ctx
+            .request("dice", "roll")
+            .fallback("six")
+            .send::<_, u8>(())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(err.field(), Some("fallback"));
+
+        // Answered: the fallback is not used.
+        let (ctx, _) = context_with(0, 0, false, None);
+        let roll: u8 = ctx
+            .request("dice", "roll")
+            .fallback(6)
+            .send(())
+            .await
+            .unwrap();
+        assert_eq!(roll, 4);
     }
 
     #[tokio::test]

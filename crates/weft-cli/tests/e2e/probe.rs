@@ -118,6 +118,23 @@ impl Probe {
         self.whoami(ctx).await
     }
 
+    /// Sleeps `ms` on the instance `slow` and not on the others, then says
+    /// who answered; `stats(tag)` tells whether the sleep finished.
+    #[entrypoint(idempotent)]
+    async fn slow_on(
+        &self,
+        ctx: &Context,
+        slow: String,
+        ms: u64,
+        tag: String,
+    ) -> weft::Result<WhoAmI> {
+        let me = self.whoami(ctx).await?;
+        if me.instance == slow {
+            self.sleep(ms, tag).await;
+        }
+        Ok(me)
+    }
+
     /// Returns its argument.
     #[entrypoint]
     async fn echo(&self, data: String) -> String {

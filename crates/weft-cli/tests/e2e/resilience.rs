@@ -569,3 +569,59 @@ async fn a_hung_instance_is_named_as_the_one_that_did_not_answer() {
     assert!(said.contains("stopped, hung"), "{said}");
     assert!(!said.contains("WEFT_HOST"), "{said}");
 }
+
+/// `.hedge(after)`: with one of two instances slow, every hedged call is
+/// answered by the fast one, and the slow one's handler is cancelled;
+/// without it, some calls wait for the slow one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedged_call_is_answered_by_the_fast_instance_and_the_slow_one_cancelled() {
+    let host = host_builder().start().await;
+    let client = host.client().await;
+    let _slow = probe(&host, "1.0.0", "probe-slow");
+    let _fast = probe(&host, "1.0.0", "probe-fast");
+    wait_instances(&client, "probe", None, 2).await;
+    let args = |tag: &str| json!({ "slow": "probe-slow", "ms": 1500, "tag": tag });
+
+    let mut answered = std::collections::BTreeMap::new();
+    for _ in 0..10 {
+        let me: WhoAmI = client
+            .request("probe", "slow_on")
+            .hedge(Duration::from_millis(50))
+            .send(args("hedged"))
+            .await
+            .unwrap();
+        *answered.entry(me.instance).or_insert(0) += 1;
+    }
+    assert_eq!(
+        answered.keys().collect::<Vec<_>>(),
+        ["probe-fast"],
+        "{answered:?}"
+    );
+    // The slow instance started some of them, and finished none: the loser
+    // of each race was cancelled.
+    let stats = poll("the slow instance's hedged calls ended", || async {
+        let s: Stats = client
+            .request("probe", "stats")
+            .send(json!({ "tag": "hedged" }))
+            .await
+            .ok()?;
+        (s.started > 0 && s.started == s.cancelled).then_some(s)
+    })
+    .await;
+    assert_eq!(stats.finished, 0, "{stats:?}");
+
+    // Without a hedge, calls routed to the slow instance wait for it.
+    let mut slow = 0;
+    for _ in 0..10 {
+        let me: WhoAmI = client
+            .request("probe", "slow_on")
+            .send(args("plain"))
+            .await
+            .unwrap();
+        slow += usize::from(me.instance == "probe-slow");
+        if slow > 0 {
+            break;
+        }
+    }
+    assert!(slow > 0, "no call reached the slow instance");
+}
