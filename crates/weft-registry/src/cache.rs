@@ -274,6 +274,18 @@ impl Cache {
         Some(resolved.candidates[0].info.spec.clone())
     }
 
+    /// Whether `entrypoint` is idempotent in the spec of the version of
+    /// `service` that `selector` resolves to (false when unknown).
+    pub fn idempotent(&self, service: &str, selector: &VersionSelector, entrypoint: &str) -> bool {
+        self.resolve(service, selector).is_ok_and(|r| {
+            r.candidates[0]
+                .info
+                .spec
+                .entrypoint(entrypoint)
+                .is_some_and(|e| e.idempotent)
+        })
+    }
+
     /// The epoch of the last snapshot applied, if any.
     pub fn epoch(&self) -> Option<String> {
         self.state.read().epoch.clone()

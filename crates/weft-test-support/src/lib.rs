@@ -49,9 +49,11 @@
 //! ```
 
 mod poll;
+mod sockets;
 mod transport;
 
 pub use poll::{Outcome, PATIENCE, poll, poll_within, within};
+pub use sockets::close_wait_to;
 pub use transport::TestServer;
 
 #[cfg(any(feature = "host", feature = "nats"))]

@@ -234,18 +234,7 @@ impl Mesh for Router {
     }
 
     fn idempotent(&self, service: &str, version: &VersionSelector, entrypoint: &str) -> bool {
-        self.cache
-            .resolve(service, version)
-            .ok()
-            .and_then(|r| {
-                r.candidates()
-                    .first()?
-                    .info
-                    .spec
-                    .entrypoint(entrypoint)
-                    .map(|e| e.idempotent)
-            })
-            .unwrap_or(false)
+        self.cache.idempotent(service, version, entrypoint)
     }
 
     fn deposit(&self) {

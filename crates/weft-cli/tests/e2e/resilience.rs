@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 use tokio::task::JoinSet;
 use weft::Client;
-use weft_test_support::{PATIENCE, instances, poll, text, wait_instances};
+use weft_test_support::{PATIENCE, close_wait_to, instances, poll, text, wait_instances};
 
 use crate::probe::{Stats, WhoAmI};
 use crate::{host_builder, probe, probe_with, start_host};
@@ -433,21 +433,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Sockets on this machine in CLOSE-WAIT (the peer closed, this side did
-/// not) whose remote end is one of `ports` on 127.0.0.1.
-fn close_wait_to(ports: &[u16]) -> usize {
-    let remotes: Vec<String> = ports.iter().map(|p| format!("0100007F:{p:04X}")).collect();
-    std::fs::read_to_string("/proc/net/tcp")
-        .expect("/proc/net/tcp")
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.len() > 3 && remotes.iter().any(|r| r == cols[2]) && cols[3] == "08"
-        })
-        .count()
 }
 
 /// Chaos: three instances under a continuous load of idempotent calls,

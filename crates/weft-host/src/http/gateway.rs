@@ -169,18 +169,7 @@ impl Gateway {
     /// Whether the entrypoint is idempotent in the spec of the version
     /// `selector` picks.
     fn idempotent(&self, service: &str, selector: &VersionSelector, entrypoint: &str) -> bool {
-        self.index
-            .resolve(service, selector)
-            .ok()
-            .and_then(|r| {
-                r.candidates()
-                    .first()?
-                    .info
-                    .spec
-                    .entrypoint(entrypoint)
-                    .map(|e| e.idempotent)
-            })
-            .unwrap_or(false)
+        self.index.idempotent(service, selector, entrypoint)
     }
 
     /// A connection to one instance of the version `selector` picks: the

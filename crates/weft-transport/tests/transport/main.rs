@@ -12,7 +12,7 @@ use handler::handler;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_core::Code;
-use weft_test_support::{TestServer, within};
+use weft_test_support::{TestServer, close_wait_to, within};
 use weft_transport::{
     Address, ConnectOptions, Connection, Pool, ServerOptions, memory_pair, serve_connection,
 };
@@ -522,21 +522,6 @@ async fn the_pool_shares_a_dial_and_redials_after_a_restart() {
     server.stop().await;
 }
 
-/// Sockets in CLOSE-WAIT (the peer closed, this side did not) whose
-/// remote end is `port` on 127.0.0.1.
-fn close_wait_to(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let remote = format!("0100007F:{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.len() > 3 && cols[2] == remote && cols[3] == "08"
-        })
-        .count()
-}
-
 #[tokio::test]
 async fn the_pool_closes_the_socket_of_a_peer_that_went_away() {
     let (handler, _events) = handler();
@@ -555,7 +540,7 @@ async fn the_pool_closes_the_socket_of_a_peer_that_went_away() {
     // socket must not stay half-open.
     server.stop().await;
     weft_test_support::poll("the client's socket to the gone peer closed", || async {
-        let left = close_wait_to(port);
+        let left = close_wait_to(&[port]);
         if left == 0 {
             Ok(())
         } else {
