@@ -237,8 +237,7 @@ fn build(path: &Path, how: &Build) -> Result<PathBuf> {
     let started = Instant::now();
     let plan = plan(&manifest);
     let target = target_dir(how, plan.as_ref());
-    let names = plan.as_ref().map(|p| p.names.clone()).unwrap_or_default();
-    let total = plan.as_ref().map_or(0, |p| p.units);
+    let (names, total) = plan.map(|p| (p.names, p.units)).unwrap_or_default();
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{spinner} Building [{bar:30}] {pos}/{len} {wide_msg}")

@@ -56,6 +56,15 @@ pub enum Next {
     Fail,
 }
 
+/// The error for a call [`Next::OverBudget`] keeps from being sent again:
+/// `error`'s message, and whose budget (`"this caller's"`) ran out.
+pub fn over_budget(error: &Error, whose: &str) -> Error {
+    Error::unavailable(format!(
+        "{}; not sent again: {whose} retries are over their budget (a fifth of its calls)",
+        error.message()
+    ))
+}
+
 /// The resends of one call.
 #[derive(Debug)]
 pub struct Resend {

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use weft_core::codec::{self, Codec};
 use weft_core::name::VersionSelector;
-use weft_core::retry::{Next, Resend};
+use weft_core::retry::{Next, Resend, over_budget};
 use weft_core::{Code, Notification, Severity, args};
 use weft_wire::{Caller, Headers};
 
@@ -542,12 +542,7 @@ impl CallBuilder<'_> {
                     }
                     tokio::time::sleep_until(wake).await;
                 }
-                Next::OverBudget => {
-                    return Err(Error::unavailable(format!(
-                        "{}; not sent again: this caller's retries are over their budget (a fifth of its calls)",
-                        e.message()
-                    )));
-                }
+                Next::OverBudget => return Err(over_budget(&e, "this caller's")),
                 Next::Fail if e.code() == Code::DeadlineExceeded && Instant::now() >= deadline => {
                     return Err(late());
                 }

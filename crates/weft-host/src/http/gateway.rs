@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use weft_core::codec::{Codec, CodecSet};
 use weft_core::name::VersionSelector;
-use weft_core::retry::{Next, Resend, RetryBudget};
+use weft_core::retry::{Next, Resend, RetryBudget, over_budget};
 use weft_core::spec::EntrypointSpec;
 use weft_core::{Address, Code, Error};
 use weft_registry::Cache;
@@ -142,7 +142,7 @@ impl Gateway {
             // was going away) goes again, so that a rolling redeploy fails
             // no call; an idempotent call that was lost goes to another
             // instance, within the gateway's retry budget.
-            let idempotent = || self.idempotent(service, selector, entrypoint);
+            let idempotent = || self.index.idempotent(service, selector, entrypoint);
             match resend.next(&e, idempotent, || self.retries.withdraw()) {
                 Next::After(pause) => {
                     tracing::debug!(service, entrypoint, error = %e, "sending again");
@@ -152,24 +152,13 @@ impl Gateway {
                     }
                     tokio::time::sleep_until(wake).await;
                 }
-                Next::OverBudget => {
-                    return Err(Error::unavailable(format!(
-                        "{}; not sent again: the gateway's retries are over their budget (a fifth of its calls)",
-                        e.message()
-                    )));
-                }
+                Next::OverBudget => return Err(over_budget(&e, "the gateway's")),
                 Next::Fail if e.code() == Code::DeadlineExceeded && Instant::now() >= deadline => {
                     return Err(late());
                 }
                 Next::Fail => return Err(e),
             }
         }
-    }
-
-    /// Whether the entrypoint is idempotent in the spec of the version
-    /// `selector` picks.
-    fn idempotent(&self, service: &str, selector: &VersionSelector, entrypoint: &str) -> bool {
-        self.index.idempotent(service, selector, entrypoint)
     }
 
     /// A connection to one instance of the version `selector` picks: the
