@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 use weft_core::Error;
+use weft_core::backoff::Backoff;
 
 use super::deployments::ArtifactStream;
 
@@ -44,6 +45,9 @@ impl fmt::Debug for Artifacts {
     }
 }
 
+/// How often creating the object store is tried (about 8 s in all).
+const CREATE_ATTEMPTS: u32 = 12;
+
 impl Artifacts {
     /// Opens (or creates) the object store with `replicas` copies.
     pub(super) async fn open(
@@ -51,9 +55,17 @@ impl Artifacts {
         replicas: usize,
         servers: &str,
     ) -> Result<Artifacts, Error> {
-        let store = match js.get_object_store(BUCKET).await {
-            Ok(store) => store,
-            Err(_) => match js
+        // A cluster that just formed may not yet count all its peers
+        // online ("no suitable peers for placement"): tried again for a
+        // few seconds, as the buckets are.
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut attempt = 0;
+        let store = loop {
+            attempt += 1;
+            if let Ok(store) = js.get_object_store(BUCKET).await {
+                break store;
+            }
+            let created = js
                 .create_object_store(object_store::Config {
                     bucket: BUCKET.to_owned(),
                     description: Some(
@@ -62,16 +74,23 @@ impl Artifacts {
                     num_replicas: replicas,
                     ..Default::default()
                 })
-                .await
-            {
-                Ok(store) => store,
+                .await;
+            match created {
+                Ok(store) => break store,
                 // Another host may have created it meanwhile.
-                Err(create) => js.get_object_store(BUCKET).await.map_err(|_| {
-                    Error::unavailable(format!(
-                        "cannot create the object store `{BUCKET}` in NATS at {servers}: {create}"
-                    ))
-                })?,
-            },
+                Err(create) => match js.get_object_store(BUCKET).await {
+                    Ok(store) => break store,
+                    Err(_) if attempt < CREATE_ATTEMPTS => {
+                        tracing::debug!(error = %create, "the object store cannot be made yet; trying again");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                    Err(_) => {
+                        return Err(Error::unavailable(format!(
+                            "cannot create the object store `{BUCKET}` in NATS at {servers}: {create}"
+                        )));
+                    }
+                },
+            }
         };
         // An object store of that name made by someone else, with objects
         // that expire or a size limit, would lose executables hosts restore
