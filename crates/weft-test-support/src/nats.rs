@@ -420,6 +420,7 @@ impl NatsCluster {
             node.wait_healthy().await;
         }
         cluster.wait_meta_leader().await;
+        cluster.wait_placement().await;
         cluster
     }
 
@@ -471,6 +472,35 @@ impl NatsCluster {
         self.nodes[i].spawn();
         self.nodes[i].wait_healthy().await;
         self.wait_meta_leader().await;
+    }
+
+    /// Waits until the meta leader places a stream on every node: agreeing
+    /// on a leader is not enough, since until the leader has heard from
+    /// each peer, creating a stream of as many replicas fails with "no
+    /// suitable peers for placement". A probe stream is created (retried)
+    /// and deleted.
+    async fn wait_placement(&self) {
+        let js = async_nats::jetstream::new(self.client().await);
+        let config = async_nats::jetstream::stream::Config {
+            name: "weft_test_placement_probe".to_owned(),
+            subjects: vec!["weft.test.placement.probe".to_owned()],
+            num_replicas: self.nodes.len(),
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        };
+        let what = "the cluster to place a stream on every node";
+        poll(what, || async {
+            js.create_stream(config.clone())
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        within(
+            "the placement probe to be deleted",
+            js.delete_stream(&config.name),
+        )
+        .await
+        .expect("the placement probe deleted");
     }
 
     /// Waits until every running node names the same JetStream meta leader

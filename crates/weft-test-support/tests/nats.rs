@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, message::PublishMessage, stream};
 use weft_test_support::{NatsCluster, NatsServer, poll, within};
 
 /// A stream of `replicas` on `subject`, created through `client`.
@@ -65,11 +65,15 @@ async fn an_acknowledged_r3_message_survives_a_sigkill_of_its_stream_leader() {
     assert_eq!(urls.split(',').count(), 3, "{urls}");
     let mut stream = create_stream(cluster.client().await, "orders", 3).await;
     let js = jetstream::new(cluster.client().await);
-    let ack = within("the publish ack", async {
-        js.publish("orders.1", "paid".into()).await.unwrap().await
+    // A publish whose ack is lost (the new stream's leader still settling)
+    // is sent again; its message id keeps the stream at one copy.
+    let ack = poll("an acknowledged publish", || async {
+        let publish = PublishMessage::build()
+            .payload("paid".into())
+            .message_id("paid-1");
+        js.send_publish("orders.1", publish).await?.await
     })
-    .await
-    .expect("an acknowledged publish");
+    .await;
 
     // The leader holds the acknowledged message for sure; the others only
     // when a quorum really stored it before the ack.
