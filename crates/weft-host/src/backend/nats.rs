@@ -121,9 +121,13 @@ pub(super) struct NatsCluster {
     /// Main versions by service: the last one written, by any host, wins
     /// everywhere.
     mains: kv::Store,
-    /// The main versions last seen in (or written to) the bucket, so that
-    /// a main this host took from there is not written back.
-    mains_seen: Mutex<HashMap<String, Version>>,
+    /// The main changes this host took from the bucket whose registry
+    /// events the announcer has not seen yet, by (service, version), so
+    /// that it writes back none of them and every other change: one that
+    /// came from the bucket is not this host's to share, and comparing
+    /// with the last version seen instead would skip a change made here
+    /// while an earlier write was still on its way.
+    mains_applied: Mutex<HashMap<(String, Version), usize>>,
     tokens: kv::Store,
     hosts: kv::Store,
     /// Every host's last heartbeat, as the hosts bucket says, and when it
@@ -614,7 +618,7 @@ impl NatsCluster {
         Ok(NatsCluster {
             kv,
             mains: mains_kv,
-            mains_seen: Mutex::new(HashMap::new()),
+            mains_applied: Mutex::new(HashMap::new()),
             tokens: tokens_kv,
             hosts: hosts_kv,
             buckets: vec![registry, mains, tokens, hosts],
@@ -731,25 +735,33 @@ impl NatsCluster {
         }
     }
 
-    /// Writes a main version that changed on this host, unless it came
-    /// from the bucket.
-    async fn put_main(&self, service: &str, version: &Version) {
-        if self.mains_seen.lock().get(service) == Some(version) {
-            return;
+    /// Whether the registry's event that `service`'s main is `version`
+    /// came from the bucket (and so is not to be written back); forgets
+    /// it, as each change is announced once.
+    fn took_from_bucket(&self, service: &str, version: &Version) -> bool {
+        let mut applied = self.mains_applied.lock();
+        let key = (service.to_owned(), version.clone());
+        match applied.get_mut(&key) {
+            Some(1) => {
+                applied.remove(&key);
+                true
+            }
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => false,
         }
-        match self
+    }
+
+    /// Writes a main version to the bucket.
+    async fn put_main(&self, service: &str, version: &Version) {
+        if let Err(e) = self
             .mains
             .put(encode_id(service), version.to_string().into())
             .await
         {
-            Ok(_) => {
-                self.mains_seen
-                    .lock()
-                    .insert(service.to_owned(), version.clone());
-            }
-            Err(e) => {
-                tracing::warn!(%service, %version, error = %e, "cannot share a main version with the cluster")
-            }
+            tracing::warn!(%service, %version, error = %e, "cannot share a main version with the cluster")
         }
     }
 
@@ -768,13 +780,18 @@ impl NatsCluster {
             tracing::warn!(key = %entry.key, "skipping an unreadable main version in the cluster");
             return;
         };
-        self.mains_seen
+        let mut registry = shared.registry.lock();
+        if registry.mains().get(&service) == Some(&version) {
+            // Already so here (the echo of this host's own write): the
+            // registry emits nothing.
+            return;
+        }
+        *self
+            .mains_applied
             .lock()
-            .insert(service.clone(), version.clone());
-        shared
-            .registry
-            .lock()
-            .restore_mains(std::iter::once((service, version)).collect());
+            .entry((service.clone(), version.clone()))
+            .or_default() += 1;
+        registry.restore_mains(std::iter::once((service, version)).collect());
     }
 
     /// Takes a host's heartbeat, or its leaving. When it was written is
@@ -862,16 +879,23 @@ impl NatsCluster {
                         self.withdraw(&id).await;
                         self.heartbeat(&shared).await;
                     }
-                    // Only the main the registry has now: an event that a
-                    // later change (from the bucket, say) overtook is not
-                    // written back, or two hosts would toss it between them.
-                    Ok(WatchEvent::Main { service, version })
-                        if shared.registry.lock().mains().get(&service) == Some(&version) =>
-                    {
-                        self.put_main(&service, &version).await;
+                    // A change made here, and only if the registry still
+                    // has it: one that a later change (from the bucket,
+                    // say) overtook is not written, or two hosts would
+                    // toss it between them.
+                    Ok(WatchEvent::Main { service, version }) => {
+                        if !self.took_from_bucket(&service, &version)
+                            && shared.registry.lock().mains().get(&service) == Some(&version)
+                        {
+                            self.put_main(&service, &version).await;
+                        }
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
+                        // The missed events may include changes taken from
+                        // the bucket: kept, they would mark a later change
+                        // made here as taken from there.
+                        self.mains_applied.lock().clear();
                         // Departures may be among what was missed.
                         let local: HashSet<String> =
                             self.local(&shared).into_iter().map(|i| i.id).collect();
@@ -941,7 +965,6 @@ impl NatsCluster {
         let mains = shared.registry.lock().mains().clone();
         for (service, version) in mains {
             if matches!(self.mains.get(encode_id(&service)).await, Ok(None)) {
-                self.mains_seen.lock().remove(&service);
                 self.put_main(&service, &version).await;
             }
         }
