@@ -1,6 +1,8 @@
 //! Child processes: any program, killed when its handle is dropped.
 
 use std::process::{ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -53,7 +55,8 @@ impl Printed {
 /// A child process, killed (SIGKILL) when dropped. Its stdout and stderr
 /// are read as it prints them, so that it never blocks on a full pipe and
 /// a failing test can show them; stderr lines are also passed on to the
-/// test's stderr, prefixed with the child's name.
+/// test's stderr, prefixed with the child's name (for a chatty server,
+/// see [`ChildProcess::spawn_quiet`]).
 ///
 /// ```no_run
 /// # async fn example() {
@@ -69,12 +72,37 @@ pub struct ChildProcess {
     name: String,
     pub(crate) child: tokio::process::Child,
     printed: watch::Receiver<Printed>,
+    /// Whether its stderr lines go on to the test's.
+    echoing: Arc<AtomicBool>,
 }
 
 impl ChildProcess {
     /// Starts `cmd` with stdin closed and stdout and stderr read by the
     /// harness; `name` names it in messages.
     pub fn spawn(name: impl Into<String>, cmd: std::process::Command) -> ChildProcess {
+        ChildProcess::start(name, cmd, |_| true, true)
+    }
+
+    /// Like [`ChildProcess::spawn`], but passes none of its stderr on to
+    /// the test's until [`ChildProcess::echo_from_now`], and from then
+    /// only the lines for which `worth` holds; every line is still kept
+    /// for [`ChildProcess::output`] and for the messages of a failed wait.
+    /// For chatty servers, whose start-up chatter and routine lines would
+    /// bury a failing test's panic message in its output.
+    pub fn spawn_quiet(
+        name: impl Into<String>,
+        cmd: std::process::Command,
+        worth: fn(&str) -> bool,
+    ) -> ChildProcess {
+        ChildProcess::start(name, cmd, worth, false)
+    }
+
+    fn start(
+        name: impl Into<String>,
+        cmd: std::process::Command,
+        worth: fn(&str) -> bool,
+        echoing: bool,
+    ) -> ChildProcess {
         let name = name.into();
         let mut cmd = tokio::process::Command::from(cmd);
         cmd.stdin(Stdio::null())
@@ -92,9 +120,13 @@ impl ChildProcess {
             None => p.stdout_closed = true,
         }));
         let prefix = name.clone();
+        let echoing = Arc::new(AtomicBool::new(echoing));
+        let echo = echoing.clone();
         tokio::spawn(read_lines(stderr, tx, move |p, line| {
             if let Some(line) = line {
-                eprintln!("[{prefix}] {line}");
+                if echo.load(Ordering::Relaxed) && worth(&line) {
+                    eprintln!("[{prefix}] {line}");
+                }
                 p.stderr.push(line);
             }
         }));
@@ -102,7 +134,14 @@ impl ChildProcess {
             name,
             child,
             printed,
+            echoing,
         }
+    }
+
+    /// Passes its stderr lines on to the test's from now on (those its
+    /// filter keeps, for one started with [`ChildProcess::spawn_quiet`]).
+    pub fn echo_from_now(&self) {
+        self.echoing.store(true, Ordering::Relaxed);
     }
 
     /// The name it was started with.

@@ -60,6 +60,17 @@ pub(crate) fn nats_server_binary() -> &'static Path {
     })
 }
 
+/// Whether a line nats-server logged once healthy goes on to the test's
+/// output: its warnings, errors and fatal errors do; its information lines
+/// stay in the server's output (as does all it logs while starting, some
+/// forty lines and more while a cluster forms), shown when a wait for it
+/// fails, so that they do not bury a failing test's panic message.
+fn worth_echoing(line: &str) -> bool {
+    ![" [INF] ", " [DBG] ", " [TRC] "]
+        .iter()
+        .any(|level| line.contains(level))
+}
+
 /// `GET path` on a nats-server's monitoring port: the status and body.
 /// By hand, in a few lines, because the monitoring server answers one
 /// HTTP/1.0 request per connection and the harness needs nothing more.
@@ -97,6 +108,7 @@ pub(crate) async fn wait_healthy(process: &mut ChildProcess, monitor: SocketAddr
             }),
         )
         .await;
+    process.echo_from_now();
 }
 
 /// A client of the servers at `urls` (comma-separated, as `--nats` takes
@@ -173,7 +185,7 @@ impl NatsServer {
         // process can take it between choosing and listening.
         let mut cmd = server_command(dir.path(), jetstream, "-1", "-1");
         cmd.args(args);
-        let mut process = ChildProcess::spawn("nats-server", cmd);
+        let mut process = ChildProcess::spawn_quiet("nats-server", cmd, worth_echoing);
         let (url, monitor) = process
             .while_running(
                 "nats-server to write its ports file",
@@ -213,7 +225,7 @@ impl NatsServer {
         let monitor = self.monitor.port().to_string();
         let mut cmd = server_command(self._dir.path(), self.jetstream, &port, &monitor);
         cmd.args(&self.args);
-        self.process = ChildProcess::spawn("nats-server", cmd);
+        self.process = ChildProcess::spawn_quiet("nats-server", cmd, worth_echoing);
         wait_healthy(&mut self.process, self.monitor).await;
     }
 
@@ -339,7 +351,7 @@ impl NatsNode {
         assert!(self.process.is_none(), "{} already runs", self.server_name);
         let mut cmd = Command::new(nats_server_binary());
         cmd.arg("-c").arg(&self.config);
-        self.process = Some(self.netns.spawn(cmd));
+        self.process = Some(self.netns.spawn_quiet(cmd, worth_echoing));
     }
 
     async fn wait_healthy(&mut self) {

@@ -303,12 +303,26 @@ impl Netns {
 
     /// Runs `cmd` inside the namespace (see [`Netns::command`]).
     pub fn spawn(&self, cmd: Command) -> ChildProcess {
+        self.spawn_with(cmd, None)
+    }
+
+    /// Runs `cmd` inside the namespace as [`ChildProcess::spawn_quiet`]
+    /// does.
+    pub fn spawn_quiet(&self, cmd: Command, worth: fn(&str) -> bool) -> ChildProcess {
+        self.spawn_with(cmd, Some(worth))
+    }
+
+    fn spawn_with(&self, cmd: Command, quiet: Option<fn(&str) -> bool>) -> ChildProcess {
         let program = std::path::Path::new(cmd.get_program())
             .file_name()
             .unwrap_or(cmd.get_program())
             .to_string_lossy()
             .into_owned();
-        ChildProcess::spawn(format!("{program} in {}", self.name), self.command(&cmd))
+        let name = format!("{program} in {}", self.name);
+        match quiet {
+            Some(worth) => ChildProcess::spawn_quiet(name, self.command(&cmd), worth),
+            None => ChildProcess::spawn(name, self.command(&cmd)),
+        }
     }
 }
 
